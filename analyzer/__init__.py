@@ -1,0 +1,3 @@
+"""Analyze runs: latency statistics, paired comparisons, image diffs and reports."""
+
+__all__: list[str] = []

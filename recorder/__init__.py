@@ -1,0 +1,3 @@
+"""Capture traces: the recording proxy, the recording httpx transport, importers, synthesis."""
+
+__all__: list[str] = []

@@ -1,0 +1,110 @@
+"""The core of imgtrace: the trace file format, its records, and the multipart codec.
+
+Everything else (recorder, replayer, analyzer) builds on this package and on nothing of each
+other. See docs/trace-format.md for the specification.
+"""
+
+from ._body import (
+    BlobSink,
+    BlobSource,
+    body_from_bytes,
+    body_from_parts,
+    encode_body,
+    form_parts,
+    restore_images,
+    strip_images,
+)
+from ._errors import (
+    MissingBlobError,
+    MultipartError,
+    TraceError,
+    TraceFormatError,
+    TraceRecoveryWarning,
+    UnsupportedTraceVersion,
+    UsageError,
+)
+from ._framing import BlobLocation, FileIndex
+from ._media import extension_for, sniff_media_type
+from ._multipart import (
+    FormPartData,
+    StreamingFormParser,
+    boundary_of,
+    encode_multipart,
+    new_boundary,
+    parse_multipart,
+)
+from ._reader import Damage, TraceReader
+from ._redact import DEFAULT_REDACTED_HEADERS, REDACTED, Redaction
+from ._schema import (
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    Blob,
+    Body,
+    ErrorInfo,
+    FilePart,
+    FormPart,
+    Header,
+    JsonBody,
+    MultipartBody,
+    Note,
+    Outcome,
+    RawBody,
+    Record,
+    Request,
+    Response,
+    TextField,
+)
+from ._version import __version__
+from ._writer import TraceWriter
+
+__all__ = [
+    "DEFAULT_REDACTED_HEADERS",
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "REDACTED",
+    "Blob",
+    "BlobLocation",
+    "BlobSink",
+    "BlobSource",
+    "Body",
+    "Damage",
+    "ErrorInfo",
+    "FileIndex",
+    "FilePart",
+    "FormPart",
+    "FormPartData",
+    "Header",
+    "JsonBody",
+    "MissingBlobError",
+    "MultipartBody",
+    "MultipartError",
+    "Note",
+    "Outcome",
+    "RawBody",
+    "Record",
+    "Redaction",
+    "Request",
+    "Response",
+    "StreamingFormParser",
+    "TextField",
+    "TraceError",
+    "TraceFormatError",
+    "TraceReader",
+    "TraceRecoveryWarning",
+    "TraceWriter",
+    "UnsupportedTraceVersion",
+    "UsageError",
+    "__version__",
+    "body_from_bytes",
+    "body_from_parts",
+    "boundary_of",
+    "encode_body",
+    "encode_multipart",
+    "extension_for",
+    "form_parts",
+    "new_boundary",
+    "parse_multipart",
+    "restore_images",
+    "sniff_media_type",
+    "strip_images",
+]
