@@ -3,9 +3,127 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 __all__ = ["register"]
+
+RECORD_TYPES = ("header", "blob", "request", "outcome", "note")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `show`, `cat` and `extract` to `imgtrace`."""
+    show = subparsers.add_parser(
+        "show",
+        help="summarize a trace or run file",
+        description="Summarize a trace or run file: kind, source, request count, time span, "
+        "mean and peak rate, bytes, blobs and dedup ratio, image sizes and formats, the "
+        "request mix, and statuses when responses were recorded.",
+    )
+    show.add_argument("files", nargs="+", type=Path, metavar="FILE", help="trace or run files")
+    show.add_argument("--json", action="store_true", help="print one JSON object per file")
+    _add_salvage(show)
+    show.set_defaults(handler=_show)
+
+    cat = subparsers.add_parser(
+        "cat",
+        help="print records as JSON lines (blobs as digest, size, media type)",
+        description="Print every record of a file as one JSON line, in file order. Blobs show "
+        "their digest, size and media type, never their bytes.",
+    )
+    cat.add_argument("file", type=Path, metavar="FILE", help="trace or run file")
+    cat.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        choices=RECORD_TYPES,
+        help="only records of this type (repeatable)",
+    )
+    cat.add_argument(
+        "-o", "--output", default="-", help="write to this file instead of stdout ('-')"
+    )
+    cat.add_argument("--force", action="store_true", help="overwrite the output file")
+    _add_salvage(cat)
+    cat.set_defaults(handler=_cat)
+
+    extract = subparsers.add_parser(
+        "extract",
+        help="write the images of a file to a folder",
+        description="Write each image (request inputs and response outputs) once to a folder, "
+        "named by digest with the extension of its actual content, plus manifest.jsonl that "
+        "maps requests to files.",
+    )
+    extract.add_argument("file", type=Path, metavar="FILE", help="trace or run file")
+    extract.add_argument("-o", "--output", type=Path, required=True, help="folder to write to")
+    extract.add_argument(
+        "--only",
+        choices=("inputs", "outputs"),
+        help="only request inputs or only response outputs (default: both)",
+    )
+    extract.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    _add_salvage(extract)
+    extract.set_defaults(handler=_extract)
+
+
+def _add_salvage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--salvage",
+        action="store_true",
+        help="read a damaged file up to the damage instead of refusing it",
+    )
+
+
+def _show(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from ._inspect import format_summary, summarize
+    from ._reader import TraceReader
+
+    for number, path in enumerate(args.files):
+        with TraceReader(path, salvage=args.salvage) as reader:
+            summary = summarize(reader)
+        if args.json:
+            sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+        else:
+            if number:
+                print()
+            print("\n".join(format_summary(summary)))
+    return 0
+
+
+def _cat(args: argparse.Namespace) -> int:
+    from ._errors import UsageError
+    from ._inspect import cat_lines
+    from ._reader import TraceReader
+
+    kinds = frozenset(args.types) if args.types else None
+    with TraceReader(args.file, salvage=args.salvage) as reader:
+        if args.output == "-":
+            out = sys.stdout.buffer
+            for line in cat_lines(reader, kinds):
+                out.write(line + b"\n")
+            out.flush()
+            return 0
+        target = Path(args.output)
+        if target.exists() and not args.force:
+            raise UsageError(f"{target} already exists: choose another output or pass --force")
+        with open(target, "wb") as handle:
+            for line in cat_lines(reader, kinds):
+                handle.write(line + b"\n")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from ._inspect import extract_images
+    from ._reader import TraceReader
+
+    with TraceReader(args.file, salvage=args.salvage) as reader:
+        files, rows = extract_images(
+            reader,
+            args.output,
+            inputs=args.only in (None, "inputs"),
+            outputs=args.only in (None, "outputs"),
+            force=args.force,
+        )
+    print(f"wrote {files} images ({rows} references) to {args.output}", file=sys.stderr)
+    return 0
