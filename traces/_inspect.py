@@ -70,6 +70,7 @@ class _Tally:
     def __init__(self) -> None:
         self.blob_info: dict[str, tuple[str, str | None]] = {}
         self.stored = 0
+        self.blob_sizes: dict[str, int] = {}
         self.request_offsets: list[int] = []
         self.outcome_offsets: list[int] = []
         self.paths: Counter[str] = Counter()
@@ -90,6 +91,7 @@ class _Tally:
             size = image_size(record.data)
             label = f"{size[0]}x{size[1]}" if size else None
             self.blob_info[record.digest] = (record.media_type, label)
+            self.blob_sizes[record.digest] = len(record.data)
             self.stored += len(record.data)
         elif isinstance(record, Request):
             self._add_request(record)
@@ -98,9 +100,13 @@ class _Tally:
             self.warmup += record.warmup
             self.outcome_offsets.append(record.intended_ns)
             self.statuses[_status_label(record.status, record.error)] += 1
-            self.output_refs.update(record.images)
+            self._add_outputs(record.images)
         elif isinstance(record, Note):
             self.metadata.update(record.metadata)
+
+    def _add_outputs(self, digests: tuple[str, ...]) -> None:
+        self.output_refs.update(digests)
+        self.referenced += sum(self.blob_sizes.get(digest, 0) for digest in digests)
 
     def _add_request(self, request: Request) -> None:
         self.requests += 1
@@ -122,7 +128,7 @@ class _Tally:
         if request.response is not None:
             response = request.response
             self.statuses[_status_label(response.status, response.error)] += 1
-            self.output_refs.update(response.images)
+            self._add_outputs(response.images)
         self.request_offsets.append(request.offset_ns)
 
 
@@ -234,7 +240,7 @@ def format_summary(summary: TraceSummary) -> list[str]:
         f"peak {s.peak_rate_1s} in 1 s" if counted else "  time span   -",
         f"  file        {_human_bytes(s.file_bytes)}; {s.blobs} blobs, "
         f"{_human_bytes(s.blob_bytes)} stored",
-        f"  dedup       request payload {_human_bytes(s.referenced_bytes)} stored as "
+        f"  dedup       {_human_bytes(s.referenced_bytes)} of images and bodies stored as "
         f"{_human_bytes(s.blob_bytes)} (x{s.dedup_ratio:.2f})",
         f"  paths       {_counts(s.paths)}",
         f"  inputs      {_counts(s.input_sizes)}",
