@@ -86,7 +86,10 @@ def build_workload(requests: int, reuse: float, seed: int) -> list[tuple[str, by
         else:
             plan.append(None)
             fresh += 1
-    jobs = [(seed * 100_003 + i, rng.choice([512, 1024]), rng.choice(["png", "jpeg"])) for i in range(fresh)]
+    jobs = [
+        (seed * 100_003 + i, rng.choice([512, 1024]), rng.choice(["png", "jpeg"]))
+        for i in range(fresh)
+    ]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         images = list(pool.map(_image_job, jobs, chunksize=8))
     workload = []
@@ -106,14 +109,23 @@ def write_trace(path: Path, workload: list[tuple[str, bytes, str]]) -> None:
             parts = [
                 FormPartData("prompt", prompt.encode()),
                 FormPartData("model", b"flux-2-klein-4b"),
-                FormPartData("image", image, filename, "image/png" if filename.endswith("png") else "image/jpeg"),
+                FormPartData(
+                    "image",
+                    image,
+                    filename,
+                    "image/png" if filename.endswith("png") else "image/jpeg",
+                ),
             ]
             body = body_from_parts(parts, "imgtraceboundary", writer.add_blob)
-            writer.write(Request(id=str(index), offset_ns=index * 50_000_000, path="/v1/images/edits", body=body))
+            writer.write(
+                Request(
+                    id=str(index), offset_ns=index * 50_000_000, path="/v1/images/edits", body=body
+                )
+            )
 
 
 def read_trace(path: Path) -> int:
-    """Read every record, and fetch each request's image bytes by digest; returns image bytes seen."""
+    """Read every record and fetch each request's image by digest; returns the image bytes seen."""
     seen = 0
     with TraceReader(path) as reader:
         for request in reader.requests():
@@ -154,7 +166,9 @@ def timed(function, *args):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--reuse", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=1)
@@ -183,10 +197,15 @@ def main() -> None:
         ("write", mb / write_cpu, records / write_cpu, mb / base_write_cpu),
         ("read", mb / read_cpu, records / read_cpu, mb / base_read_cpu),
     ]
-    print(f"\n{'':6} {'imgtrace MB/s':>14} {'records/s':>11} {'AIPerf-style MB/s':>18} {'ratio':>7}")
+    print(
+        f"\n{'':6} {'imgtrace MB/s':>14} {'records/s':>11} {'AIPerf-style MB/s':>18} {'ratio':>7}"
+    )
     for name, ours, per_record, baseline in rows:
         print(f"{name:6} {ours:14.0f} {per_record:11.0f} {baseline:18.0f} {ours / baseline:7.2f}x")
-    print(f"(wall: write {write_wall:.2f} s, read {read_wall:.2f} s; CPU time on one core is the figure)")
+    print(
+        f"(wall: write {write_wall:.2f} s, read {read_wall:.2f} s; "
+        "the figures are CPU time on one core)"
+    )
     print(
         f"\nbytes per request: imgtrace {trace_size / args.requests / 1e3:.0f} KB, "
         f"AIPerf-style {jsonl_size / args.requests / 1e3:.0f} KB; "

@@ -99,8 +99,17 @@ def spawn_server() -> Iterator[SpawnServer]:
     def spawn(*args: str, command: str = "serve", timeout: float = 30.0) -> ServerProcess:
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "imgtrace", command, "--host", "127.0.0.1",
-             "--port", str(port), *args],
+            [
+                sys.executable,
+                "-m",
+                "imgtrace",
+                command,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -115,7 +124,10 @@ def spawn_server() -> Iterator[SpawnServer]:
 
 
 def run_imgtrace(
-    *args: str, input: bytes | None = None, timeout: float = 120.0, cwd: str | None = None,
+    *args: str,
+    input: bytes | None = None,
+    timeout: float = 120.0,
+    cwd: str | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the `imgtrace` command in a subprocess, as a user would; text output."""

@@ -100,7 +100,9 @@ def form_parts(body: MultipartBody, get_blob: BlobSource) -> list[FormPartData]:
             data = part.value.encode("utf-8")
             parts.append(FormPartData(part.name, data, None, part.content_type))
         else:
-            parts.append(FormPartData(part.name, get_blob(part.blob), part.filename, part.content_type))
+            parts.append(
+                FormPartData(part.name, get_blob(part.blob), part.filename, part.content_type)
+            )
     return parts
 
 

@@ -234,10 +234,13 @@ def format_summary(summary: TraceSummary) -> list[str]:
         lines.append(f"  damage      {s.damage}")
     counted = s.outcomes if s.kind == "run" else s.requests
     lines += [
-        f"  requests    {s.requests}" + (f", outcomes {s.outcomes}" if s.outcomes else "")
+        f"  requests    {s.requests}"
+        + (f", outcomes {s.outcomes}" if s.outcomes else "")
         + (f" ({s.warmup} warmup)" if s.warmup else ""),
         f"  time span   {s.span_s:.3f} s, mean rate {s.mean_rate:.2f} req/s, "
-        f"peak {s.peak_rate_1s} in 1 s" if counted else "  time span   -",
+        f"peak {s.peak_rate_1s} in 1 s"
+        if counted
+        else "  time span   -",
         f"  file        {_human_bytes(s.file_bytes)}; {s.blobs} blobs, "
         f"{_human_bytes(s.blob_bytes)} stored",
         f"  dedup       {_human_bytes(s.referenced_bytes)} of images and bodies stored as "

@@ -151,7 +151,7 @@ class TraceReader:
                 yield record
 
     def metadata(self) -> dict[str, Any]:
-        """The header's metadata with every later note applied (scans unless the file has an index)."""
+        """The header's metadata with every later note applied (scans a file without index)."""
         if self.index is not None:
             return dict(self.index.metadata)
         merged = dict(self.header.metadata)
@@ -336,7 +336,8 @@ class TraceReader:
 
     def _decode_record(self, frame_offset: int, payload: memoryview) -> Record | None:
         try:
-            return _record_decoder.decode(payload)
+            record: Record = _record_decoder.decode(payload)
+            return record
         except msgspec.ValidationError as exc:
             # A newer writer may add record types; skip those, refuse broken known ones.
             try:
@@ -388,4 +389,3 @@ class TraceReader:
     def _read_at(self, offset: int, length: int) -> bytes:
         self._file.seek(offset)
         return self._file.read(length)
-

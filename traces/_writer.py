@@ -24,8 +24,8 @@ from ._framing import (
 )
 from ._media import sniff_media_type
 from ._redact import Redaction
-from ._version import __version__
 from ._schema import Blob, Header, Note, Outcome, Record, Request
+from ._version import __version__
 
 __all__ = ["TraceWriter"]
 
@@ -104,7 +104,9 @@ class TraceWriter:
         self._flusher: threading.Thread | None = None
         if flush_interval > 0:
             self._flusher = threading.Thread(
-                target=self._flush_periodically, name=f"imgtrace-flush-{self.path.name}", daemon=True
+                target=self._flush_periodically,
+                name=f"imgtrace-flush-{self.path.name}",
+                daemon=True,
             )
             self._flusher.start()
 

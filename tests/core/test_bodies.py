@@ -66,7 +66,7 @@ def test_binary_field_without_filename_becomes_a_blob() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue",  # no closing boundary
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nvalue',  # no closing boundary
         b"this is not multipart at all",
         b"--b\r\nContent-Type: text/plain\r\n\r\nno disposition\r\n--b--\r\n",
     ],
@@ -89,7 +89,7 @@ def test_missing_boundary_is_an_error() -> None:
 
 def test_rfc5987_filename_wins() -> None:
     body = (
-        b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"plain.png\"; "
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="plain.png"; '
         b"filename*=UTF-8''na%C3%AFve.png\r\n\r\nxx\r\n--b--\r\n"
     )
     [part] = parse_multipart(body, "multipart/form-data; boundary=b")

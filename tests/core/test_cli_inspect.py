@@ -25,7 +25,9 @@ def test_show_summarizes_a_trace(trace_file: Path, capsys: pytest.CaptureFixture
     assert "size        512x512 ×20" in out
 
 
-def test_show_json_reports_responses_and_rates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_json_reports_responses_and_rates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "t.imgtrace"
     write_trace(path, 11, with_responses=True)
     assert main(["show", "--json", str(path)]) == 0
@@ -45,7 +47,9 @@ def test_show_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "kind        run" in out and "outcomes 4" in out and "200 ×4" in out
 
 
-def test_cat_prints_records_without_blob_bytes(trace_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cat_prints_records_without_blob_bytes(
+    trace_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["cat", str(trace_file)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["type"] == "header"
@@ -140,7 +144,9 @@ def test_request_referencing_a_missing_blob(tmp_path: Path, imgtrace: Run) -> No
     assert "not stored in the file" in line
 
 
-def test_existing_output_is_not_overwritten(trace_file: Path, tmp_path: Path, imgtrace: Run) -> None:
+def test_existing_output_is_not_overwritten(
+    trace_file: Path, tmp_path: Path, imgtrace: Run
+) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text("keep me")
     line = _one_line_error(imgtrace("cat", str(trace_file), "-o", str(out)))

@@ -30,29 +30,42 @@ from traces import (
 )
 
 names = st.text(
-    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"%'), min_size=1, max_size=12
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"%'),
+    min_size=1,
+    max_size=12,
 )
 small_text = st.text(max_size=30)
 digests = st.binary(min_size=32, max_size=32).map(bytes.hex)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 form_parts = st.one_of(
     st.builds(TextField, name=names, value=small_text),
-    st.builds(FilePart, name=names, blob=digests, size=st.integers(0, 10**9), filename=st.none() | names),
+    st.builds(
+        FilePart, name=names, blob=digests, size=st.integers(0, 10**9), filename=st.none() | names
+    ),
 )
 bodies = st.one_of(
-    st.builds(MultipartBody, parts=st.lists(form_parts, max_size=4).map(tuple), boundary=st.text("abc123", max_size=20)),
+    st.builds(
+        MultipartBody,
+        parts=st.lists(form_parts, max_size=4).map(tuple),
+        boundary=st.text("abc123", max_size=20),
+    ),
     st.builds(JsonBody, value=json_values),
-    st.builds(RawBody, blob=digests, size=st.integers(0, 10**6), content_type=st.none() | small_text),
+    st.builds(
+        RawBody, blob=digests, size=st.integers(0, 10**6), content_type=st.none() | small_text
+    ),
 )
 responses = st.builds(
     Response,
     status=st.none() | st.integers(100, 599),
     headers=st.lists(st.tuples(names, small_text), max_size=3).map(tuple),
-    error=st.none() | st.builds(ErrorInfo, kind=st.sampled_from(["connect", "timeout"]), message=small_text),
+    error=st.none()
+    | st.builds(ErrorInfo, kind=st.sampled_from(["connect", "timeout"]), message=small_text),
     envelope=json_values,
     images=st.lists(digests, max_size=2).map(tuple),
 )
@@ -63,7 +76,9 @@ requests = st.builds(
     path=st.just("/v1/images/edits"),
     method=st.sampled_from(["POST", "GET"]),
     query=small_text,
-    headers=st.lists(st.tuples(st.sampled_from(["x-a", "x-b", "user-agent"]), small_text), max_size=3).map(tuple),
+    headers=st.lists(
+        st.tuples(st.sampled_from(["x-a", "x-b", "user-agent"]), small_text), max_size=3
+    ).map(tuple),
     body=st.none() | bodies,
     wall_ns=st.none() | st.integers(0, 2**62),
     response=st.none() | responses,
@@ -107,7 +122,9 @@ def _as_comparable(record: object) -> object:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=records, flush_records=st.integers(1, 6))
-def test_any_sequence_of_records_round_trips(items: list[Request | Outcome | bytes], flush_records: int) -> None:
+def test_any_sequence_of_records_round_trips(
+    items: list[Request | Outcome | bytes], flush_records: int
+) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "p.imgtrace"
         expected = _dedup(_write(path, items, flush_records))
@@ -130,7 +147,9 @@ def _dedup(expected: list[object]) -> list[object]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=records, cut=st.floats(0, 1))
-def test_truncating_at_any_byte_yields_a_prefix(items: list[Request | Outcome | bytes], cut: float) -> None:
+def test_truncating_at_any_byte_yields_a_prefix(
+    items: list[Request | Outcome | bytes], cut: float
+) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "p.imgtrace"
         expected = _dedup(_write(path, items, 3))
@@ -165,13 +184,19 @@ part_data = st.builds(
     name=names,
     data=st.binary(max_size=200),
     filename=st.none() | names,
-    content_type=st.none() | st.sampled_from(["image/png", "text/plain; charset=utf-8", "application/octet-stream"]),
+    content_type=st.none()
+    | st.sampled_from(["image/png", "text/plain; charset=utf-8", "application/octet-stream"]),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(parts=st.lists(part_data, max_size=6), boundary=st.text("abcdefXYZ0123456789-_", min_size=8, max_size=40))
-def test_multipart_encode_then_parse_keeps_everything(parts: list[FormPartData], boundary: str) -> None:
+@given(
+    parts=st.lists(part_data, max_size=6),
+    boundary=st.text("abcdefXYZ0123456789-_", min_size=8, max_size=40),
+)
+def test_multipart_encode_then_parse_keeps_everything(
+    parts: list[FormPartData], boundary: str
+) -> None:
     body = encode_multipart(parts, boundary)
     assert parse_multipart(body, f"multipart/form-data; boundary={boundary}") == parts
 
@@ -187,7 +212,7 @@ def test_parse_then_encode_reproduces_an_httpx_body(
     request = httpx.Request(
         "POST",
         "http://x/v1/images/edits",
-        data={name: value for name, value in fields} if fields else None,
+        data=dict(fields) if fields else None,
         files=[(name, (filename, data, "image/png")) for name, filename, data in files] or None,
     )
     raw = request.read()

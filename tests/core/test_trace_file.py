@@ -155,11 +155,10 @@ def test_torn_tail_keeps_records_before_it(tmp_path: Path) -> None:
     data = path.read_bytes()
     torn = tmp_path / "torn.imgtrace"
     torn.write_bytes(data[:-30])
-    with pytest.warns(TraceRecoveryWarning, match="dropped") as caught:
-        with TraceReader(torn) as reader:
-            requests = list(reader.requests())
-            assert reader.damage is not None
-            assert reader.damage.bytes_dropped > 0
+    with pytest.warns(TraceRecoveryWarning, match="dropped") as caught, TraceReader(torn) as reader:
+        requests = list(reader.requests())
+        assert reader.damage is not None
+        assert reader.damage.bytes_dropped > 0
     assert 0 < len(requests) < 20
     assert [r.id for r in requests] == [f"req-{i:04d}" for i in range(len(requests))]
     assert "kept the" in str(caught[0].message)
@@ -178,9 +177,8 @@ def test_flipped_byte_in_a_closed_file_is_an_error_naming_the_offset(tmp_path: P
         list(reader.records())
     assert f"at byte {frame.offset}" in str(info.value)
     assert "--salvage" in str(info.value)
-    with pytest.warns(TraceRecoveryWarning):
-        with TraceReader(path, salvage=True) as reader:
-            kept = list(reader.requests())
+    with pytest.warns(TraceRecoveryWarning), TraceReader(path, salvage=True) as reader:
+        kept = list(reader.requests())
     assert 0 < len(kept) < 20
 
 

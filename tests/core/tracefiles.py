@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -50,9 +49,14 @@ def write_trace(
         if with_responses:
             import base64
 
-            payload = {"created": 1, "data": [{"b64_json": base64.b64encode(png(8, 8, (index, 0, 0))).decode()}]}
+            payload = {
+                "created": 1,
+                "data": [{"b64_json": base64.b64encode(png(8, 8, (index, 0, 0))).decode()}],
+            }
             envelope, digests = strip_images(payload, writer.add_blob)
-            response = Response(status=200, envelope=envelope, images=digests, done_ns=index * 100_000_000 + 5)
+            response = Response(
+                status=200, envelope=envelope, images=digests, done_ns=index * 100_000_000 + 5
+            )
         request = Request(
             id=f"req-{index:04d}",
             offset_ns=index * 100_000_000,
@@ -77,8 +81,13 @@ def write_run(path: Path, count: int = 5) -> list[Outcome]:
     for index in range(count):
         digest = writer.add_blob(png(8, 8, (0, index, 0)))
         outcome = Outcome(
-            request_id=f"req-{index:04d}", seq=index, intended_ns=index * 1000, sent_ns=index * 1000 + 10,
-            done_ns=index * 1000 + 500, status=200, images=(digest,),
+            request_id=f"req-{index:04d}",
+            seq=index,
+            intended_ns=index * 1000,
+            sent_ns=index * 1000 + 10,
+            done_ns=index * 1000 + 500,
+            status=200,
+            images=(digest,),
         )
         writer.write(outcome)
         outcomes.append(outcome)
