@@ -69,10 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug: bool = args.debug
-    if not debug:
-        warnings.showwarning = _one_line_warning
     try:
-        code: int = args.handler(args)
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _one_line_warning
+            code: int = args.handler(args)
         return code
     except TraceError as exc:
         if debug:

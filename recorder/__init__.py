@@ -1,3 +1,34 @@
 """Capture traces: the recording proxy, the recording httpx transport, importers, synthesis."""
 
-__all__: list[str] = []
+from ._aiperf import import_aiperf_input, import_aiperf_raw
+from ._aiperf_export import export_aiperf_input
+from ._errors import RecorderError
+from ._har import import_har
+from ._prompts import BUILTIN_PROMPTS, load_prompts
+from ._proxy import RecordingProxy
+from ._sink import Recorder, RecorderStats, RecordOptions
+from ._source_io import ImportStats, InputError
+from ._synth import ArrivalProcess, SynthOptions, ValueSpec, parse_schedule, synthesize
+from ._transport import RecordingTransport
+
+__all__ = [
+    "BUILTIN_PROMPTS",
+    "ArrivalProcess",
+    "ImportStats",
+    "InputError",
+    "RecordOptions",
+    "Recorder",
+    "RecorderError",
+    "RecorderStats",
+    "RecordingProxy",
+    "RecordingTransport",
+    "SynthOptions",
+    "ValueSpec",
+    "export_aiperf_input",
+    "import_aiperf_input",
+    "import_aiperf_raw",
+    "import_har",
+    "load_prompts",
+    "parse_schedule",
+    "synthesize",
+]

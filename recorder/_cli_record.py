@@ -1,11 +1,334 @@
-"""Subcommands of the recorder package (see recorder/_cli.py)."""
+"""`imgtrace record`: the recording reverse proxy on the command line."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
-__all__ = ["register"]
+from traces import UsageError
+
+__all__ = ["parse_duration", "parse_listen", "parse_size", "register"]
+
+USER_KEY_ENV = "IMGTRACE_USER_KEY"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ALL_INTERFACES = {"0.0.0.0", "::"}
+
+
+def parse_size(text: str, flag: str) -> int:
+    """`64M`, `1.5G`, `500k`, `1048576` → bytes (binary units)."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise UsageError(f"{flag} takes a size like 64M, 1G or 500000 (bytes), not {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """`30s`, `10m`, `1h`, `0.5` (seconds) → seconds."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise UsageError(f"{flag} takes a duration like 30s, 10m or 1h, not {text!r}")
+    seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+    if seconds <= 0:
+        raise UsageError(f"{flag} must be more than zero, not {text!r}")
+    return seconds
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` or `PORT` → (host, port); warns loudly for all interfaces."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]") if host.startswith("[") else host
+    host = host or "127.0.0.1"  # `:8080` and `8080` keep the safe default
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
+    if host in _ALL_INTERFACES:
+        print(
+            "imgtrace: WARNING: --listen "
+            f"{text} binds ALL network interfaces: anyone who can reach this machine can send "
+            "requests through the proxy to the upstream, with its credentials, and have them "
+            "recorded. Use 127.0.0.1 unless that is what you want.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return host, int(port_text)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else happens, so a busy port is exit 2."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (is the port in use?)"
+        ) from None
+
+
+def _check_upstream(url: str) -> str:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"--upstream {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(
+            f"--upstream takes an http:// or https:// URL with a host "
+            f"(e.g. http://127.0.0.1:30000), not {url!r}"
+        )
+    if parsed.userinfo:
+        raise UsageError(
+            "--upstream must not hold credentials: the proxy forwards each client's own "
+            "Authorization header"
+        )
+    return url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add these subcommands to `imgtrace`."""
+    """Add `record` to `imgtrace`."""
+    parser = subparsers.add_parser(
+        "record",
+        help="record live traffic through a reverse proxy",
+        description=(
+            "Forward every request to --upstream and record image-edit exchanges into a trace. "
+            "Recording never fails a request: if the disk or the writer cannot keep up, "
+            "records are dropped and counted. Stop with Ctrl-C or SIGTERM. See "
+            "docs/recording.md."
+        ),
+    )
+    parser.add_argument(
+        "--upstream",
+        required=True,
+        metavar="URL",
+        help="base URL of the real server, e.g. http://127.0.0.1:30000",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:8080; binding 0.0.0.0 warns loudly)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="trace file to write (with rotation: prod.imgtrace, then prod.2.imgtrace, ...)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite FILE (and old rotated parts) if they exist"
+    )
+    parser.add_argument(
+        "--paths",
+        action="append",
+        metavar="PATH[,PATH...]",
+        help="paths to record, exact or shell patterns like '/v1/images/*'; "
+        "repeatable (default /v1/images/edits,/v1/images/generations); all "
+        "other paths are forwarded without recording",
+    )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="FRACTION",
+        help="record this fraction of matching requests, chosen by a hash of "
+        "the request's content (default 1)",
+    )
+    parser.add_argument(
+        "--max-body",
+        default="64M",
+        metavar="SIZE",
+        help="record bodies up to SIZE (default 64M); larger ones are "
+        "forwarded in full and recorded without the body, and counted",
+    )
+    parser.add_argument(
+        "--rotate-size",
+        metavar="SIZE",
+        help="start a new file when the current one reaches about SIZE (e.g. 1G)",
+    )
+    parser.add_argument(
+        "--rotate-time", metavar="DURATION", help="start a new file every DURATION (e.g. 1h, 30m)"
+    )
+    parser.add_argument(
+        "--redact-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also redact this header's value (repeatable)",
+    )
+    parser.add_argument(
+        "--keep-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="keep this header's value although it is redacted by default (repeatable)",
+    )
+    parser.add_argument(
+        "--user-key",
+        metavar="KEY",
+        help="secret key for pseudonymising the form field 'user' (default: "
+        f"${USER_KEY_ENV}; without either, a random key per recording, so "
+        "pseudonyms only match within one recording)",
+    )
+    parser.add_argument(
+        "--upstream-timeout",
+        default="600s",
+        metavar="DURATION",
+        help="the longest the upstream may stay silent (connect, take the "
+        "upload, send the next bytes) before the client gets a 504 "
+        "(default 600s)",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        default="0.5s",
+        metavar="DURATION",
+        help="write recorded requests to disk at least this often; a crash "
+        "loses at most about this much (default 0.5s)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        default="30s",
+        metavar="DURATION",
+        help="on Ctrl-C/SIGTERM, wait this long for requests in flight (default 30s)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write the recording's counts as JSON to FILE ('-' for stdout) at exit",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from ._capture import DEFAULT_PATHS
+    from ._sink import RecordOptions
+
+    paths = (
+        tuple(p.strip() for group in (args.paths or []) for p in group.split(",") if p.strip())
+        or DEFAULT_PATHS
+    )
+    for path in paths:
+        if not path.startswith("/"):
+            raise UsageError(f"--paths takes URL paths starting with '/', not {path!r}")
+    key_text = args.user_key if args.user_key is not None else os.environ.get(USER_KEY_ENV)
+    if key_text is not None and not key_text:
+        raise UsageError(f"--user-key / ${USER_KEY_ENV} must not be empty")
+    return RecordOptions(
+        paths=paths,
+        sample=args.sample,
+        max_body=parse_size(args.max_body, "--max-body"),
+        user_key=key_text.encode("utf-8") if key_text else None,
+        redact_headers=tuple(args.redact_header),
+        keep_headers=tuple(args.keep_header),
+        rotate_size=parse_size(args.rotate_size, "--rotate-size") if args.rotate_size else None,
+        rotate_time=(
+            parse_duration(args.rotate_time, "--rotate-time") if args.rotate_time else None
+        ),
+        flush_interval=parse_duration(args.flush_interval, "--flush-interval"),
+    )
+
+
+def _tune_upstream_reads() -> None:
+    """Read upstream responses up to 1 MiB at a time rather than httpcore's 64 KiB.
+
+    A 1024x1024 image response is a few MB; fewer, larger reads mean fewer writes to the
+    client, which measurably lowers the proxy's CPU per request (benchmarks/proxy_overhead.py).
+    Only the `imgtrace record` process does this; the library leaves httpcore alone.
+    """
+    try:
+        from httpcore._async.http11 import AsyncHTTP11Connection
+    except ImportError:  # a future httpcore layout: keep its default
+        return
+    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", None) == 64 * 1024:
+        AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything, then serve until SIGINT/SIGTERM; counts go to stderr at exit."""
+    upstream = _check_upstream(args.upstream)
+    timeout = parse_duration(args.upstream_timeout, "--upstream-timeout")
+    grace = parse_duration(args.shutdown_timeout, "--shutdown-timeout")
+    options = _options(args)
+    if args.json not in (None, "-") and Path(args.json).exists() and not args.force:
+        raise UsageError(f"{args.json} already exists: choose another file or pass --force")
+    host, port = parse_listen(args.listen)
+
+    import anyio
+    import uvicorn
+
+    _tune_upstream_reads()
+    # The writer thread parses and hashes in between the event loop's work; hand the GIL back
+    # to the loop within 0.5 ms instead of the default 5 ms, so recording barely shows in the
+    # forwarded requests' latency.
+    sys.setswitchinterval(0.0005)
+
+    from ._proxy import RecordingProxy
+    from ._sink import Recorder, check_output, encode_stats
+
+    check_output(Path(args.output), options, args.force)
+    listener = _bind(host, port)
+    try:
+        recorder = Recorder(
+            args.output,
+            source="proxy",
+            options=options,
+            force=args.force,
+            metadata={"upstream": upstream, "listen": f"{host}:{port}"},
+        )
+    except BaseException:
+        listener.close()
+        raise
+    proxy = RecordingProxy(upstream, recorder, timeout=timeout)
+    config = uvicorn.Config(
+        proxy,
+        host=host,
+        port=port,
+        http="h11",
+        ws="none",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        # The proxy appends the real peer to X-Forwarded-For; it must not trust the header.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=int(grace) or 1,
+    )
+    server = uvicorn.Server(config)
+    stop_signals: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        # uvicorn re-raises the signal that stopped it; ours only notes it, so the recording
+        # can still be closed cleanly afterwards.
+        stop_signals.append(signum)
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(
+        f"imgtrace: recording http://{host}:{port} -> {upstream} into {args.output} "
+        f"(paths {', '.join(options.paths)}); stop with Ctrl-C",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        anyio.run(server.serve, [listener])
+    finally:
+        listener.close()
+        stats = recorder.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"imgtrace: {stats.summary()}", file=sys.stderr, flush=True)
+    if args.json == "-":
+        sys.stdout.write(encode_stats(stats).decode() + "\n")
+    elif args.json:
+        Path(args.json).write_bytes(encode_stats(stats) + b"\n")
+    return 0

@@ -1,11 +1,372 @@
-"""Subcommands contributed by the replayer package."""
+"""Subcommands contributed by the replayer package: `imgtrace replay`."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ._runner import ReplayConfig, ReplayResult
+    from ._schedule import DryRun
 
 __all__ = ["register"]
 
+DESCRIPTION = """\
+Replay the requests of a trace against a server and write a run file (the trace format, kind
+run) with, per request, the intended, sent, upload-done, first-byte and done times, status,
+errors, bytes and the returned images.
+
+Timing (one of): the trace's own offsets (default), scaled with --speed; a re-timed arrival
+process with --rate; or a closed loop with --concurrency. Every send is scheduled at an absolute
+time and is never early; how late each went out (the lag) is recorded and summarized in the
+lag-health line. docs/replaying.md explains the modes and measurements."""
+
+EPILOG = """\
+exit codes: 0 done (a warning is printed if some requests could not connect); 2 usage or input
+error, or not a single request could connect to the target (the run file is still written);
+130 interrupted (the run file is written and marked interrupted)."""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this package's subcommands to `imgtrace`."""
+    """Add `replay` to `imgtrace`."""
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay a trace against a server with original or scaled timing",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("trace", type=Path, metavar="TRACE", help="the trace file to replay")
+    parser.add_argument(
+        "--target",
+        metavar="URL",
+        help="base URL of the server; a path is a prefix (http://gw/sglang sends "
+        "/v1/images/edits to /sglang/v1/images/edits)",
+    )
+    parser.add_argument("-o", "--output", type=Path, metavar="RUN", help="run file to write")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+    timing = parser.add_argument_group("timing (original timing unless one is given)")
+    timing.add_argument(
+        "--speed",
+        type=float,
+        metavar="K",
+        help="divide the trace's offsets by K (2 = twice as fast)",
+    )
+    timing.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="re-time the requests (order kept) to R per second with --arrival",
+    )
+    timing.add_argument(
+        "--arrival",
+        metavar="PROCESS",
+        help="with --rate: constant (default), poisson, or gamma:B (B < 1 burstier, B > 1 "
+        "smoother than Poisson)",
+    )
+    timing.add_argument(
+        "--arrival-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the poisson/gamma arrival draws (default 0): same seed, same schedule",
+    )
+    timing.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="closed loop: keep N requests in flight, each sent as soon as one finishes",
+    )
+    timing.add_argument(
+        "--max-inflight",
+        type=int,
+        metavar="M",
+        help="with original timing or --rate: at most M requests in flight; a send that waits "
+        "for a slot is late, and its wait counts as lag",
+    )
+
+    selection = parser.add_argument_group("selection")
+    selection.add_argument(
+        "--window",
+        metavar="START:END",
+        help="only requests whose trace offset is in [START, END) seconds (either may be empty)",
+    )
+    selection.add_argument(
+        "--limit", type=int, metavar="N", help="only the first N selected requests (per pass)"
+    )
+    selection.add_argument(
+        "--loop", type=int, default=1, metavar="K", help="send the selection K times (default 1)"
+    )
+    selection.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="flag the first N sends as warmup: sent and recorded, excluded from reports",
+    )
+    selection.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=PATTERN",
+        help="only requests whose path, method or form field KEY matches the glob PATTERN "
+        "(e.g. path=/v1/images/edits, size=512x*); repeatable, all must match",
+    )
+
+    shaping = parser.add_argument_group("request shaping")
+    shaping.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="set a request header; ${VAR} is taken from the environment. Values are never "
+        "written to the run file. Repeatable",
+    )
+    shaping.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a form field (or JSON key) in every request, e.g. "
+        "num_inference_steps=8; repeatable",
+    )
+    shaping.add_argument(
+        "--seed",
+        default="keep",
+        metavar="keep|fixed:N|random:S",
+        help="the seed field: as recorded (keep, default), N everywhere, or drawn per request "
+        "from S (reproducible)",
+    )
+    shaping.add_argument("--model", metavar="NAME", help="set the model field of every request")
+
+    sending = parser.add_argument_group("sending and output")
+    sending.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="give up on a request after S seconds in total (default 300); recorded as a timeout",
+    )
+    sending.add_argument(
+        "--drain",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="on Ctrl-C, wait up to S seconds for requests in flight (default 10)",
+    )
+    sending.add_argument(
+        "--no-images",
+        action="store_true",
+        help="do not store returned images (their digests are kept)",
+    )
+    sending.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the schedule's duration, mean and peak rate and request mix; send nothing",
+    )
+    sending.add_argument(
+        "--json", metavar="FILE", help="also write the summary as JSON to FILE ('-' for stdout)"
+    )
+    sending.add_argument(
+        "--no-progress", action="store_true", help="no live progress bar (summary only)"
+    )
+    parser.set_defaults(handler=_replay)
+
+
+def config_from_args(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> ReplayConfig:
+    """Check the options and build a `ReplayConfig`; bad options raise `UsageError`."""
+    from traces import UsageError
+
+    from ._runner import ReplayConfig
+    from ._schedule import (
+        Selection,
+        Timing,
+        check_positive,
+        parse_arrival,
+        parse_filter,
+        parse_window,
+    )
+    from ._shaping import parse_header, parse_seed, parse_set
+
+    env = dict(os.environ) if environ is None else environ
+    check_positive(args.speed, "--speed")
+    check_positive(args.rate, "--rate")
+    check_positive(args.concurrency, "--concurrency", integer=True)
+    check_positive(args.max_inflight, "--max-inflight", integer=True)
+    check_positive(args.limit, "--limit", integer=True)
+    check_positive(args.loop, "--loop", integer=True)
+    check_positive(args.timeout, "--timeout")
+    if args.warmup < 0 or args.drain < 0:
+        raise UsageError("--warmup and --drain cannot be negative")
+    modes = [
+        flag
+        for flag, value in (
+            ("--speed", args.speed),
+            ("--rate", args.rate),
+            ("--concurrency", args.concurrency),
+        )
+        if value is not None
+    ]
+    if len(modes) > 1:
+        raise UsageError(f"{' and '.join(modes)} are different timing modes: choose one")
+    if args.arrival is not None and args.rate is None:
+        raise UsageError("--arrival re-times requests and needs --rate R")
+    if args.max_inflight is not None and args.concurrency is not None:
+        raise UsageError("--max-inflight caps open-loop modes; --concurrency is already a cap")
+    if args.rate is not None:
+        arrival, shape = parse_arrival(args.arrival or "constant")
+        timing = Timing(
+            "rate",
+            rate=args.rate,
+            arrival=arrival,
+            shape=shape,
+            arrival_seed=args.arrival_seed,
+            max_inflight=args.max_inflight,
+        )
+    elif args.concurrency is not None:
+        timing = Timing("closed", concurrency=args.concurrency)
+    else:
+        timing = Timing("original", speed=args.speed or 1.0, max_inflight=args.max_inflight)
+    selection = Selection(
+        window=parse_window(args.window) if args.window else (None, None),
+        limit=args.limit,
+        loop=args.loop,
+        warmup=args.warmup,
+        filters=tuple(parse_filter(text) for text in args.filter),
+    )
+    headers = [parse_header(text, env) for text in args.header]
+    sets = [parse_set(text) for text in args.set]
+    parse_seed(args.seed)
+    if not args.dry_run:
+        if not args.target:
+            raise UsageError("replay needs --target URL (the server to send to)")
+        if args.output is None:
+            raise UsageError("replay needs -o RUN (the run file to write)")
+    _check_json_output(args)
+    return ReplayConfig(
+        trace=args.trace,
+        target=args.target or "http://127.0.0.1",
+        output=args.output,
+        timing=timing,
+        selection=selection,
+        headers=headers,
+        sets=sets,
+        seed=args.seed,
+        model=args.model,
+        timeout=args.timeout,
+        drain=args.drain,
+        keep_images=not args.no_images,
+        force=args.force,
+        handle_signals=True,
+    )
+
+
+def _check_json_output(args: argparse.Namespace) -> None:
+    from traces import UsageError
+
+    if args.json and args.json != "-" and Path(args.json).exists() and not args.force:
+        raise UsageError(f"{args.json} already exists: choose another --json file or pass --force")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ._runner import dry_run, replay
+
+    config = config_from_args(args)
+    console = Console(stderr=True, highlight=False)
+    if args.dry_run:
+        plan = dry_run(config)
+        # With --json -, stdout is for the JSON alone.
+        _print_dry_run(plan, config, sys.stderr if args.json == "-" else sys.stdout)
+        _write_json(args.json, _dry_run_dict(plan))
+        return 0
+    if not args.no_progress:
+        config.console = console
+    else:
+        config.console = Console(stderr=True, highlight=False, force_terminal=False)
+    result = replay(config)
+    _print_summary(console, result)
+    _write_json(args.json, result.as_dict())
+    target = config.shaper().url
+    if result.nothing_connected:
+        from ._errors import ReplayError
+        from ._shaping import public_target
+
+        raise ReplayError(
+            f"not a single request could connect to {public_target(target)}; check --target "
+            f"and that the server is up (the run file {result.output} was written anyway)"
+        )
+    connect_errors = result.stats.error_kinds.get("connect", 0)
+    if connect_errors:
+        from ._shaping import public_target
+
+        console.print(
+            f"imgtrace: warning: {connect_errors} of {result.stats.done} requests could not "
+            f"connect to {public_target(target)}",
+            markup=False,
+        )
+    return 130 if result.interrupted else 0
+
+
+def _print_summary(console: Any, result: ReplayResult) -> None:
+    from rich.table import Table
+
+    from ._progress import summary_table
+
+    title = "replay " + ("interrupted" if result.interrupted else "summary")
+    table = Table(title=f"{title}: {result.output}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for label, value in summary_table(result.stats, result.achieved_rate, result.duration_s):
+        table.add_row(label, value)
+    console.print(table)
+    console.print(result.lag.line())
+    warning = result.lag.warning(result.planned_rate, result.achieved_rate)
+    if warning:
+        console.print(f"[bold red]{warning}[/]")
+
+
+def _dry_run_dict(plan: DryRun) -> dict[str, Any]:
+    return {
+        "sends": plan.sends,
+        "warmup": plan.warmup,
+        "duration_s": plan.duration_s,
+        "mean_rate": plan.mean_rate,
+        "peak_rate": plan.peak_rate,
+        "mix": {name: dict(counts.most_common()) for name, counts in plan.mix.items()},
+    }
+
+
+def _print_dry_run(plan: DryRun, config: ReplayConfig, out: TextIO) -> None:
+    print(f"dry run of {config.trace}: {config.timing.describe()}; nothing sent", file=out)
+    print(f"  sends         {plan.sends} ({plan.warmup} warmup)", file=out)
+    if config.timing.closed:
+        print("  duration      set by the server (closed loop)", file=out)
+    else:
+        print(f"  duration      {plan.duration_s:.3f} s", file=out)
+        print(f"  mean rate     {plan.mean_rate:.2f} req/s", file=out)
+        print(f"  peak rate     {plan.peak_rate:.0f} req/s (busiest 1 s window)", file=out)
+    print("  request mix", file=out)
+    for name, counts in plan.mix.items():
+        cells = ", ".join(f"{value}: {count}" for value, count in counts.most_common(8))
+        more = f", … ({len(counts) - 8} more)" if len(counts) > 8 else ""
+        print(f"    {name:<20} {cells}{more}", file=out)
+
+
+def _write_json(target: str | None, data: dict[str, Any]) -> None:
+    if not target:
+        return
+    import msgspec
+
+    encoded = msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
+    if target == "-":
+        sys.stdout.write(encoded.decode())
+    else:
+        Path(target).write_bytes(encoded)

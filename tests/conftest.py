@@ -68,6 +68,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()  # else a ResourceWarning fails a later test
         return self.process.returncode
 
 

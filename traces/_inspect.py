@@ -19,6 +19,12 @@ from ._schema import Blob, FilePart, Header, MultipartBody, Note, Outcome, Recor
 
 __all__ = ["TraceSummary", "cat_lines", "extract_images", "format_summary", "summarize"]
 
+MIX_LABELS = {
+    "num_inference_steps": "steps",
+    "guidance_scale": "guidance",
+    "output_format": "out format",
+    "response_format": "response",
+}
 # Form fields whose values describe the workload mix; free text (prompt) and ids are left out.
 MIX_FIELDS = (
     "model",
@@ -252,7 +258,7 @@ def format_summary(summary: TraceSummary) -> list[str]:
     if s.output_sizes:
         lines.append(f"  outputs     {_counts(s.output_sizes)}")
     for name, counts in s.mix.items():
-        lines.append(f"  {name:<11} {_counts(counts)}")
+        lines.append(f"  {MIX_LABELS.get(name, name):<11} {_counts(counts)}")
     if s.requests:
         lines.append(f"  seed        sent by {s.seeded} of {s.requests} requests")
     if s.statuses:
@@ -261,8 +267,34 @@ def format_summary(summary: TraceSummary) -> list[str]:
     return lines
 
 
+def _intended_line(synth: dict[str, Any]) -> str:
+    """What a synthetic trace was asked to be, beside what `show` measured in it."""
+    if synth.get("schedule") and len(synth["schedule"]) > 1:
+        rate = "schedule " + ",".join(f"{start:g}:{value:g}" for start, value in synth["schedule"])
+    else:
+        rate = f"{synth.get('rate', '?')} req/s"
+    arrival = synth.get("arrival", "?")
+    if synth.get("burstiness") is not None:
+        arrival += f" (burstiness {synth['burstiness']})"
+    images = synth.get("images") or {}
+    parts = [f"{arrival} at {rate}, seed {synth.get('seed', '?')}"]
+    if images:
+        parts.append(
+            f"images {images.get('size', '?')} {images.get('format', '?')}, "
+            f"{images.get('per_request', '?')} per request, reuse {images.get('reuse', 0)}, "
+            f"mask {images.get('mask', 0)}"
+        )
+    if synth.get("prompts"):
+        parts.append(f"prompts {synth['prompts']}")
+    return "; ".join(parts)
+
+
 def _metadata_lines(metadata: dict[str, Any]) -> list[str]:
     lines = []
+    synth = metadata.get("synth")
+    if isinstance(synth, dict):
+        lines.append(f"intended    {_intended_line(synth)}")
+        metadata = {key: value for key, value in metadata.items() if key != "synth"}
     for key, value in sorted(metadata.items()):
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         lines.append(f"meta.{key:<6} {text}")

@@ -1,0 +1,448 @@
+"""Paired A/B analysis of two runs of one trace: effects, tests, noise band and verdicts.
+
+Every latency effect is a log-ratio ln(CAND / BASE), so +0.0488 reads as "5% slower"; the
+error effect is a difference in failure rate. Strata are request classes plus "all".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _stats
+from ._bootstrap import BootstrapResult, block_length, quantile_ratios_by_group
+from ._load import BoolArray, FloatArray, Join, ObjArray, Rows
+from ._stats import Interval, TestResult
+
+IntpArray = npt.NDArray[np.intp]
+
+__all__ = [
+    "DECILES",
+    "Effect",
+    "ErrorCounts",
+    "PairAnalysis",
+    "Settings",
+    "Stratum",
+    "analyze_pair",
+    "apply_holm",
+    "apply_noise",
+    "geomean",
+    "quantile_name",
+]
+
+DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+REPORTED = (0.5, 0.9, 0.99)
+MIN_PAIRS = 6  # the fewest pairs whose Wilcoxon-inverted 95% CI is bounded
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Knobs of the analysis (command-line flags)."""
+
+    alpha: float = 0.05
+    confidence: float = 0.95
+    min_effect: float = 0.02
+    resamples: int = 2000
+    seed: int = 1
+    extra_quantiles: tuple[float, ...] = ()
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return tuple(sorted({*DECILES, *REPORTED, *self.extra_quantiles}))
+
+
+def quantile_name(q: float) -> str:
+    """0.5 -> "p50", 0.999 -> "p99.9"."""
+    return f"p{q * 100:g}"
+
+
+@dataclass
+class Effect:
+    """One statistic of one stratum: an estimate with its CI, test, correction and verdict."""
+
+    stratum: str
+    statistic: str
+    n: int
+    estimate: float
+    lo: float
+    hi: float
+    p: float
+    method: str
+    kind: str = "log_ratio"
+    """log_ratio (latency: ln CAND/BASE) or rate_difference (errors: CAND - BASE rate)."""
+    p_holm: float = math.nan
+    noise_band: float = 0.0
+    verdict: str = "inconclusive"
+    significant: bool = False
+    """The CI excludes no change and the Holm-corrected p is below alpha (set by `decide`)."""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bounded(self) -> bool:
+        return math.isfinite(self.lo) and math.isfinite(self.hi)
+
+    def band(self, settings: Settings) -> float:
+        """The smallest effect that counts: the minimum effect or the A/A noise band."""
+        floor = math.log1p(settings.min_effect) if self.kind == "log_ratio" else 0.0
+        return max(floor, self.noise_band)
+
+    def decide(self, settings: Settings) -> None:
+        p = self.p_holm if not math.isnan(self.p_holm) else self.p
+        excludes_zero = self.bounded and (self.lo > 0 or self.hi < 0)
+        self.significant = excludes_zero and not math.isnan(p) and p < settings.alpha
+        threshold = self.band(settings)
+        if not self.bounded:
+            self.verdict = "inconclusive"
+        elif self.significant and abs(self.estimate) > threshold:
+            if self.kind == "log_ratio":
+                self.verdict = "slower" if self.estimate > 0 else "faster"
+            else:
+                self.verdict = "more errors" if self.estimate > 0 else "fewer errors"
+        elif -threshold <= self.lo and self.hi <= threshold:
+            self.verdict = "~"
+        elif self.kind == "rate_difference" and not self.significant:
+            # Failures are rare; no significant change in them is all a user can act on.
+            self.verdict = "~"
+        else:
+            self.verdict = "inconclusive"
+
+    def to_json(self) -> dict[str, object]:
+        def num(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
+        ratio = self.kind == "log_ratio"
+        return {
+            "stratum": self.stratum,
+            "statistic": self.statistic,
+            "kind": self.kind,
+            "n": self.n,
+            "estimate": num(math.expm1(self.estimate) if ratio else self.estimate),
+            "ci": [
+                num(math.expm1(self.lo) if ratio else self.lo),
+                num(math.expm1(self.hi) if ratio else self.hi),
+            ],
+            "log_ratio": num(self.estimate) if ratio else None,
+            "p": num(self.p),
+            "p_holm": num(self.p_holm),
+            "method": self.method,
+            "noise_band": num(math.expm1(self.noise_band) if ratio else self.noise_band),
+            "verdict": self.verdict,
+            "significant": self.significant,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class ErrorCounts:
+    """The paired success/failure table of one stratum."""
+
+    pairs: int
+    base_failed: int
+    cand_failed: int
+    only_base_failed: int
+    only_cand_failed: int
+
+
+@dataclass
+class Unpaired:
+    """Benchstat-style summary: medians with CIs from all successes, and Mann–Whitney U."""
+
+    base_median: Interval
+    cand_median: Interval
+    base_n: int
+    cand_n: int
+    test: TestResult
+    p_holm: float = math.nan
+
+
+@dataclass
+class Stratum:
+    """Everything computed for one request class (or "all")."""
+
+    name: str
+    pairs: int
+    ok_pairs: int
+    typical: Effect
+    wilcoxon: TestResult
+    sign: TestResult
+    quantiles: dict[float, Effect]
+    errors: Effect
+    error_counts: ErrorCounts
+    unpaired: Unpaired
+    base_quantiles: dict[float, Interval]
+    cand_quantiles: dict[float, Interval]
+    block: int
+
+    def effects(self) -> list[Effect]:
+        return [self.typical, *self.quantiles.values(), self.errors]
+
+
+@dataclass
+class PairAnalysis:
+    """BASE vs one CAND (or vs the A/A noise replay)."""
+
+    join: Join
+    strata: list[Stratum]
+    excluded_nonpositive: int = 0
+
+    @property
+    def all(self) -> Stratum:
+        return self.strata[0]
+
+    def effects(self) -> list[Effect]:
+        return [effect for stratum in self.strata for effect in stratum.effects()]
+
+
+def _stratum_labels(join: Join) -> tuple[ObjArray, ObjArray]:
+    """Class labels for every base and cand row, taken from whichever side knows the classes."""
+    base, cand = join.base, join.cand
+    if base.classes and cand.classes:
+        return base.stratum, cand.stratum
+    source = base if base.classes else cand
+    mapping = dict(zip(source.request_id.tolist(), source.stratum.tolist(), strict=True))
+
+    def relabel(rows: Rows) -> ObjArray:
+        labels = np.empty(len(rows), dtype=object)
+        labels[:] = [mapping.get(request_id, "?") for request_id in rows.request_id.tolist()]
+        return labels
+
+    return (base.stratum if base.classes else relabel(base)), (
+        cand.stratum if cand.classes else relabel(cand)
+    )
+
+
+def _typical(
+    name: str, ratios: FloatArray, bandwidth: int, settings: Settings
+) -> tuple[Effect, TestResult]:
+    """The typical per-request change, with tests widened for correlation in send order."""
+    n = len(ratios)
+    inflation, df = _stats.variance_inflation(_stats.signed_ranks(ratios), bandwidth)
+    wilcoxon = _stats.wilcoxon(ratios, inflation, df)
+    if n == 0:
+        effect = Effect(name, "typical", 0, math.nan, -math.inf, math.inf, math.nan, "none")
+        effect.warnings.append("no request succeeded in both runs")
+        return effect, wilcoxon
+    interval = _stats.hodges_lehmann(ratios, settings.confidence, inflation, df)
+    effect = Effect(
+        name,
+        "typical",
+        n,
+        interval.estimate,
+        interval.lo,
+        interval.hi,
+        wilcoxon.p,
+        f"Hodges-Lehmann, Wilcoxon signed-rank ({wilcoxon.method})",
+    )
+    if n < MIN_PAIRS:
+        effect.warnings.append(f"need >= {MIN_PAIRS} paired successes for a confidence interval")
+    return effect, wilcoxon
+
+
+def _tail_effects(
+    name: str, n: int, result: BootstrapResult | None, settings: Settings
+) -> dict[float, Effect]:
+    """Quantile-ratio effects of one stratum from its share of the run's bootstrap."""
+    effects: dict[float, Effect] = {}
+    for index, q in enumerate(settings.quantiles):
+        label = quantile_name(q)
+        if result is None or n == 0:
+            effects[q] = Effect(name, label, 0, math.nan, -math.inf, math.inf, math.nan, "none")
+            continue
+        need = _stats.min_n_for_quantile_ci(q, settings.confidence)
+        estimate = float(result.log_ratio[index])
+        method = f"moving-block bootstrap (block {result.block}, {result.resamples} resamples)"
+        if n < need or not math.isfinite(float(result.lo[index])):
+            effect = Effect(name, label, n, estimate, -math.inf, math.inf, math.nan, method)
+            effect.warnings.append(f"need >= {need} requests for a {label} CI")
+        else:
+            lo, hi, p = (float(result.lo[index]), float(result.hi[index]), float(result.p[index]))
+            effect = Effect(name, label, n, estimate, lo, hi, p, method)
+        effects[q] = effect
+    return effects
+
+
+def _errors(name: str, base_ok: BoolArray, cand_ok: BoolArray) -> tuple[Effect, ErrorCounts]:
+    n = len(base_ok)
+    only_base = int((~base_ok & cand_ok).sum())
+    only_cand = int((base_ok & ~cand_ok).sum())
+    counts = ErrorCounts(n, int((~base_ok).sum()), int((~cand_ok).sum()), only_base, only_cand)
+    test = _stats.mcnemar(only_base, only_cand)
+    if n == 0:
+        return Effect(
+            name,
+            "errors",
+            0,
+            math.nan,
+            -math.inf,
+            math.inf,
+            math.nan,
+            "none",
+            kind="rate_difference",
+        ), counts
+    difference = (only_cand - only_base) / n
+    # Wald interval for a paired difference of proportions.
+    spread = math.sqrt(max(0.0, only_base + only_cand - (only_cand - only_base) ** 2 / n)) / n
+    z = 1.959963984540054
+    effect = Effect(
+        name,
+        "errors",
+        n,
+        difference,
+        difference - z * spread,
+        difference + z * spread,
+        test.p,
+        "McNemar (exact)",
+        kind="rate_difference",
+    )
+    return effect, counts
+
+
+def _quantile_cis(latency: FloatArray, confidence: float) -> dict[float, Interval]:
+    ordered = np.sort(latency)
+    return {q: _stats.quantile_ci(ordered, q, confidence) for q in REPORTED}
+
+
+def _measured_ok(rows: Rows, labels: ObjArray, name: str) -> FloatArray:
+    mask = rows.ok & ~rows.warmup
+    if name != "all":
+        mask &= labels == name
+    latency = rows.latency[mask]
+    result: FloatArray = latency[latency > 0]
+    return result
+
+
+def _bootstrap(
+    base_lat: FloatArray,
+    cand_lat: FloatArray,
+    send: FloatArray,
+    members: dict[str, IntpArray | None],
+    settings: Settings,
+) -> dict[str, BootstrapResult]:
+    """One moving-block bootstrap of the whole run; every stratum reads its share of it."""
+    n = len(base_lat)
+    if n == 0:
+        return {}
+    everyone = np.arange(n, dtype=np.intp)
+    groups = {name: everyone if index is None else index for name, index in members.items()}
+    groups = {name: index for name, index in groups.items() if len(index)}
+    results = quantile_ratios_by_group(
+        base_lat,
+        cand_lat,
+        list(groups.values()),
+        settings.quantiles,
+        block=block_length(n, send),
+        resamples=settings.resamples,
+        rng=np.random.default_rng(settings.seed),
+        confidence=settings.confidence,
+    )
+    return dict(zip(groups, results, strict=True))
+
+
+def analyze_pair(join: Join, settings: Settings) -> PairAnalysis:
+    """All statistics of CAND against BASE, stratum by stratum ("all" first)."""
+    base_labels, cand_labels = _stratum_labels(join)
+    pair_labels = base_labels[join.base_index]
+    base_lat_all = join.base.latency[join.base_index]
+    cand_lat_all = join.cand.latency[join.cand_index]
+    base_ok = join.base.ok[join.base_index]
+    cand_ok = join.cand.ok[join.cand_index]
+    positive = (base_lat_all > 0) & (cand_lat_all > 0)
+    both = base_ok & cand_ok
+    excluded = int((both & ~positive).sum())
+    send = join.base.intended[join.base_index]
+    names = ["all"]
+    classes = sorted({label for label in pair_labels.tolist() if label != "?"})
+    if len(classes) > 1:
+        names += classes
+    usable_all = both & positive
+    members = {
+        name: np.flatnonzero(pair_labels[usable_all] == name) if name != "all" else None
+        for name in names
+    }
+    results = _bootstrap(
+        base_lat_all[usable_all], cand_lat_all[usable_all], send[usable_all], members, settings
+    )
+    strata = []
+    for name in names:
+        in_stratum = np.ones(join.pairs, bool) if name == "all" else pair_labels == name
+        usable = in_stratum & usable_all
+        base_lat, cand_lat = base_lat_all[usable], cand_lat_all[usable]
+        ratios = np.log(cand_lat / base_lat)
+        bandwidth = block_length(len(ratios), send[usable])
+        typical, wilcoxon = _typical(name, ratios, bandwidth, settings)
+        result = results.get(name)
+        quantiles = _tail_effects(name, len(ratios), result, settings)
+        errors, counts = _errors(name, base_ok[in_stratum], cand_ok[in_stratum])
+        base_unpaired = _measured_ok(join.base, base_labels, name)
+        cand_unpaired = _measured_ok(join.cand, cand_labels, name)
+        unpaired = Unpaired(
+            _stats.quantile_ci(np.sort(base_unpaired), 0.5, settings.confidence),
+            _stats.quantile_ci(np.sort(cand_unpaired), 0.5, settings.confidence),
+            len(base_unpaired),
+            len(cand_unpaired),
+            _stats.mann_whitney(base_unpaired, cand_unpaired),
+        )
+        strata.append(
+            Stratum(
+                name=name,
+                pairs=int(in_stratum.sum()),
+                ok_pairs=int(usable.sum()),
+                typical=typical,
+                wilcoxon=wilcoxon,
+                sign=_stats.sign_test(ratios),
+                quantiles=quantiles,
+                errors=errors,
+                error_counts=counts,
+                unpaired=unpaired,
+                base_quantiles=_quantile_cis(base_unpaired, settings.confidence),
+                cand_quantiles=_quantile_cis(cand_unpaired, settings.confidence),
+                block=result.block if result is not None else 0,
+            )
+        )
+    return PairAnalysis(join, strata, excluded)
+
+
+def apply_holm(analyses: list[PairAnalysis], settings: Settings) -> None:
+    """Holm-correct each statistic across all strata and candidates, then decide verdicts."""
+    families: dict[str, list[Effect]] = {}
+    for analysis in analyses:
+        for effect in analysis.effects():
+            families.setdefault(effect.statistic, []).append(effect)
+    for effects in families.values():
+        adjusted = _stats.holm([effect.p for effect in effects])
+        for effect, p in zip(effects, adjusted, strict=True):
+            effect.p_holm = p
+    unpaired = [stratum.unpaired for analysis in analyses for stratum in analysis.strata]
+    for summary, p in zip(unpaired, _stats.holm([u.test.p for u in unpaired]), strict=True):
+        summary.p_holm = p
+    for analysis in analyses:
+        for effect in analysis.effects():
+            effect.decide(settings)
+
+
+def apply_noise(analysis: PairAnalysis, noise: PairAnalysis) -> None:
+    """Set each effect's noise band from the same statistic of the A/A comparison."""
+    bands: dict[tuple[str, str], Effect] = {
+        (effect.stratum, effect.statistic): effect for effect in noise.effects()
+    }
+    for effect in analysis.effects():
+        reference = bands.get((effect.stratum, effect.statistic))
+        if reference is None or not reference.bounded:
+            effect.warnings.append("the A/A replay gives no noise band for this statistic")
+            continue
+        effect.noise_band = max(abs(reference.estimate), abs(reference.lo), abs(reference.hi))
+
+
+def geomean(analysis: PairAnalysis) -> tuple[float, list[str]]:
+    """Geometric mean of the per-class typical ratios (benchstat semantics), as a log-ratio."""
+    classes = analysis.strata[1:] or analysis.strata[:1]
+    values = [s.typical.estimate for s in classes if math.isfinite(s.typical.estimate)]
+    warnings = []
+    if len(values) < len(classes):
+        warnings.append("some classes have no paired successes; the geomean leaves them out")
+    if not values:
+        return math.nan, warnings
+    return float(np.mean(values)), warnings

@@ -1,0 +1,410 @@
+"""The recording reverse proxy: a raw ASGI app that streams to an upstream over httpx.
+
+Every request is forwarded whatever its path; bodies stream both ways chunk by chunk (the upload
+reaches the upstream while it is still arriving, and each server-sent event reaches the client as
+soon as the upstream sends it). Requests on recorded paths are teed into an `Exchange` and handed
+to a `Recorder`, which never blocks this loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._capture import HOP_BY_HOP, Exchange, error_kind
+from ._sink import Recorder
+
+__all__ = ["RecordingProxy"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_error_encoder = msgspec.json.Encoder()
+# Not forwarded upstream: connection-level headers, and `expect` (the proxy answers
+# 100-continue itself; the upstream sees an ordinary upload).
+_DROP_UPSTREAM = HOP_BY_HOP | {"host", "expect"}
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+# Chunks read ahead of the slower leg, per direction (uvicorn's and httpcore's reads are at most
+# 256 KiB and 64 KiB, so this bounds memory per request to a few MiB).
+_AHEAD = 8
+_POOLS = 16
+# Responses up to this size (by Content-Length) are read whole and written in one piece.
+_SMALL = 256 << 10
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its upload was complete."""
+
+
+class _Flow:
+    """Per-request state shared by the upload, the response pump and the disconnect watcher."""
+
+    __slots__ = ("aborted", "bytes_up", "finished", "upload_done_ns")
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.aborted: str | None = None
+        self.bytes_up = 0
+        self.upload_done_ns: int | None = None
+
+
+def _error_body(status: int, message: str) -> bytes:
+    kind, code = (
+        ("upstream_timeout", "gateway_timeout")
+        if status == 504
+        else ("upstream_error", "bad_gateway")
+    )
+    return _error_encoder.encode(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    )
+
+
+class RecordingProxy:
+    """An ASGI app forwarding to `upstream` and recording matching exchanges into `recorder`.
+
+    :param upstream: base URL of the real server, e.g. ``http://127.0.0.1:30000``.
+    :param recorder: where exchanges go; the proxy never closes it.
+    :param timeout: seconds the upstream may take to connect, to accept the next piece of the
+        upload, or to send the next bytes of its response (504 when exceeded before the
+        response started).
+    :param max_connections: upstream connection pool size (idle ones are kept alive).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        recorder: Recorder,
+        *,
+        timeout: float = 600.0,
+        max_connections: int = 1000,
+    ) -> None:
+        url = httpx.URL(upstream)
+        self.upstream = url
+        self._base = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+        self._prefix = url.raw_path.rstrip(b"/").decode("ascii")
+        self.recorder = recorder
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        # httpcore's pool scans every connection (and polls idle ones) for each request, which
+        # grows with the square of the concurrency; several small pools, each request taking
+        # the least busy one, keep that scan short (benchmarks/proxy_overhead.py).
+        per_pool = max(1, -(-max_connections // _POOLS))
+        self._limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        self._pools: list[httpx.AsyncHTTPTransport] = []
+        self._busy: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def aclose(self) -> None:
+        pools, self._pools, self._busy = self._pools, [], []
+        for pool in pools:
+            await pool.aclose()
+
+    def _start_pools(self) -> None:
+        if self._pools:
+            return
+        import ssl
+
+        context = ssl.create_default_context()  # loaded once, shared by all pools
+        # retries=0: a proxy must not replay a request the client sent once.
+        self._pools = [
+            httpx.AsyncHTTPTransport(verify=context, limits=self._limits, retries=0)
+            for _ in range(_POOLS)
+        ]
+        self._busy = [0] * _POOLS
+
+    async def _send(self, request: httpx.Request) -> tuple[int, httpx.Response]:
+        self._start_pools()
+        index = self._busy.index(min(self._busy))
+        self._busy[index] += 1
+        try:
+            return index, await self._pools[index].handle_async_request(request)
+        except BaseException:
+            self._busy[index] -= 1
+            raise
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._start_pools()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- one request --------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        query: bytes = scope.get("query_string", b"")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        exchange = self.recorder.begin(method, scope["path"], query.decode("latin-1"), headers)
+        flow = _Flow()
+        url = self._base + self._prefix + raw_path.decode("latin-1")
+        if query:
+            url += "?" + query.decode("latin-1")
+        has_body = method not in _BODYLESS or any(
+            name in ("content-length", "transfer-encoding") for name, _ in headers
+        )
+        content: bytes | AsyncIterator[bytes] = b""
+        chunks_in: MemoryObjectSendStream[bytes] | None = None
+        chunks_out: MemoryObjectReceiveStream[bytes] | None = None
+        first: Message | None = None
+        if has_body:
+            first = await receive()
+            if first["type"] == "http.request" and not first.get("more_body", False):
+                # The whole body came at once (small uploads): no read-ahead machinery needed.
+                whole: bytes = first.get("body", b"")
+                content, flow.bytes_up = whole, len(whole)
+                if exchange is not None:
+                    exchange.add_request_chunk(whole)
+                flow.upload_done_ns = time.monotonic_ns()
+                first = None
+            else:
+                # A longer upload is read by its own task, a few chunks ahead of the upstream
+                # writes, so both legs move at once.
+                chunks_in, chunks_out = anyio.create_memory_object_stream[bytes](_AHEAD)
+                content = self._upload(chunks_out, flow)
+        request = httpx.Request(
+            method,
+            url,
+            headers=self._forward_headers(scope, headers),
+            content=content,
+            extensions={"timeout": self._timeouts},
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                self._read_client, receive, first, chunks_in, exchange, flow, group.cancel_scope
+            )
+            await self._exchange(request, send, exchange, flow)
+            group.cancel_scope.cancel()
+        if isinstance(content, AsyncGenerator):
+            await content.aclose()
+        if chunks_out is not None:
+            chunks_out.close()
+        if exchange is not None:
+            if flow.aborted is not None:
+                exchange.fail("aborted", f"client disconnected {flow.aborted}")
+                exchange.notes["aborted"] = flow.aborted
+            exchange.upload_done_ns = flow.upload_done_ns
+            self.recorder.submit(exchange)
+
+    def _forward_headers(
+        self, scope: Scope, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        connection_tokens = {
+            token.strip().lower()
+            for name, value in headers
+            if name == "connection"
+            for token in value.split(",")
+        }
+        out = [
+            (name, value)
+            for name, value in headers
+            if name not in _DROP_UPSTREAM and name not in connection_tokens
+        ]
+        client = scope.get("client")
+        if client:
+            prior = [v for n, v in headers if n == "x-forwarded-for"]
+            out = [(n, v) for n, v in out if n != "x-forwarded-for"]
+            out.append(("x-forwarded-for", ", ".join([*prior, client[0]])))
+        if not any(n == "x-forwarded-proto" for n, _ in headers):
+            out.append(("x-forwarded-proto", scope.get("scheme", "http")))
+        host = next((v for n, v in headers if n == "host"), None)
+        if host is not None and not any(n == "x-forwarded-host" for n, _ in headers):
+            out.append(("x-forwarded-host", host))
+        return out
+
+    async def _read_client(
+        self,
+        receive: Receive,
+        first: Message | None,
+        chunks: MemoryObjectSendStream[bytes] | None,
+        exchange: Exchange | None,
+        flow: _Flow,
+        scope: anyio.CancelScope,
+    ) -> None:
+        """Feed the rest of the upload to `chunks`, then cancel `scope` if the client leaves."""
+        if chunks is not None and first is not None:
+            with chunks:
+                message = first
+                while True:
+                    if message["type"] == "http.disconnect":
+                        flow.aborted = f"during the upload, after {flow.bytes_up} bytes"
+                        scope.cancel()
+                        return
+                    chunk: bytes = message.get("body", b"")
+                    if chunk:
+                        flow.bytes_up += len(chunk)
+                        if exchange is not None:
+                            exchange.add_request_chunk(chunk)
+                        await chunks.send(chunk)
+                    if not message.get("more_body", False):
+                        break
+                    message = await receive()
+            flow.upload_done_ns = time.monotonic_ns()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not flow.finished:
+                    flow.aborted = "while waiting for the response"
+                    scope.cancel()
+                return
+
+    async def _upload(
+        self, chunks: MemoryObjectReceiveStream[bytes], flow: _Flow
+    ) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
+        if flow.aborted is not None:
+            raise _ClientGone
+
+    async def _exchange(
+        self, request: httpx.Request, send: Send, exchange: Exchange | None, flow: _Flow
+    ) -> None:
+        try:
+            pool, response = await self._send(request)
+        except _ClientGone:
+            return
+        except httpx.HTTPError as exc:
+            await self._fail(send, exchange, flow, exc)
+            return
+        first_byte = time.monotonic_ns()
+        headers = [
+            (name, value)
+            for name, value in response.headers.raw
+            if name.lower().decode("latin-1") not in HOP_BY_HOP
+        ]
+        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        if exchange is not None:
+            exchange.status = response.status_code
+            exchange.first_byte_ns = first_byte
+            exchange.response_headers = [
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
+            ]
+        length = response.headers.get("content-length", "")
+        try:
+            if length.isdigit() and int(length) <= _SMALL:
+                await self._relay_small(response, start, send, exchange, flow)
+            else:
+                await self._relay_stream(response, start, send, exchange, flow)
+        finally:
+            self._busy[pool] -= 1
+
+    async def _relay_small(
+        self,
+        response: httpx.Response,
+        start: Message,
+        send: Send,
+        exchange: Exchange | None,
+        flow: _Flow,
+    ) -> None:
+        """A short response in one piece: one write to the client, no read-ahead task."""
+        try:
+            body = await response.aread()
+        except httpx.HTTPError as exc:
+            await self._fail(send, exchange, flow, exc)
+            return
+        finally:
+            await response.aclose()
+        if exchange is not None:
+            exchange.done_ns = time.monotonic_ns()
+            exchange.add_response_chunk(body)
+        flow.finished = True
+        await send(start)
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        if exchange is not None:
+            exchange.client_done_ns = time.monotonic_ns()
+
+    async def _relay_stream(
+        self,
+        response: httpx.Response,
+        start: Message,
+        send: Send,
+        exchange: Exchange | None,
+        flow: _Flow,
+    ) -> None:
+        """A long or open-ended response (images, SSE), forwarded chunk by chunk as it comes."""
+        # The upstream is read by its own task, a few chunks ahead of the client writes.
+        body_in, body_out = anyio.create_memory_object_stream[bytes](_AHEAD)
+        failed: list[httpx.HTTPError] = []
+        try:
+            await send(start)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._read_upstream, response, body_in, failed)
+                with body_out:
+                    async for chunk in body_out:
+                        if exchange is not None:
+                            exchange.add_response_chunk(chunk)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await response.aclose()
+            if exchange is not None:
+                exchange.done_ns = time.monotonic_ns()
+        if failed:
+            # Too late for a 502: the client sees the connection close mid-response.
+            if exchange is not None:
+                exchange.fail(error_kind(failed[0]), f"upstream failed mid-response: {failed[0]!r}")
+            return
+        flow.finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if exchange is not None:
+            exchange.client_done_ns = time.monotonic_ns()
+
+    async def _read_upstream(
+        self,
+        response: httpx.Response,
+        chunks: MemoryObjectSendStream[bytes],
+        failed: list[httpx.HTTPError],
+    ) -> None:
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        with chunks:
+            try:
+                async for chunk in stream:
+                    await chunks.send(chunk)
+            except httpx.HTTPError as exc:
+                failed.append(exc)
+
+    async def _fail(
+        self, send: Send, exchange: Exchange | None, flow: _Flow, exc: httpx.HTTPError
+    ) -> None:
+        kind = error_kind(exc)
+        status = 504 if kind == "timeout" else 502
+        what = "did not answer in time" if status == 504 else "failed"
+        message = f"imgtrace record: the upstream {self.upstream} {what}: {exc!r}"
+        body = _error_body(status, message)
+        if exchange is not None:
+            exchange.fail(kind, message)
+            exchange.status = status
+            exchange.done_ns = time.monotonic_ns()
+            exchange.response_headers = [("content-type", "application/json")]
+            exchange.add_response_chunk(body)
+        flow.finished = True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        if exchange is not None:
+            exchange.client_done_ns = time.monotonic_ns()

@@ -1,0 +1,567 @@
+"""Synthetic traces: an arrival process, photo-like images, edit prompts and request parameters.
+
+Everything random comes from one `--seed` through independent numpy streams (one per aspect), so
+the same seed and options give the same file byte for byte, and changing, say, the image format
+leaves the arrival times and prompts as they were. See docs/synthetic.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from traces import (
+    FilePart,
+    FormPart,
+    Header,
+    MultipartBody,
+    Request,
+    TextField,
+    UsageError,
+    sniff_media_type,
+)
+
+from ._prompts import BUILTIN_PROMPTS
+from ._source_io import atomic_path, open_trace_output
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "ArrivalProcess",
+    "SYNTH_EPOCH_NS",
+    "SynthOptions",
+    "ValueSpec",
+    "parse_schedule",
+    "synthesize",
+]
+
+SYNTH_EPOCH_NS = 1_767_225_600 * 10**9
+"""Creation time written when `--seed` is given and SOURCE_DATE_EPOCH is not: 2026-01-01 UTC."""
+
+ArrivalKind = Literal["constant", "poisson", "gamma"]
+
+# One independent stream per aspect (the order of this tuple is part of the file format of
+# reproducibility: append, never reorder).
+_STREAMS = ("arrivals", "prompts", "params", "images", "reuse", "masks", "seeds", "boundary")
+_MAX_SIDE = 8192
+MAX_REQUESTS = 10_000_000
+"""The largest trace `synth` writes; arrival times are planned in memory before writing."""
+
+
+# -- value specifications -----------------------------------------------------------------------
+
+
+class ValueSpec:
+    """A per-request value: fixed, a (weighted) list, a distribution, or absent.
+
+    Syntax: `none`; `4`; `4,8,28`; `512x512@3,1024x1024@1` (weights after `@`);
+    `uniform(LO,HI)`; `normal(MEAN,SD)`. Integer values from a distribution are rounded; sizes
+    from a distribution are squares whose side is rounded to a multiple of 16.
+    """
+
+    def __init__(
+        self, text: str, kind: Literal["int", "float", "str", "size"], option: str
+    ) -> None:
+        self.text = text.strip()
+        self.kind = kind
+        self.option = option
+        self.absent = self.text.lower() == "none"
+        self.values: list[str] = []
+        self.weights: list[float] | None = None
+        self.distribution: tuple[str, float, float] | None = None
+        if not self.absent:
+            self._parse()
+
+    def _fail(self, problem: str) -> UsageError:
+        return UsageError(f"{self.option} {self.text!r}: {problem}")
+
+    def _parse(self) -> None:
+        text = self.text
+        if not text:
+            raise self._fail("empty value")
+        lowered = text.lower()
+        for name in ("uniform", "normal"):
+            if lowered.startswith(name + "(") and lowered.endswith(")"):
+                if self.kind == "str":
+                    raise self._fail("a distribution needs numbers; give a list of values")
+                args = lowered[len(name) + 1 : -1].split(",")
+                try:
+                    a, b = (float(arg) for arg in args)
+                except ValueError:
+                    raise self._fail(f"expected {name}(A,B) with two numbers") from None
+                if name == "uniform" and b < a:
+                    raise self._fail("uniform(LO,HI) needs LO <= HI")
+                if name == "normal" and b < 0:
+                    raise self._fail("normal(MEAN,SD) needs SD >= 0")
+                self.distribution = (name, a, b)
+                return
+        weights: list[float] = []
+        for item in text.split(","):
+            value, _, weight = item.strip().partition("@")
+            self.values.append(self._check(value.strip()))
+            try:
+                weights.append(float(weight) if weight else 1.0)
+            except ValueError:
+                raise self._fail(f"weight {weight!r} is not a number") from None
+        if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+            raise self._fail("weights must be non-negative numbers, not all zero")
+        total = sum(weights)
+        self.weights = [w / total for w in weights]
+
+    def _check(self, value: str) -> str:
+        if not value:
+            raise self._fail("empty item in the list")
+        try:
+            if self.kind == "int":
+                int(value)
+            elif self.kind == "float":
+                if not math.isfinite(float(value)):
+                    raise ValueError
+            elif self.kind == "size":
+                parse_size(value)
+        except ValueError:
+            raise self._fail(f"{value!r} is not a valid {self.kind}") from None
+        return value
+
+    def draw(self, rng: np.random.Generator) -> str | None:
+        """One value as the text sent in the form, or None when the field is absent."""
+        if self.absent:
+            return None
+        if self.distribution is not None:
+            name, a, b = self.distribution
+            x = float(rng.uniform(a, b) if name == "uniform" else rng.normal(a, b))
+            if self.kind == "size":
+                side = min(_MAX_SIDE, max(16, round(x / 16) * 16))
+                return f"{side}x{side}"
+            if self.kind == "int":
+                return str(max(1, round(x)))
+            return repr(round(x, 3))
+        if len(self.values) == 1:
+            return self.values[0]
+        return self.values[int(rng.choice(len(self.values), p=self.weights))]
+
+    def describe(self) -> str:
+        return self.text
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`WxH` as (width, height); ValueError unless both are positive integers."""
+    width, sep, height = text.lower().partition("x")
+    if not sep:
+        raise ValueError(text)
+    w, h = int(width), int(height)
+    if not (0 < w <= _MAX_SIDE and 0 < h <= _MAX_SIDE):
+        raise ValueError(text)
+    return w, h
+
+
+# -- arrival processes --------------------------------------------------------------------------
+
+
+def parse_schedule(text: str) -> list[tuple[float, float]]:
+    """`0:2,60:10,120:2` as [(start_s, rate_per_s), ...]: piecewise-constant rates."""
+    segments: list[tuple[float, float]] = []
+    for item in text.split(","):
+        start, sep, rate = item.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            segment = (float(start), float(rate))
+        except ValueError:
+            raise UsageError(
+                f"--schedule {text!r}: expected START:RATE pairs such as 0:2,60:10,120:2"
+            ) from None
+        if not all(math.isfinite(v) and v >= 0 for v in segment):
+            raise UsageError(f"--schedule {text!r}: times and rates must be >= 0")
+        segments.append(segment)
+    if segments[0][0] != 0:
+        raise UsageError(f"--schedule {text!r}: the first segment must start at 0")
+    if any(b[0] <= a[0] for a, b in zip(segments, segments[1:], strict=False)):
+        raise UsageError(f"--schedule {text!r}: segment start times must increase")
+    if all(rate == 0 for _, rate in segments):
+        raise UsageError(f"--schedule {text!r}: every rate is 0")
+    return segments
+
+
+class ArrivalProcess(msgspec.Struct, frozen=True, kw_only=True):
+    """Arrival times of a renewal process (constant, Poisson or gamma) under a rate schedule.
+
+    Inter-arrival gaps are drawn with mean 1 in "operational time" and mapped to seconds through
+    the integral of the rate (the time-rescaling theorem), so a rate change takes effect at its
+    time and a gamma process keeps its burstiness at every rate. Gamma gaps have shape
+    `burstiness` (coefficient of variation 1/sqrt(burstiness)): 1 is Poisson, below 1 burstier.
+    The first request arrives at the first moment the rate is positive.
+    """
+
+    kind: ArrivalKind = "poisson"
+    schedule: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
+    burstiness: float = 1.0
+
+    def gap(self, rng: np.random.Generator) -> float:
+        """One inter-arrival gap in operational time (mean 1)."""
+        if self.kind == "constant":
+            return 1.0
+        if self.kind == "poisson":
+            return float(rng.exponential(1.0))
+        return float(rng.gamma(self.burstiness, 1.0 / self.burstiness))
+
+    def times(
+        self, rng: np.random.Generator, count: int | None, duration: float | None
+    ) -> list[float]:
+        """Arrival times in seconds: `count` of them, or all before `duration`, or both limits."""
+        if count is None and duration is None:
+            raise UsageError("give --count or --duration")
+        starts = [s for s, _ in self.schedule]
+        rates = [r for _, r in self.schedule]
+        # Operational time at each segment start.
+        cumulative = [0.0]
+        for i in range(1, len(starts)):
+            cumulative.append(cumulative[-1] + rates[i - 1] * (starts[i] - starts[i - 1]))
+        if count is None and duration is not None:
+            # Expected arrivals = the integral of the rate up to `duration`.
+            expected = sum(
+                rate * max(0.0, min(duration, end) - start)
+                for (start, rate), end in zip(self.schedule, [*starts[1:], math.inf], strict=True)
+            )
+            if expected > MAX_REQUESTS:
+                raise UsageError(
+                    f"--duration {duration:g} at this rate means about {expected:.3g} requests "
+                    f"(more than {MAX_REQUESTS:,}): shorten it or cap it with --count"
+                )
+        out: list[float] = []
+        u = 0.0
+        segment = 0
+        while count is None or len(out) < count:
+            # Idle segments have an empty operational-time interval and are skipped here.
+            while segment + 1 < len(starts) and u >= cumulative[segment + 1]:
+                segment += 1
+            if rates[segment] == 0:
+                break  # the last segment is idle: no more arrivals ever
+            t = starts[segment] + (u - cumulative[segment]) / rates[segment]
+            if duration is not None and t >= duration:
+                break
+            out.append(t)
+            u += self.gap(rng)
+        if count is not None and duration is None and len(out) < count:
+            raise UsageError(
+                f"the rate schedule ends with rate 0 after {len(out)} of {count} requests: "
+                "end it with a positive rate or give --duration"
+            )
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "arrival": self.kind,
+            "schedule": [list(segment) for segment in self.schedule],
+        }
+        if len(self.schedule) == 1:
+            described["rate"] = self.schedule[0][1]
+        if self.kind == "gamma":
+            described["burstiness"] = self.burstiness
+        return described
+
+
+# -- synthesis ----------------------------------------------------------------------------------
+
+
+class SynthOptions(msgspec.Struct, kw_only=True):
+    """Everything `imgtrace synth` takes; the defaults are the command's defaults."""
+
+    count: int | None = None
+    duration: float | None = None
+    arrival: ArrivalProcess = ArrivalProcess()
+    seed: int | None = None
+    image_size: str = "512x512"
+    image_format: str = "png"
+    images_per_request: str = "1"
+    reuse: float = 0.0
+    mask: float = 0.0
+    images_dir: str | None = None
+    prompts: tuple[str, ...] = BUILTIN_PROMPTS
+    prompts_source: str = "built-in"
+    model: str | None = "black-forest-labs/FLUX.2-klein-4B"
+    size: str = "512x512"
+    n: str = "1"
+    num_inference_steps: str = "4"
+    guidance_scale: str = "1.0"
+    output_format: str = "none"
+    request_seed: str = "per-request"
+    path: str = "/v1/images/edits"
+    image_field: str = "auto"
+
+
+class _Ref(msgspec.Struct, frozen=True):
+    digest: str
+    size: int
+    media_type: str
+    width: int
+    height: int
+
+
+class _Synthesizer:
+    def __init__(self, options: SynthOptions, seed: int) -> None:
+        self.options = options
+        self.seed = seed
+        import numpy as np
+
+        children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+        self.rngs = {
+            name: np.random.default_rng(child)
+            for name, child in zip(_STREAMS, children, strict=True)
+        }
+        self.image_seq = children[_STREAMS.index("images")]
+        self.image_size = ValueSpec(options.image_size, "size", "--image-size")
+        self.image_format = ValueSpec(options.image_format, "str", "--image-format")
+        for fmt in self.image_format.values:
+            if fmt not in ("png", "jpeg", "webp"):
+                raise UsageError(f"--image-format {fmt!r}: choose png, jpeg or webp")
+        self.per_request = ValueSpec(options.images_per_request, "int", "--images-per-request")
+        if self.per_request.absent or any(int(v) < 1 for v in self.per_request.values):
+            raise UsageError("--images-per-request: every request needs at least one image")
+        self.params = [
+            ("n", ValueSpec(options.n, "int", "--n")),
+            ("size", ValueSpec(options.size, "str", "--size")),
+            ("output_format", ValueSpec(options.output_format, "str", "--output-format")),
+            ("num_inference_steps", ValueSpec(options.num_inference_steps, "int", "--steps")),
+            ("guidance_scale", ValueSpec(options.guidance_scale, "float", "--guidance-scale")),
+        ]
+        self.seed_policy = _parse_seed_policy(options.request_seed)
+        if not 0 <= options.reuse <= 1 or not 0 <= options.mask <= 1:
+            raise UsageError("--reuse and --mask are probabilities between 0 and 1")
+        if options.image_field not in ("auto", "image", "image[]"):
+            raise UsageError("--image-field: choose auto, image or image[]")
+        self.user_images = _list_images(options.images_dir) if options.images_dir else []
+        self.refs: list[_Ref] = []
+        self.images_made = 0
+        boundary_rng = self.rngs["boundary"]
+        self.boundary = "imgtrace-" + boundary_rng.bytes(12).hex()
+
+    def metadata(self, times: Sequence[float]) -> dict[str, Any]:
+        o = self.options
+        span = times[-1] - times[0] if len(times) > 1 else 0.0
+        synth: dict[str, Any] = {
+            "seed": self.seed,
+            **o.arrival.describe(),
+            "count": len(times),
+            "duration_s": o.duration,
+            "span_s": span,
+            "realized_rate": (len(times) - 1) / span if span > 0 else None,
+            "images": {
+                "source": f"dir:{o.images_dir}" if o.images_dir else "photo",
+                "size": self.image_size.describe(),
+                "format": self.image_format.describe(),
+                "per_request": self.per_request.describe(),
+                "reuse": o.reuse,
+                "mask": o.mask,
+            },
+            "prompts": f"{o.prompts_source} ({len(o.prompts)})",
+            "params": {
+                "model": o.model,
+                **{name: spec.describe() for name, spec in self.params},
+                "seed": o.request_seed,
+            },
+            "path": o.path,
+        }
+        return {"synth": synth}
+
+    def _new_image(self) -> tuple[bytes, int, int]:
+        import numpy as np
+
+        from ._photos import photo_bytes
+
+        index = self.images_made
+        self.images_made += 1
+        if self.user_images:
+            path = self.user_images[int(self.rngs["images"].integers(len(self.user_images)))]
+            return path.read_bytes(), 0, 0
+        # Each image has its own stream (its size and format too), so images could be made in
+        # any order, and changing --image-format changes nothing but the images.
+        image_rng = np.random.default_rng(
+            np.random.SeedSequence(
+                self.image_seq.entropy, spawn_key=(_STREAMS.index("images"), index)
+            )
+        )
+        size = self.image_size.draw(image_rng)
+        fmt = self.image_format.draw(image_rng)
+        assert size is not None and fmt is not None
+        width, height = parse_size(size)
+        return photo_bytes(image_rng, width, height, fmt), width, height
+
+    def _image(self, add_blob: Callable[[bytes, str | None], str]) -> _Ref:
+        rngs = self.rngs
+        if self.refs and rngs["reuse"].random() < self.options.reuse:
+            return self.refs[int(rngs["reuse"].integers(len(self.refs)))]
+        data, width, height = self._new_image()
+        if not width:
+            width, height = _image_dims(data)
+        media = sniff_media_type(data)
+        ref = _Ref(add_blob(data, media), len(data), media, width, height)
+        self.refs.append(ref)
+        return ref
+
+    def request(
+        self, index: int, offset_s: float, add_blob: Callable[[bytes, str | None], str]
+    ) -> Request:
+        o = self.options
+        rngs = self.rngs
+        prompt = o.prompts[int(rngs["prompts"].integers(len(o.prompts)))]
+        count = int(self.per_request.draw(rngs["params"]) or 1)
+        refs = [self._image(add_blob) for _ in range(max(1, count))]
+        field = o.image_field if o.image_field != "auto" else ("image" if count == 1 else "image[]")
+        parts: list[FormPart] = []
+        if o.model is not None:
+            parts.append(TextField(name="model", value=o.model))
+        parts.append(TextField(name="prompt", value=prompt))
+        for i, ref in enumerate(refs):
+            ext = ref.media_type.split("/")[1].replace("jpeg", "jpg")
+            parts.append(
+                FilePart(
+                    name=field,
+                    blob=ref.digest,
+                    size=ref.size,
+                    filename=f"image{'' if i == 0 else i}.{ext}",
+                    content_type=ref.media_type,
+                )
+            )
+        if o.mask and rngs["masks"].random() < o.mask:
+            from ._photos import edit_mask
+
+            mask = edit_mask(rngs["masks"], refs[0].width, refs[0].height)
+            digest = add_blob(mask, "image/png")
+            parts.append(
+                FilePart(
+                    name="mask",
+                    blob=digest,
+                    size=len(mask),
+                    filename="mask.png",
+                    content_type="image/png",
+                )
+            )
+        parts.append(TextField(name="response_format", value="b64_json"))
+        for name, spec in self.params:
+            value = spec.draw(rngs["params"])
+            if value is not None:
+                parts.append(TextField(name=name, value=value))
+        seed = self.seed_policy(rngs["seeds"])
+        if seed is not None:
+            parts.append(TextField(name="seed", value=str(seed)))
+        body = MultipartBody(parts=tuple(parts), boundary=self.boundary)
+        return Request(
+            id=f"synth-{index:06d}",
+            offset_ns=round(offset_s * 1e9),
+            path=o.path,
+            headers=(
+                ("content-type", f"multipart/form-data; boundary={self.boundary}"),
+                ("accept", "application/json"),
+            ),
+            body=body,
+        )
+
+
+def _parse_seed_policy(text: str) -> Callable[[np.random.Generator], int | None]:
+    policy = text.strip().lower()
+    if policy in ("none", "absent"):
+        return lambda rng: None
+    if policy in ("per-request", "random"):
+        # Non-zero: some servers treat seed 0 as "pick one at random".
+        return lambda rng: int(rng.integers(1, 2**31))
+    if policy.startswith("fixed:"):
+        try:
+            fixed = int(policy[len("fixed:") :])
+        except ValueError:
+            fixed = -1
+        if fixed >= 0:
+            return lambda rng: fixed
+    raise UsageError(f"--request-seed {text!r}: choose per-request, fixed:N or none")
+
+
+def _list_images(directory: str) -> list[Path]:
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise UsageError(f"--images {directory}: not a directory")
+    found: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            with open(path, "rb") as file:
+                head = file.read(64)
+            if sniff_media_type(head).startswith("image/"):
+                found.append(path)
+    if not found:
+        raise UsageError(f"--images {directory}: holds no image files (png, jpeg, webp, ...)")
+    return found
+
+
+def _image_dims(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            return int(width), int(height)
+    except (UnidentifiedImageError, OSError):
+        return 512, 512
+
+
+def creation_time(seed_given: bool) -> int:
+    """Header creation time: SOURCE_DATE_EPOCH, else fixed when seeded (reproducible), else now."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return int(epoch) * 10**9
+        except ValueError:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
+    return SYNTH_EPOCH_NS if seed_given else time.time_ns()
+
+
+def synthesize(
+    options: SynthOptions,
+    output: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Write a synthetic trace to `output`; returns the `synth` metadata written in its header.
+
+    With `options.seed` set the file is reproducible byte for byte (see `creation_time`); without
+    it a seed is drawn from the OS and recorded in the metadata, so the run can be repeated.
+    """
+    import numpy as np
+
+    if options.seed is not None:
+        if options.seed < 0:
+            raise UsageError("--seed must be a non-negative integer")
+        seed = options.seed
+    else:
+        seed = int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]
+    if options.count is not None and not 1 <= options.count <= MAX_REQUESTS:
+        raise UsageError(f"--count must be between 1 and {MAX_REQUESTS:,}")
+    if options.duration is not None and options.duration <= 0:
+        raise UsageError("--duration must be positive")
+    synth = _Synthesizer(options, seed)
+    times = options.arrival.times(synth.rngs["arrivals"], options.count, options.duration)
+    if not times:
+        raise UsageError("the arrival process produced no request within --duration")
+    metadata = synth.metadata(times)
+    header = Header(
+        kind="trace",
+        created_ns=creation_time(options.seed is not None),
+        source="synthetic",
+        metadata=metadata,
+    )
+    with atomic_path(output, force) as temporary, open_trace_output(temporary, header) as writer:
+        for index, t in enumerate(times):
+            writer.write(synth.request(index, t, writer.add_blob))
+            if progress is not None:
+                progress(index + 1, len(times))
+    result: dict[str, Any] = metadata["synth"]
+    result["images_generated"] = synth.images_made
+    return result

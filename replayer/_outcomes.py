@@ -1,0 +1,119 @@
+"""Exchanges become `Outcome` records on a thread of their own.
+
+Decoding a response, pulling base64 images out into blobs and compressing frames costs
+milliseconds per image; done on the event loop it would delay the next send. The event loop
+only hands the finished exchange over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from typing import Any
+
+import msgspec
+
+from traces import BlobSink, Outcome, TraceWriter
+
+from ._images import split_images
+from ._sender import Exchange
+
+__all__ = ["OutcomeSink"]
+
+POLL_S = 0.05
+
+
+def _digest_only(data: bytes, media_type: str | None) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class OutcomeSink:
+    """Writes one `Outcome` per exchange, in completion order, from a background thread.
+
+    :param keep_images: store output images as blobs; without it (--no-images) only their
+        digests are kept, which still tells identical outputs apart.
+    """
+
+    def __init__(self, writer: TraceWriter, *, keep_images: bool = True) -> None:
+        self.writer = writer
+        self.keep_images = keep_images
+        self.error: BaseException | None = None
+        # A deque, not a queue: appending never wakes the thread, so a send does not pay for a
+        # thread switch; the thread collects what piled up every POLL_S instead.
+        self._pending: deque[Exchange] = deque()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="imgtrace-outcomes", daemon=True)
+        self._thread.start()
+
+    def put(self, exchange: Exchange) -> None:
+        self._pending.append(exchange)
+
+    def close(self) -> None:
+        """Write everything handed over, then stop; re-raises a failure of the writer thread."""
+        self._closing.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            closing = self._closing.wait(POLL_S)
+            while self._pending:
+                exchange = self._pending.popleft()
+                if self.error is not None:
+                    continue  # keep draining so memory does not grow behind a dead writer
+                try:
+                    self.writer.write(self.outcome(exchange))
+                except BaseException as exc:  # reported by close()
+                    self.error = exc
+            if closing:
+                return
+
+    def outcome(self, exchange: Exchange) -> Outcome:
+        envelope: Any = None
+        images: tuple[str, ...] = ()
+        body_blob: str | None = None
+        body = exchange.body
+        if body:
+            sink = self.writer.add_blob if self.keep_images else _digest_only
+            split = _json_images(exchange.content_type, body, sink)
+            if split is not None:
+                envelope, images = split
+            elif self.keep_images or not (exchange.content_type or "").startswith("image/"):
+                body_blob = self.writer.add_blob(body, exchange.content_type)
+            else:
+                body_blob = _digest_only(body, None)
+        return Outcome(
+            request_id=exchange.request_id,
+            seq=exchange.seq,
+            intended_ns=exchange.intended_ns,
+            sent_ns=exchange.sent_ns,  # None: not one byte of the request went out
+            upload_done_ns=exchange.upload_done_ns,
+            first_byte_ns=exchange.first_byte_ns,
+            done_ns=exchange.done_ns,
+            status=exchange.status,
+            error=exchange.error,
+            bytes_up=exchange.bytes_up,
+            bytes_down=exchange.bytes_down,
+            headers=exchange.headers,
+            content_type=exchange.content_type,
+            envelope=envelope,
+            images=images,
+            body_blob=body_blob,
+            warmup=exchange.warmup,
+            loop=exchange.loop,
+        )
+
+
+def _json_images(
+    content_type: str | None, body: bytes, sink: BlobSink
+) -> tuple[Any, tuple[str, ...]] | None:
+    """Envelope and image digests of a JSON body; None when the body is not JSON."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        return None
+    try:
+        return split_images(body, sink)
+    except msgspec.DecodeError:
+        return None

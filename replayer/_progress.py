@@ -1,0 +1,229 @@
+"""Counting a replay as it goes, the live progress bar, and the final summary and lag health."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._sender import Exchange
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+__all__ = ["LAG_LATE_NS", "LAG_WARN_NS", "LagHealth", "Live", "Stats", "summary_table"]
+
+LAG_LATE_NS = 1_000_000
+"""A send more than 1 ms after its intended time counts as late in the lag-health line."""
+LAG_WARN_NS = 5_000_000
+"""Lag p99 above 5 ms: the replayer could not keep up, and says so loudly."""
+_RECENT = 1000
+
+
+def _percentile(values: Any, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else 0.0
+
+
+@dataclass
+class LagHealth:
+    """How faithfully the schedule was kept (sends, warmup excluded)."""
+
+    sends: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    late_share: float
+    """Share of sends later than 1 ms."""
+    waited: int = 0
+    """Sends that waited for a free slot under --max-inflight."""
+
+    @property
+    def kept_up(self) -> bool:
+        return self.p99_ms * 1e6 <= LAG_WARN_NS
+
+    def line(self) -> str:
+        return (
+            f"lag health: p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms, "
+            f"max {self.max_ms:.3f} ms; {self.late_share:.1%} of {self.sends} sends later "
+            "than 1 ms"
+        )
+
+    def warning(self, planned_rate: float | None, achieved_rate: float) -> str | None:
+        if self.kept_up:
+            return None
+        text = (
+            f"WARNING: the replayer could not keep up: send lag p99 {self.p99_ms:.1f} ms is over "
+            f"{LAG_WARN_NS / 1e6:g} ms"
+        )
+        if planned_rate:
+            text += f" (achieved {achieved_rate:.1f} req/s of {planned_rate:.1f} planned)"
+        text += (
+            ". Latencies from the intended time stay honest, but the load did not reach the "
+            "server on schedule"
+        )
+        if self.waited:
+            text += f"; {self.waited} sends waited for a free slot (--max-inflight)"
+        return text + "."
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sends": self.sends,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+            "late_share": self.late_share,
+            "waited": self.waited,
+            "kept_up": self.kept_up,
+        }
+
+
+@dataclass
+class Stats:
+    """Running counts of a replay, updated on the event loop (cheap appends only)."""
+
+    planned: int = 0
+    sent: int = 0
+    done: int = 0
+    errors: int = 0
+    warmup: int = 0
+    connected: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    first_sent_ns: int | None = None
+    last_sent_ns: int = 0
+    last_done_ns: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    error_kinds: Counter[str] = field(default_factory=Counter)
+    lags: array[int] = field(default_factory=lambda: array("q"))
+    latency: array[int] = field(default_factory=lambda: array("q"))
+    service: array[int] = field(default_factory=lambda: array("q"))
+    recent_lags: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+    def on_dispatch(self) -> None:
+        self.sent += 1
+
+    def on_done(self, exchange: Exchange) -> None:
+        """Count a finished exchange (its lag is known only once its first bytes went out)."""
+        self.done += 1
+        lag = exchange.lag_ns
+        self.recent_lags.append(lag)
+        sent = exchange.sent_ns if exchange.sent_ns is not None else exchange.attempt_ns
+        self.first_sent_ns = sent if self.first_sent_ns is None else min(self.first_sent_ns, sent)
+        self.last_sent_ns = max(self.last_sent_ns, sent)
+        if not exchange.warmup:
+            self.lags.append(lag)
+        self.last_done_ns = max(self.last_done_ns, exchange.done_ns or 0)
+        self.bytes_up += exchange.bytes_up
+        self.bytes_down += exchange.bytes_down
+        self.connected += exchange.connected
+        failed = exchange.error is not None or (exchange.status or 0) >= 400
+        self.errors += failed
+        if exchange.error is not None:
+            self.error_kinds[exchange.error.kind] += 1
+        if exchange.status is not None:
+            self.statuses[str(exchange.status)] += 1
+        if exchange.warmup:
+            self.warmup += 1
+        elif not failed and exchange.done_ns is not None:
+            self.latency.append(exchange.done_ns - exchange.intended_ns)
+            self.service.append(exchange.done_ns - sent)
+
+    def elapsed_s(self, now_ns: int) -> float:
+        return max(now_ns - (self.first_sent_ns or 0), 1) / 1e9
+
+    def achieved_rate(self) -> float:
+        """Sends per second over the span of the sends (n sends, n - 1 gaps)."""
+        if self.first_sent_ns is None or self.last_sent_ns <= self.first_sent_ns:
+            return 0.0
+        return (self.done - 1) / ((self.last_sent_ns - self.first_sent_ns) / 1e9)
+
+    def current_lag_p99_ms(self) -> float:
+        # Plain sorting, not numpy: this runs on the event loop during the replay, and the
+        # first numpy import alone would stall it for ~100 ms.
+        recent = sorted(self.recent_lags)
+        return recent[math.ceil(0.99 * (len(recent) - 1))] / 1e6 if recent else 0.0
+
+    def lag_health(self, waited: int = 0) -> LagHealth:
+        lags = self.lags
+        late = sum(1 for lag in lags if lag > LAG_LATE_NS)
+        return LagHealth(
+            sends=len(lags),
+            p50_ms=_percentile(lags, 50) / 1e6,
+            p99_ms=_percentile(lags, 99) / 1e6,
+            max_ms=(max(lags) / 1e6) if lags else 0.0,
+            late_share=late / len(lags) if lags else 0.0,
+            waited=waited,
+        )
+
+    def latency_ms(self, which: str, q: float) -> float:
+        values = self.latency if which == "intended" else self.service
+        return _percentile(values, q) / 1e6
+
+
+def summary_table(stats: Stats, achieved_rate: float, duration_s: float) -> list[tuple[str, str]]:
+    """The final summary as (label, value) rows; rendered by rich or as plain text."""
+    rows = [
+        ("requests sent", f"{stats.sent} of {stats.planned} planned"),
+        ("completed", str(stats.done)),
+        ("warmup (excluded below)", str(stats.warmup)),
+        ("errors", str(stats.errors)),
+        ("duration", f"{duration_s:.2f} s"),
+        ("achieved rate", f"{achieved_rate:.2f} req/s"),
+    ]
+    if stats.statuses:
+        rows.append(("statuses", ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))))
+    if stats.error_kinds:
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(stats.error_kinds.items()))
+        rows.append(("transport errors", kinds))
+    for label, which in (("latency from intended", "intended"), ("service latency", "service")):
+        if len(stats.latency):
+            cells = ", ".join(f"p{q:g} {stats.latency_ms(which, q):.1f}" for q in (50, 90, 99))
+            rows.append((f"{label} (ms)", cells))
+    rows.append(("bytes up / down", f"{stats.bytes_up:,} / {stats.bytes_down:,}"))
+    return rows
+
+
+class Live:
+    """The rich progress bar on stderr: sent, in flight, done, errors, rate, current lag p99.
+
+    `refresh()` updates the figures from a periodic task, never per request; rich draws them
+    from its own thread.
+    """
+
+    def __init__(self, console: Console, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress: Progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            # Rendering happens on rich's own thread (~1 ms per frame): on the event loop it
+            # would delay sends; on a thread the loop takes the GIL back within 0.5 ms.
+            auto_refresh=True,
+            refresh_per_second=4,
+            transient=False,
+        )
+        self.task: TaskID = self.progress.add_task("replay", total=total, detail="")
+
+    @contextmanager
+    def shown(self) -> Iterator[Live]:
+        with self.progress:
+            yield self
+
+    def refresh(self, stats: Stats, in_flight: int, now_ns: int) -> None:
+        rate = stats.sent / stats.elapsed_s(now_ns) if stats.sent else 0.0
+        detail = (
+            f"sent {stats.sent} · in flight {in_flight} · done {stats.done} · "
+            f"errors {stats.errors} · {rate:.1f} req/s · lag p99 "
+            f"{stats.current_lag_p99_ms():.2f} ms"
+        )
+        self.progress.update(self.task, completed=stats.sent, detail=detail)

@@ -1,0 +1,278 @@
+"""Request shaping: what a recorded request becomes on the wire of the target.
+
+Shaping happens off the event loop (in the body producer), so it may do real work: re-encoding
+a multipart body with overridden fields costs one copy of the body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import httpx
+
+from traces import (
+    REDACTED,
+    BlobSource,
+    Body,
+    FilePart,
+    JsonBody,
+    MultipartBody,
+    RawBody,
+    Request,
+    TextField,
+    UsageError,
+    __version__,
+    encode_body,
+)
+
+__all__ = [
+    "Prepared",
+    "SeedPolicy",
+    "Shaper",
+    "parse_header",
+    "parse_seed",
+    "parse_set",
+    "public_target",
+]
+
+_ENV_RE = re.compile(r"\$\{([^}]*)\}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FIELD_RE = re.compile(r"[^\s\"=]+\Z")
+
+# Headers that describe the recorded connection or body framing, not the request: httpx
+# computes them again for the body actually sent.
+_DROPPED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "expect",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+
+
+def _expand(value: str, environ: Mapping[str, str], flag: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not _ENV_NAME_RE.match(name):
+            raise UsageError(f"{flag}: '${{{name}}}' is not a valid environment variable name")
+        if name not in environ:
+            raise UsageError(
+                f"{flag}: environment variable {name} is not set; export it before replaying"
+            )
+        return environ[name]
+
+    return _ENV_RE.sub(replace, value)
+
+
+def parse_header(text: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """`'Name: value'` with `${VAR}` expanded from `environ`; the value is never logged."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not _TOKEN_RE.match(name):
+        raise UsageError(
+            f"--header {name or text!r}: expected 'Name: value', e.g. "
+            "'Authorization: Bearer ${TOKEN}'"
+        )
+    flag = f"--header {name}"
+    value = _expand(value.strip(), environ, flag)
+    if any(ch in value for ch in "\r\n\0"):
+        raise UsageError(f"{flag}: the value contains a line break or NUL, which HTTP forbids")
+    return name, value
+
+
+def parse_set(text: str) -> tuple[str, str]:
+    """`FIELD=VALUE`: the form field to override and its new text."""
+    name, sep, value = text.partition("=")
+    if not sep or not _FIELD_RE.match(name):
+        raise UsageError(
+            f"--set {text!r}: expected FIELD=VALUE with a non-empty field name, e.g. "
+            "num_inference_steps=8"
+        )
+    return name, value
+
+
+@dataclass(frozen=True)
+class SeedPolicy:
+    """`keep` sends recorded seeds, `fixed:N` one seed everywhere, `random:S` a seeded draw."""
+
+    mode: str = "keep"
+    value: int = 0
+
+    def seed_for(self, request_id: str, loop: int) -> int | None:
+        if self.mode == "keep":
+            return None
+        if self.mode == "fixed":
+            return self.value
+        # Derived from the request, not drawn in send order, so that a seed depends only on
+        # (S, request, pass) and a filtered or windowed replay reproduces the same seeds.
+        digest = hashlib.sha256(f"{self.value}:{request_id}:{loop}".encode()).digest()
+        # Never 0: some servers (vLLM-Omni) treat seed 0 as "pick a random one".
+        return int.from_bytes(digest[:8], "big") % (2**31 - 1) + 1
+
+    def describe(self) -> str:
+        return "keep" if self.mode == "keep" else f"{self.mode}:{self.value}"
+
+
+def parse_seed(text: str) -> SeedPolicy:
+    mode, _, number = text.partition(":")
+    if mode == "keep" and not number:
+        return SeedPolicy()
+    if mode in ("fixed", "random"):
+        try:
+            return SeedPolicy(mode, int(number))
+        except ValueError:
+            pass
+    raise UsageError(f"--seed {text!r}: expected keep, fixed:N or random:S (N, S integers)")
+
+
+def public_target(url: httpx.URL) -> str:
+    """The target as written to run files: without user, password or query."""
+    return str(url.copy_with(username=None, password=None, query=None, fragment=None))
+
+
+def _json_value(text: str) -> Any:
+    """`8` → 8, `true` → True, `"x"` → "x", anything else stays the text it was."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request ready to send: everything the event loop needs, already encoded.
+
+    `request` is built here, off the event loop, with no client defaults merged in: the target
+    sees the recorded headers (plus a User-Agent when the recording had none), not httpx's.
+    """
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    content: bytes
+
+    @cached_property
+    def request(self) -> httpx.Request:
+        return httpx.Request(self.method, self.url, headers=self.headers, content=self.content)
+
+
+@dataclass
+class Shaper:
+    """Turns recorded requests into `Prepared` ones for a target.
+
+    :param target: base URL; its path is a prefix, e.g. `http://gw:8080/sglang` sends
+        `/v1/images/edits` to `/sglang/v1/images/edits`.
+    :param headers: `(name, value)` pairs that replace recorded headers of the same name.
+    :param sets: form-field overrides, applied in order (later wins).
+    """
+
+    target: str
+    headers: Sequence[tuple[str, str]] = ()
+    sets: Sequence[tuple[str, str]] = ()
+    seed: SeedPolicy = field(default_factory=SeedPolicy)
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            url = httpx.URL(self.target)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise UsageError(f"--target {self.target!r}: not a valid URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(
+                f"--target {self.target!r}: expected an http:// or https:// URL with a host, "
+                "e.g. http://127.0.0.1:30000"
+            )
+        self.url = url
+        self._prefix = url.path.rstrip("/")
+        self._override_names = {name.lower() for name, _ in self.headers}
+
+    @property
+    def changes_fields(self) -> bool:
+        return bool(self.sets) or self.seed.mode != "keep" or self.model is not None
+
+    def overrides(self, request: Request, loop: int) -> dict[str, str]:
+        """Field name → new value for this request (empty when nothing is overridden)."""
+        out: dict[str, str] = {}
+        if self.model is not None:
+            out["model"] = self.model
+        seed = self.seed.seed_for(request.id, loop)
+        if seed is not None:
+            out["seed"] = str(seed)
+        out.update(self.sets)
+        return out
+
+    def body(self, request: Request, loop: int) -> Body | None:
+        """The request's body with overrides applied (raw bodies are left as they are)."""
+        body = request.body
+        values = self.overrides(request, loop) if self.changes_fields else {}
+        if not values or body is None or isinstance(body, RawBody):
+            return body
+        if isinstance(body, JsonBody):
+            if not isinstance(body.value, dict):
+                return body
+            return JsonBody(value={**body.value, **{k: _json_value(v) for k, v in values.items()}})
+        return _override_parts(body, values)
+
+    def url_for(self, request: Request) -> str:
+        path = self._prefix + (request.path if request.path.startswith("/") else "/" + request.path)
+        url = self.url.copy_with(path=path, query=request.query.encode() or None)
+        return str(url)
+
+    def prepare(self, request: Request, loop: int, get_blob: BlobSource) -> Prepared:
+        content_type, content = encode_body(self.body(request, loop), get_blob)
+        headers = [
+            (name, value)
+            for name, value in request.headers
+            if name.lower() not in _DROPPED_HEADERS
+            and name.lower() not in self._override_names
+            and value != REDACTED  # a redacted secret is never sent as "[redacted]"
+        ]
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        headers.extend(self.headers)
+        if not any(name.lower() == "user-agent" for name, _ in headers):
+            headers.append(("User-Agent", f"imgtrace/{__version__}"))
+        prepared = Prepared(request.method, self.url_for(request), headers, content)
+        _ = prepared.request  # built now, in the producer's thread
+        return prepared
+
+
+def _override_parts(body: MultipartBody, values: dict[str, str]) -> MultipartBody:
+    parts: list[TextField | FilePart] = []
+    done: set[str] = set()
+    for part in body.parts:
+        if isinstance(part, TextField) and part.name in values:
+            # A repeated field keeps one occurrence, with the new value.
+            if part.name not in done:
+                parts.append(TextField(name=part.name, value=values[part.name]))
+                done.add(part.name)
+            continue
+        parts.append(part)
+    parts.extend(
+        TextField(name=name, value=value) for name, value in values.items() if name not in done
+    )
+    return MultipartBody(parts=tuple(parts), boundary=body.boundary)
+
+
+def file_part_conflict(request: Request, names: Sequence[str]) -> str | None:
+    """The first overridden name that is a file part of `request` (which --set cannot replace)."""
+    if not isinstance(request.body, MultipartBody):
+        return None
+    files = {part.name for part in request.body.parts if isinstance(part, FilePart)}
+    return next((name for name in names if name in files), None)

@@ -1,0 +1,309 @@
+"""Fixtures for the recorder tests: servers in threads, a fault-injecting upstream, images."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from recorder import Recorder, RecordingProxy, RecordOptions
+from traces import TraceReader, parse_multipart
+
+SECRET_TOKEN = "sk-test-SECRET-7d1f0c9e"
+SECRET_COOKIE = "session=COOKIE-SECRET-55aa"
+SECRET_USER = "alice.secret@example.com"
+SECRET_SET_COOKIE = "upstream-SETCOOKIE-SECRET-99"
+SERVER_PATH = "/srv/outputs/SECRET-PATH-1234.png"
+
+
+def png(seed: int, size: int = 32) -> bytes:
+    """A small random PNG; different seeds give different bytes."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ThreadServer:
+    """uvicorn serving an ASGI app on 127.0.0.1 from a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            http="h11",
+            ws="none",
+            lifespan="auto",
+            log_level="critical",
+            access_log=False,
+            proxy_headers=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Upstream:
+    """Controls of the fault-injecting upstream."""
+
+    url: str = ""
+    gate: threading.Event = field(default_factory=threading.Event)
+    """`/gate` and SSE streams wait on this between their first and second event."""
+    waited: list[str] = field(default_factory=list)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def make_upstream(state: Upstream) -> Any:
+    """An ASGI image-edit upstream with knobs: echoes inputs as outputs, SSE, gates, slowness."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if path == "/slow":
+            await asyncio.sleep(float(scope["query_string"].decode() or "2"))
+            await _respond(send, 200, b"{}", [(b"content-type", b"application/json")])
+            return
+        if path == "/gate":
+            state.waited.append("gate")
+            await asyncio.get_running_loop().run_in_executor(None, state.gate.wait, 10)
+            await _respond(send, 200, b'{"gate": "open"}', [(b"content-type", b"application/json")])
+            return
+        hasher = hashlib.sha256()
+        size = 0
+        chunks: list[bytes] = []
+        while True:  # hash as it streams, so a 100 MB upload costs no memory here
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state.seen.append({"path": path, "aborted": True, "size": size})
+                return
+            chunk = message.get("body", b"")
+            if size == 0 and chunk:
+                state.seen.append({"path": path, "started": True})
+            size += len(chunk)
+            hasher.update(chunk)
+            if path != "/sink":
+                chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        info = {
+            "path": path,
+            "sha256": hasher.hexdigest(),
+            "size": size,
+            "headers": headers,
+            "client_port": scope["client"][1],
+        }
+        state.seen.append(info)
+        if path in ("/echo", "/sink") or not path.startswith("/v1/images/"):
+            await _respond(
+                send, 200, json.dumps(info).encode(), [(b"content-type", b"application/json")]
+            )
+            return
+        try:
+            parts = parse_multipart(body, headers.get("content-type"))
+        except Exception as exc:  # the proxy must forward even what does not parse
+            await _respond(
+                send,
+                400,
+                json.dumps({"error": {"message": str(exc)}}).encode(),
+                [(b"content-type", b"application/json")],
+            )
+            return
+        images = [p.data for p in parts if p.filename is not None]
+        fields = {p.name: p.data.decode() for p in parts if p.filename is None}
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"set-cookie", SECRET_SET_COOKIE.encode()),
+        ]
+        if fields.get("stream") == "true":
+            await _stream(send, images, state)
+            return
+        data = [
+            {
+                "b64_json": base64.b64encode(image).decode(),
+                "revised_prompt": fields.get("prompt"),
+                "file_path": SERVER_PATH,
+            }
+            for image in images
+        ]
+        payload = {"created": 1, "data": data, "usage": {"image_count": len(data)}}
+        await _respond(send, 200, json.dumps(payload).encode(), response_headers)
+
+    return app
+
+
+async def _stream(send: Any, images: list[bytes], state: Upstream) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
+    partial = {
+        "type": "image_edit.partial_image",
+        "partial_image_index": 0,
+        "b64_json": base64.b64encode(images[-1]).decode(),
+    }
+    await send(
+        {
+            "type": "http.response.body",
+            "more_body": True,
+            "body": f"event: image_edit.partial_image\ndata: {json.dumps(partial)}\n\n".encode(),
+        }
+    )
+    # Hold the stream open until the test has seen the first event through the proxy.
+    opened = await asyncio.get_running_loop().run_in_executor(None, state.gate.wait, 10)
+    state.waited.append(f"stream-gate-{opened}")
+    done = {"type": "image_edit.completed", "b64_json": base64.b64encode(images[0]).decode()}
+    await send(
+        {
+            "type": "http.response.body",
+            "more_body": False,
+            "body": f"event: image_edit.completed\ndata: {json.dumps(done)}\n\n".encode(),
+        }
+    )
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    state = Upstream()
+    server = ThreadServer(make_upstream(state)).start()
+    state.url = server.url
+    yield state
+    state.gate.set()
+    server.stop()
+
+
+@dataclass
+class Proxy:
+    url: str
+    recorder: Recorder
+    path: Path
+    server: ThreadServer
+    readers: list[TraceReader] = field(default_factory=list)
+
+    def close(self) -> TraceReader:
+        """Stop serving, close the recording, and open it (closed again at teardown)."""
+        self.server.stop()
+        self.recorder.close()
+        self.readers.append(TraceReader(self.path))
+        return self.readers[-1]
+
+
+StartProxy = Callable[..., Proxy]
+
+
+@pytest.fixture
+def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
+    """`start_proxy(upstream_url, **record_options)`: a recording proxy in a thread."""
+    started: list[Proxy] = []
+
+    def start(
+        upstream_url: str, *, timeout: float = 10.0, name: str = "rec.imgtrace", **options: Any
+    ) -> Proxy:
+        path = tmp_path / name
+        options.setdefault("user_key", b"test-user-key")
+        recorder = Recorder(path, options=RecordOptions(**options))
+        proxy = RecordingProxy(upstream_url, recorder, timeout=timeout)
+        server = ThreadServer(proxy).start()
+        handle = Proxy(server.url, recorder, path, server)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.server.stop()
+        handle.recorder.close()
+        for reader in handle.readers:
+            reader.close()
+
+
+def requests_of(reader: TraceReader) -> list[Any]:
+    return sorted(reader.requests(), key=lambda r: r.offset_ns)
+
+
+def decompressed(path: Path) -> bytes:
+    """Every byte of the file as a reader of the raw stream would see it (all frames)."""
+    import zstandard
+
+    raw = path.read_bytes()
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True) as r:
+        return raw + r.read()
+
+
+def raw_multipart(boundary: str, parts: list[tuple[str, bytes, str | None]]) -> bytes:
+    out = b""
+    for name, data, filename in parts:
+        out += f"--{boundary}\r\n".encode()
+        disposition = f'form-data; name="{name}"'
+        if filename:
+            disposition += f'; filename="{filename}"'
+        out += f"Content-Disposition: {disposition}\r\n".encode()
+        if filename:
+            out += b"Content-Type: image/png\r\n"
+        out += b"\r\n" + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)

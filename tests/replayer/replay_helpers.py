@@ -1,0 +1,119 @@
+"""Helpers for replayer tests: small traces built with TraceWriter, an echo server process."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def stats(self) -> dict[str, int]:
+        data: dict[str, int] = httpx.get(self.url + "/stats").json()
+        return data
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+ECHO = Path(__file__).with_name("echo_server.py")
+MS = 1_000_000
+
+
+def png(seed: int = 0, size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (seed % 256, 40, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_trace(
+    path: Path,
+    offsets_ms: Sequence[float],
+    *,
+    fields: Callable[[int], dict[str, str]] | None = None,
+    query: Callable[[int], str] | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    image_size: int = 8,
+) -> Path:
+    """A trace of image edits at the given offsets; request i has id r{i:04d}."""
+    with TraceWriter(path, Header(source="synthetic")) as writer:
+        digest = writer.add_blob(png(1, image_size), "image/png")
+        for i, offset in enumerate(offsets_ms):
+            values = {"prompt": f"edit {i}", "seed": str(100 + i), "num_inference_steps": "4"}
+            values.update(fields(i) if fields else {})
+            parts: list[TextField | FilePart] = [
+                TextField(name=name, value=value) for name, value in values.items()
+            ]
+            parts.append(
+                FilePart(
+                    name="image", blob=digest, size=0, filename="ref.png", content_type="image/png"
+                )
+            )
+            writer.write(
+                Request(
+                    id=f"r{i:04d}",
+                    offset_ns=int(offset * MS),
+                    path="/v1/images/edits",
+                    query=query(i) if query else "",
+                    headers=tuple(headers),
+                    body=MultipartBody(parts=tuple(parts), boundary="imgtrace-test-boundary"),
+                )
+            )
+    return path
+
+
+def start_echo(delay: float = 0.0) -> Server:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ECHO), str(port), str(delay)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_until_ready(server.url + "/health", process, 20.0)
+    except BaseException:
+        server.stop()
+        raise
+    return server

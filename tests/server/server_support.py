@@ -1,0 +1,136 @@
+"""Helpers for the reference server's tests: images, server processes, clients.
+
+A module of its own (not conftest.py) so tests can import it whatever else pytest collects.
+"""
+
+from __future__ import annotations
+
+import io
+import select
+import socket
+import subprocess
+import sys
+
+import httpx
+from PIL import Image
+
+from traces import FormPartData, encode_multipart, new_boundary
+
+
+def make_png(
+    size: tuple[int, int] = (64, 48), colour: tuple[int, ...] = (200, 120, 40), mode: str = "RGB"
+) -> bytes:
+    """A small PNG; gradients so that edits visibly change something."""
+    image = Image.new(mode, size, colour)
+    for x in range(0, size[0], 4):
+        image.putpixel((x, size[1] // 2), tuple(255 - c for c in colour))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """`imgtrace serve` in its own process, with its readiness line read from stdout."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imgtrace",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--load-time",
+                "0",
+                "--cold-start",
+                "0",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> str:
+        """Block until the readiness line; returns it."""
+        assert self.process.stdout is not None
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline().decode() if readable else ""
+        if not line.startswith("imgtrace serve: ready on"):
+            self.process.kill()
+            self.process.wait()
+            assert self.process.stderr is not None
+            stderr = self.process.stderr.read().decode()
+            self.stop()
+            raise RuntimeError(f"no readiness line: {line!r}, stderr: {stderr}")
+        return line
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return self.process.returncode
+
+
+MAX_BODY = 1_000_000
+
+
+def edit(
+    http: httpx.Client,
+    images: list[bytes] | None = None,
+    field: str = "image[]",
+    **fields: str,
+) -> httpx.Response:
+    """POST /v1/images/edits with `images` as repeated `field` parts and text fields."""
+    parts = [
+        FormPartData(field, data, f"in{i}.png", "image/png") for i, data in enumerate(images or [])
+    ]
+    parts += [FormPartData(k, v.encode()) for k, v in {"prompt": "make it teal", **fields}.items()]
+    return post_form(http, parts)
+
+
+def post_form(http: httpx.Client, parts: list[FormPartData]) -> httpx.Response:
+    """POST a multipart body built part by part (repeated names kept in order)."""
+    boundary = new_boundary()
+    return http.post(
+        "/v1/images/edits",
+        content=encode_multipart(parts, boundary),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+
+def assert_error(response: httpx.Response, status: int, param: str | None = None) -> str:
+    """The response is an OpenAI-shaped error with `status`; returns its message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["param"] == param
+    message: str = body["error"]["message"]
+    assert message and "Traceback" not in message
+    return message

@@ -1,0 +1,176 @@
+"""The latency model: calibration, FIFO batching, and queueing visible in /metrics."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Callable
+
+import anyio
+import httpx
+import pytest
+from server_support import Server, make_png
+
+from imgtrace._server._config import ServerConfig
+from imgtrace._server._engine import Engine, Job, service_seconds, step_seconds
+from imgtrace._server._metrics import Metrics
+
+PNG = make_png((512, 512))
+
+
+def test_step_cost_reproduces_the_h100_calibration() -> None:
+    assert step_seconds(512, 512) == pytest.approx(0.040)
+    assert step_seconds(768, 768) == pytest.approx(0.089)
+    assert step_seconds(1024, 1024) == pytest.approx(0.173)
+    sizes = [(256, 256), (512, 512), (640, 640), (1024, 1024), (1536, 1024), (2048, 2048)]
+    costs = [step_seconds(w, h) for w, h in sizes]
+    assert costs == sorted(costs) and costs[0] > 0
+
+
+def test_service_time_is_overhead_plus_steps_times_cost_times_images() -> None:
+    single = service_seconds(1024, 1024, 4, 1)
+    assert single == pytest.approx(0.030 + 4 * 0.173 + 0.060 * 1.048576)
+    # A 4-step 1024x1024 edit is ~0.7 s of GPU time plus encode/decode overhead.
+    assert 0.7 < single < 0.85
+    batch = service_seconds(1024, 1024, 4, 4, batch_gain=0.01)
+    per_image_step = (batch - 0.030 - 4 * 0.060 * 1.048576) / (4 * 4)
+    assert per_image_step == pytest.approx(0.173 * 0.9925)  # batching gains ~1% per image
+    assert service_seconds(1024, 1024, 4, 4, batch_gain=0.5) < batch
+
+
+async def test_engine_batches_queued_same_shape_jobs_in_fifo_order() -> None:
+    config = ServerConfig(speed=1000, max_batch=4, jitter=0, cold_start=0)
+    engine = Engine(config, Metrics(), random.Random(0))
+    jobs = [
+        Job(512, 512, 4, 1),
+        Job(1024, 1024, 4, 1),
+        Job(512, 512, 4, 1),
+        Job(512, 512, 4, 2),
+        Job(512, 512, 4, 1),
+    ]
+    async with anyio.create_task_group() as group:
+        for job in jobs:
+            group.start_soon(engine.process, job)
+        await anyio.wait_all_tasks_blocked()
+        assert engine.queue_depth == 5
+        group.start_soon(engine.run)
+        with anyio.fail_after(10):
+            for job in jobs:
+                await job.done.wait()
+        group.cancel_scope.cancel()
+    first, second, third = jobs[0].started, jobs[1].started, jobs[4].started
+    # Batch 1: the head and the same-shape jobs behind it, up to 4 images (1 + 1 + 2).
+    assert [jobs[i].started for i in (0, 2, 3)] == [first] * 3
+    assert jobs[0].batch_images == 4
+    # The 1024x1024 job keeps its place: next, alone; then the one that did not fit.
+    assert first < second < third
+    assert (jobs[1].batch_images, jobs[4].batch_images) == (1, 1)
+
+
+async def test_batch_window_waits_for_more_same_shape_work() -> None:
+    config = ServerConfig(speed=1, max_batch=4, batch_window=0.2, jitter=0, cold_start=0)
+    engine = Engine(config, Metrics(), random.Random(0))
+    first, late, other = Job(64, 64, 1, 1), Job(64, 64, 1, 1), Job(64, 64, 2, 1)
+    async with anyio.create_task_group() as group:
+        group.start_soon(engine.run)
+        group.start_soon(engine.process, first)
+        await anyio.wait_all_tasks_blocked()  # the executor took `first` and is in its window
+        assert engine.queue_depth == 0
+        group.start_soon(engine.process, late)
+        group.start_soon(engine.process, other)
+        with anyio.fail_after(10):
+            for job in (first, late, other):
+                await job.done.wait()
+        group.cancel_scope.cancel()
+    assert late.started == first.started and first.batch_images == 2
+    assert other.started > first.started  # another step count: not batched
+
+
+def server_cpu_seconds(server: Server) -> float:
+    with open(f"/proc/{server.process.pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def servers(start: Callable[..., list[Server]]) -> list[Server]:
+    return start(
+        ["--speed", "2", "--max-batch", "4", "--jitter", "0", "--cold-start", "0.4"],
+        ["--speed", "1", "--gpus", "2", "--max-queue", "2", "--cold-start", "0"],
+    )
+
+
+async def post_many(url: str, count: int) -> list[httpx.Response]:
+    responses: list[httpx.Response] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+        async def one(seed: int) -> None:
+            responses.append(
+                await http.post(
+                    "/v1/images/edits",
+                    files=[("image", ("a.png", PNG, "image/png"))],
+                    data={"prompt": "teal", "seed": str(seed)},
+                )
+            )
+
+        async with anyio.create_task_group() as group:
+            for seed in range(count):
+                group.start_soon(one, seed)
+    return responses
+
+
+async def test_cold_start_then_queueing_and_batching_show_in_metrics(
+    servers: list[Server],
+) -> None:
+    server = servers[0]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        files = [("image", ("a.png", PNG, "image/png"))]
+        cpu = server_cpu_seconds(server)
+        first = await http.post("/v1/images/edits", files=files, data={"prompt": "x"})
+        cpu = server_cpu_seconds(server) - cpu
+        second = await http.post("/v1/images/edits", files=files, data={"prompt": "y"})
+    assert first.headers["x-imgtrace-cold-start"] == "1"
+    assert second.headers["x-imgtrace-cold-start"] == "0"
+    simulated = first.json()["inference_time_s"]
+    assert simulated >= 0.19  # 0.4 s of cold start at speed 2
+    # The simulated compute is slept, not burned: the server used far less CPU than that.
+    assert cpu < simulated / 2
+    responses = await post_many(server.url, 8)
+    assert [r.status_code for r in responses] == [200] * 8
+    batch_sizes = [int(r.headers["x-imgtrace-batch-images"]) for r in responses]
+    assert max(batch_sizes) > 1
+    assert max(float(r.headers["x-imgtrace-queue-seconds"]) for r in responses) > 0
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(server.url + "/metrics")).text
+    batches = metric(text, "imgtrace_batches_total")
+    assert batches < 10  # 10 requests, fewer batches: some ran together
+    assert metric(text, "imgtrace_batch_size_sum") == 10
+    assert metric(text, 'imgtrace_batch_size_bucket{le="1"}') < batches
+    assert metric(text, "imgtrace_queue_wait_seconds_sum") > 0
+    assert metric(text, "imgtrace_cold_starts_total") == 1
+    assert metric(text, 'imgtrace_requests_total{route="/v1/images/edits",status="200"}') == 10
+
+
+async def test_two_gpus_share_the_queue_and_a_full_queue_answers_429(
+    servers: list[Server],
+) -> None:
+    server = servers[1]
+    responses = await post_many(server.url, 8)
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) == {200, 429}
+    ok = [r for r in responses if r.status_code == 200]
+    assert {r.headers["x-imgtrace-executor"] for r in ok} == {"0", "1"}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "queue_full"
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(server.url + "/metrics")).text
+    assert metric(text, 'imgtrace_requests_total{route="/v1/images/edits",status="429"}') == (
+        statuses.count(429)
+    )
