@@ -193,6 +193,9 @@ class ImageReport:
     noise_summary: NoiseSummary | None = None
     notes: list[str] = field(default_factory=list)
 
+    def _vs(self) -> str:
+        return f"{Path(self.cand).name} (B) against {Path(self.base).name} (A)"
+
     def counts(self) -> Counter[str]:
         """Outputs per verdict (every verdict present, zeros included)."""
         counts: Counter[str] = Counter(dict.fromkeys(VERDICTS, 0))
@@ -278,7 +281,7 @@ class ImageReport:
             )
         notes.extend(self.notes)
         return Table(
-            title="Output images: B against A (outputs per verdict)",
+            title=f"Output images: {self._vs()} (outputs per verdict)",
             columns=["class", "outputs", *[v.replace("-", " ") for v in verdicts]],
             rows=rows, footnotes=notes, row_classes=classes,
         )  # fmt: skip
@@ -308,7 +311,7 @@ class ImageReport:
         ]  # fmt: skip
         th = self.thresholds
         return Table(
-            title="Output images: B against the A/A noise",
+            title=f"Output images: {self._vs()}, against the A/A noise",
             columns=["measure", "value"],
             rows=rows,
             footnotes=[
@@ -333,7 +336,7 @@ class ImageReport:
             [f"{total - len(pairs)} more in the JSON and HTML output"] if total > len(pairs) else []
         )
         return Table(
-            title="Output images: most severe",
+            title=f"Output images: {self._vs()}, most severe",
             columns=["request", "out", "verdict", "PSNR dB", "SSIM", "pHash", "diff px %",
                      "A/A 1-SSIM", "note"],
             rows=rows, footnotes=notes,

@@ -290,11 +290,14 @@ def pool_comparison(url: str, concurrencies: list[int], per_level: int) -> list[
 
 def peak_rss_mb(trace: Path, url: str, rate: float, out: Path) -> tuple[float, float]:
     """(peak RSS in MB, wall seconds) of `imgtrace replay` in a fresh process."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from this
+    # (large) benchmark process would report the parent's size.
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from imgtrace._cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(status.split('VmHWM:')[1].split()[0])\n"
         "sys.exit(code)\n"
     )
     start = time.perf_counter()
@@ -468,6 +471,10 @@ def main() -> None:
                 f"{rss_1k:.0f} MB, 100,000 requests {rss_100k:.0f} MB "
                 f"(ratio {rss_100k / rss_1k:.2f}; 100k took {wall:.0f} s)"
             )
+            uploads = make_trace(work / "mem-512.imgtrace", 3000, big, distinct=200)
+            rss_big, _ = peak_rss_mb(uploads, null.url, 300, work / "m3.run")
+            figures["rss_mb"]["512_3000_at_300"] = rss_big
+            print(f"peak RSS with 512² uploads, 3,000 requests at 300/s: {rss_big:.0f} MB")
 
         try:
             import aiperf  # noqa: F401

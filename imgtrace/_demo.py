@@ -166,10 +166,10 @@ def run_demo(out: Path, *, quick: bool, force: bool) -> int:
         a_port, b_port, proxy_port = _free_port(), _free_port(), _free_port()
         a_url, b_url = f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}"
         proxy_url = f"http://127.0.0.1:{proxy_port}"
-        b_speed = plan.server_speed * 0.8
+        b_speed = plan.server_speed * 0.7
         _say(
             f"[1/6] reference server A on {a_url} (--speed {plan.server_speed:g}, 1 GPU) and B "
-            f"on {b_url} (--speed {b_speed:g}: 20% slower, --variant b: new outputs)"
+            f"on {b_url} (--speed {b_speed:g}: 30% less compute speed, --variant b: new outputs)"
         )
         server_a = processes.start(
             "server-a",

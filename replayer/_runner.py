@@ -266,11 +266,15 @@ class _Replay:
         self._dispatch_scope = anyio.CancelScope()
         self._senders: TaskGroup | None = None
         self._sink: OutcomeSink | None = None
+        self._trace_digest = ""
 
     async def run(self) -> ReplayResult:
         config = self.config
         assert config.output is not None
         send, receive = anyio.create_memory_object_stream[tuple[Slot, Prepared]](AHEAD)
+        # Before the producer starts: the reader's file is then used by one thread at a time
+        # (a trace without an index is read once more to compute its digest).
+        self._trace_digest = await anyio.to_thread.run_sync(self.reader.trace_digest)
         async with anyio.create_task_group() as background:
             background.start_soon(self._produce, send)
             if config.handle_signals:
@@ -300,12 +304,12 @@ class _Replay:
                 background.cancel_scope.cancel()
             finally:
                 await self.lanes.aclose()  # shielded: runs even when cancelled
-                if self._sink is not None:
-                    try:
-                        self._sink.close()
-                    finally:
-                        result = self._finish(writer)
-                        writer.close()
+                try:
+                    if self._sink is not None:
+                        self._sink.close()  # every outcome handed over is written first
+                finally:
+                    result = self._finish(writer)
+                    writer.close()
         return result
 
     # -- producing ----------------------------------------------------------------------------
@@ -430,7 +434,7 @@ class _Replay:
             kind="run",
             source="replay",
             tool_version=__version__,
-            trace_digest=self.reader.trace_digest(),
+            trace_digest=self._trace_digest,
             trace_path=str(config.trace),
             target=public_target(self.shaper.url),
             options=config.options(self.shaper),

@@ -14,26 +14,6 @@ import httpx
 import pytest
 
 
-def _prefer_installed_packages() -> None:
-    """Let the editable install win over test folders named like the packages they test.
-
-    pytest puts tests/ on sys.path; a folder there such as tests/replayer/ counts as a namespace
-    package, and the path finder answers before the editable install's finder (appended to
-    sys.meta_path) is asked. A regular install is not affected: a regular package always wins.
-    """
-    finders = [
-        finder
-        for finder in sys.meta_path
-        if (finder if isinstance(finder, type) else type(finder)).__module__.startswith("editables")
-    ]
-    for finder in finders:
-        sys.meta_path.remove(finder)
-        sys.meta_path.insert(0, finder)
-
-
-_prefer_installed_packages()
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -80,3 +80,10 @@ def test_command_help_is_fast_and_lists_the_subcommands() -> None:
     heavy = {"matplotlib", "numpy", "PIL", "uvicorn", "scipy"}
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
     assert not (heavy & imported), f"`imgtrace --help` imports {heavy & imported}"
+
+
+def test_no_test_folder_is_named_like_a_package() -> None:
+    # pytest puts tests/ on sys.path; a folder there named like a package (tests/replayer/)
+    # would shadow the editable install's package in spawned worker processes.
+    folders = {path.name for path in (ROOT / "tests").iterdir() if path.is_dir()}
+    assert not folders & set(PACKAGES)

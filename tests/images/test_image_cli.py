@@ -33,7 +33,7 @@ def test_compare_html_and_image_rules(tmp_path: Path, imgtrace: Run) -> None:
     result = imgtrace(*args, "--fail-on", "images:changed>0", cwd=str(tmp_path))
     assert result.returncode == 1, result.stderr
     assert "images: 1 of 4 outputs are changed" in result.stdout
-    assert "Output images: B against A" in result.stdout
+    assert "Output images: b.run (B) against a.run (A) (outputs per verdict)" in result.stdout
     text = report.read_text()
     assert 'data-verdict="changed"' in text and "a &lt;script&gt; prompt" in text
     assert (tmp_path / "report_files").is_dir()

@@ -148,7 +148,7 @@ def test_noise_run_calibrates_the_verdicts(runs: Path) -> None:
     assert summary.changed_share_aa == pytest.approx(1 / 12)
     assert summary.gate
     names = [t.title for t in report.tables()]
-    assert "Output images: B against the A/A noise" in names
+    assert "Output images: b.run (B) against a.run (A), against the A/A noise" in names
 
 
 def test_rules_counts_and_json(runs: Path) -> None:
@@ -169,11 +169,7 @@ def test_rules_counts_and_json(runs: Path) -> None:
     assert first["metrics"]["ssim"] < 1 and first["a"]["width"] == SIZE
 
 
-def test_process_pool_gives_the_same_answer(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Spawned workers inherit sys.path; pytest put tests/ on it, where tests/analyzer/ (a folder
-    # without __init__.py) would shadow the analyzer package as a namespace package.
-    tests_dir = str(Path(__file__).parents[1])
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != tests_dir])
+def test_process_pool_gives_the_same_answer(runs: Path) -> None:
     serial = _compare(runs, noise=True)
     parallel = _compare(runs, noise=True, jobs=2)
     assert [(p.request_id, p.output, p.verdict, p.d_ab) for p in serial.pairs] == [
