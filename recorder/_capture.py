@@ -7,8 +7,6 @@ later on the recorder's writer thread, in `to_request`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import fnmatch
 import gzip
 import hashlib
@@ -35,6 +33,7 @@ from traces import (
     Response,
     TextField,
     body_from_bytes,
+    strip_images,
 )
 
 __all__ = [
@@ -364,7 +363,7 @@ def _response(
             except msgspec.DecodeError:
                 body_blob = add_blob(data, content_type)
             else:
-                envelope, images = _strip_images(_scrub_envelope(value), add_blob)
+                envelope, images = strip_images(_scrub_envelope(value), add_blob)
         else:
             body_blob = add_blob(data, content_type)
     return Response(
@@ -398,48 +397,6 @@ def _scrub_envelope(value: Any) -> Any:
     return {**value, "data": items}
 
 
-# Output images are a few MB of base64 each; decoding one in a single C call would hold the GIL
-# (and so the proxy's event loop) for milliseconds. Slices let the loop run in between.
-_B64_SLICE = 1 << 18
-
-
-def _b64decode_sliced(text: str) -> bytes:
-    data = text.encode("ascii")
-    if len(data) <= _B64_SLICE:
-        return base64.b64decode(data, validate=True)
-    return b"".join(
-        base64.b64decode(data[start : start + _B64_SLICE], validate=True)
-        for start in range(0, len(data), _B64_SLICE)
-    )
-
-
-def _strip_images(value: Any, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
-    """`traces.strip_images` (same output), decoding each image in slices."""
-    found: list[str] = []
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, item in node.items():
-                if key == "b64_json" and isinstance(item, str) and item:
-                    try:
-                        raw = _b64decode_sliced(item)
-                    except (binascii.Error, ValueError):
-                        out[key] = item
-                        continue
-                    digest = add_blob(raw, None)
-                    found.append(digest)
-                    out[key] = {"$blob": digest}
-                else:
-                    out[key] = walk(item)
-            return out
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
-
-    return walk(value), tuple(found)
-
-
 def _sse_envelope(data: bytes, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
     """A server-sent event stream as `[{"event": name, "data": value}]`, images as blobs.
 
@@ -464,7 +421,7 @@ def _sse_envelope(data: bytes, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]
             value: Any = _json_decoder.decode(payload)
         except msgspec.DecodeError:
             value = payload.decode("utf-8", "replace")
-        value, found = _strip_images(_scrub_envelope(value), add_blob)
+        value, found = strip_images(_scrub_envelope(value), add_blob)
         every.extend(found)
         kind = name or (value.get("type") if isinstance(value, dict) else None)
         if isinstance(kind, str) and kind.endswith(".completed"):

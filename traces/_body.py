@@ -119,6 +119,21 @@ def encode_body(body: Body | None, get_blob: BlobSource) -> tuple[str | None, by
     return body.content_type, get_blob(body.blob)
 
 
+# Decoding a multi-megabyte image in slices lets other threads (a recorder's event loop) run
+# between them: one b64decode call holds the GIL for its whole length. A multiple of 4.
+_BASE64_SLICE = 128 * 1024
+
+
+def _decode_base64(text: str) -> bytes:
+    data = text.encode("ascii")
+    if len(data) <= _BASE64_SLICE:
+        return base64.b64decode(data, validate=True)
+    return b"".join(
+        base64.b64decode(data[start : start + _BASE64_SLICE], validate=True)
+        for start in range(0, len(data), _BASE64_SLICE)
+    )
+
+
 def strip_images(value: Any, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
     """Replace every base64 `b64_json` string in a JSON value by `{"$blob": digest}`.
 
@@ -133,7 +148,7 @@ def strip_images(value: Any, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
             for key, item in node.items():
                 if key == "b64_json" and isinstance(item, str) and item:
                     try:
-                        raw = base64.b64decode(item, validate=True)
+                        raw = _decode_base64(item)
                     except (binascii.Error, ValueError):
                         out[key] = item
                         continue

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from traces import (
     FilePart,
@@ -123,3 +126,18 @@ def test_strip_and_restore_images() -> None:
 def test_invalid_base64_is_left_alone() -> None:
     envelope, digests = strip_images({"b64_json": "not base64!!"}, Blobs().add)
     assert envelope == {"b64_json": "not base64!!"} and digests == ()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(min_size=1, max_size=700_000), tamper=st.sampled_from(["", "=", "!", " "]))
+def test_sliced_base64_decoding_matches_the_standard_library(data: bytes, tamper: str) -> None:
+    text = base64.b64encode(data).decode() + tamper
+    try:
+        expected: bytes | None = base64.b64decode(text, validate=True)
+    except ValueError:
+        expected = None
+    envelope, digests = strip_images({"b64_json": text}, Blobs().add)
+    if expected is None:
+        assert envelope == {"b64_json": text} and digests == ()
+    else:
+        assert digests == (hashlib.sha256(expected).hexdigest(),)

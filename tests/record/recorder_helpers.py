@@ -7,7 +7,6 @@ import base64
 import hashlib
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
+from testproc import free_port
 
 from recorder import Recorder, RecordingProxy, RecordOptions
 from traces import TraceReader, parse_multipart
@@ -36,13 +36,6 @@ def png(seed: int, size: int = 32) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="PNG")
     return out.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ThreadServer:

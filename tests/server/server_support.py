@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import io
 import select
-import socket
 import subprocess
 import sys
 
 import httpx
 from PIL import Image
+from testproc import free_port, stop_process
 
 from traces import FormPartData, encode_multipart, new_boundary
 
@@ -35,18 +35,11 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Server:
     """`imgtrace serve` in its own process, with its readiness line read from stdout."""
 
     def __init__(self, *args: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [
@@ -83,17 +76,7 @@ class Server:
         return line
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
 
 MAX_BODY = 1_000_000
