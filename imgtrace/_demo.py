@@ -31,6 +31,8 @@ from traces import UsageError
 __all__ = ["DemoPlan", "run_demo"]
 
 MARKER = ".imgtrace-demo"
+# The rules a CI job would gate on: B is slower and its images changed, so this gate trips.
+GATE = "median:+10%,images:changed>0"
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,8 @@ def run_demo(out: Path, *, quick: bool, force: bool) -> int:
             str(report),
             "--json",
             str(out / "compare.json"),
+            "--fail-on",
+            GATE,
         ],
         logs,
         ok=(0, 1),
@@ -277,7 +281,8 @@ def run_demo(out: Path, *, quick: bool, force: bool) -> int:
     print((logs / "compare.log").read_text(), end="")
     _say(f"[6/6] done in {time.monotonic() - started:.0f} s. Open the report: {report.resolve()}")
     _say(f"      traces and runs: {out}/*.imgtrace (try `imgtrace show {files['production']}`)")
-    _say(f"      compare exited {code}: " + ("a regression was found" if code else "no regression"))
+    verdict = "found a regression (exit code 1)" if code else "found no regression (exit code 0)"
+    _say(f"      the CI gate --fail-on '{GATE}' {verdict}")
     return 0
 
 
