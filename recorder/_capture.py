@@ -34,6 +34,7 @@ from traces import (
     TextField,
     body_from_bytes,
     strip_images,
+    strip_images_from_json,
 )
 
 __all__ = [
@@ -359,11 +360,11 @@ def _response(
             envelope, images = _sse_envelope(data, add_blob)
         elif media == "application/json" or media.endswith("+json"):
             try:
-                value = _json_decoder.decode(data)
+                envelope, images = strip_images_from_json(data, add_blob)
             except msgspec.DecodeError:
                 body_blob = add_blob(data, content_type)
             else:
-                envelope, images = strip_images(_scrub_envelope(value), add_blob)
+                envelope = _scrub_envelope(envelope)
         else:
             body_blob = add_blob(data, content_type)
     return Response(

@@ -14,9 +14,8 @@ from typing import Any
 
 import msgspec
 
-from traces import BlobSink, Outcome, TraceWriter
+from traces import BlobSink, Outcome, TraceWriter, strip_images_from_json
 
-from ._images import split_images
 from ._sender import Exchange
 
 __all__ = ["OutcomeSink"]
@@ -114,6 +113,6 @@ def _json_images(
     if media != "application/json" and not media.endswith("+json"):
         return None
     try:
-        return split_images(body, sink)
+        return strip_images_from_json(body, sink)
     except msgspec.DecodeError:
         return None

@@ -24,6 +24,7 @@ from ._errors import (
     UsageError,
 )
 from ._framing import BlobLocation, FileIndex
+from ._jsonimages import strip_images_from_json
 from ._media import extension_for, sniff_media_type
 from ._multipart import (
     FormPartData,
@@ -107,4 +108,5 @@ __all__ = [
     "restore_images",
     "sniff_media_type",
     "strip_images",
+    "strip_images_from_json",
 ]

@@ -1,4 +1,4 @@
-"""split_images: the chunked fast path gives what traces.strip_images gives, for any JSON."""
+"""strip_images_from_json: the chunked fast path equals traces.strip_images, for any JSON."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replayer import _images
-from replayer._images import split_images
-from traces import strip_images
+from traces import _jsonimages, strip_images
+from traces import strip_images_from_json as split_images
 
 
 def store() -> tuple[dict[str, bytes], Any]:
@@ -84,7 +83,7 @@ def test_same_as_strip_images(envelope: Any, pretty: bool) -> None:
 def test_same_as_strip_images_with_tiny_chunks(envelope: Any) -> None:
     # 8-character chunks put chunk boundaries everywhere, padding and bad characters included.
     body = json.dumps(envelope).encode()
-    with patch.object(_images, "_CHUNK", 8):
+    with patch.object(_jsonimages, "_CHUNK", 8):
         both(body)
 
 

@@ -1,11 +1,12 @@
-"""Pull base64 images out of a JSON response in short steps.
+"""Pull base64 images out of a JSON response body in short steps (`strip_images_from_json`).
 
 Decoding a 2 MB `b64_json` string in one call holds the GIL for several milliseconds (about
 2 ms per MB for base64, 1.4 ms per MB for the JSON string), and the event loop, which needs the
 GIL to send the next request on time, waits that long. Here the base64 spans are found in the
 raw bytes, decoded in 128 KiB steps (the interpreter can switch threads between steps), and
 only the small rest of the document goes through the JSON decoder. The result is the same as
-`traces.strip_images(json.loads(body), add_blob)`; anything unusual falls back to that.
+`strip_images(json.loads(body), add_blob)`; anything unusual falls back to that. Used by the
+recorder and the replayer, which both handle multi-megabyte image responses beside an event loop.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import msgspec
 
-from traces import BlobSink, strip_images
+from ._body import BlobSink, strip_images
 
-__all__ = ["split_images"]
+__all__ = ["strip_images_from_json"]
 
 _KEY = b'"b64_json"'
 _CHUNK = 1 << 17  # a multiple of 4: chunks decode independently
@@ -26,7 +27,7 @@ _WHITESPACE = b" \t\r\n"
 _decoder = msgspec.json.Decoder()
 
 
-def split_images(body: bytes, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
+def strip_images_from_json(body: bytes, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
     """The envelope (images as `{"$blob": digest}`) and the image digests in `data[]` order.
 
     Raises `msgspec.DecodeError` when the body is not JSON.
