@@ -1,3 +1,52 @@
-"""Analyze runs: latency statistics, paired comparisons, image diffs and reports."""
+"""Analyze runs: latency statistics, paired comparisons, image diffs and reports.
 
-__all__: list[str] = []
+The command line (`imgtrace report`, `imgtrace compare`) is the main entry; from Python, read a
+run or trace into per-request rows with `load_rows`, pair two with `join_rows`, compare output
+images with `compare_run_images`, and write the offline report with `write_html_report`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import AnalysisError
+from ._table import Table
+
+if TYPE_CHECKING:
+    from ._html import write_html_report
+    from ._images import ImageReport, ImageThresholds, compare_run_images
+    from ._load import Join, Rows, join_rows, load_rows
+
+__all__ = [
+    "AnalysisError",
+    "ImageReport",
+    "ImageThresholds",
+    "Join",
+    "Rows",
+    "Table",
+    "compare_run_images",
+    "join_rows",
+    "load_rows",
+    "write_html_report",
+]
+
+# numpy, Pillow and matplotlib load only when an analysis is asked for, so that the command line
+# (which imports this package to register its subcommands) starts fast.
+_LAZY = {
+    "ImageReport": "._images",
+    "ImageThresholds": "._images",
+    "compare_run_images": "._images",
+    "Join": "._load",
+    "Rows": "._load",
+    "join_rows": "._load",
+    "load_rows": "._load",
+    "write_html_report": "._html",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
