@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Protocol
 
 import msgspec
 
 from traces import UsageError
 
-__all__ = ["ImageRule", "Thresholds", "add_image_arguments", "thresholds_from_args"]
+__all__ = ["Thresholds", "add_image_arguments", "thresholds_from_args"]
 
 
 class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,19 +30,6 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     alpha: float = 0.05
     max_pixels: int = 40_000_000
     render_limit: int = 200
-
-
-class ImageRule(Protocol):
-    """The shape of `analyzer._rules.ImageRule` (`images:changed>5%`)."""
-
-    @property
-    def verdict(self) -> str: ...
-    @property
-    def op(self) -> str: ...
-    @property
-    def value(self) -> float: ...
-    @property
-    def percent(self) -> bool: ...
 
 
 # -- command-line arguments -----------------------------------------------------------------

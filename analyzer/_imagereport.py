@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -18,6 +18,9 @@ from traces import UsageError
 from ._imagework import PairResult, Rendered, Thresholds
 from ._stats import hodges_lehmann, sign_test, wilcoxon
 from ._table import Table
+
+if TYPE_CHECKING:
+    from ._rules import ImageRule
 
 __all__ = [
     "VERDICTS",
@@ -48,17 +51,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
     "=": operator.eq, "==": operator.eq, "!=": operator.ne,
 }  # fmt: skip
-
-
-class _Rule(Protocol):
-    @property
-    def verdict(self) -> str: ...
-    @property
-    def op(self) -> str: ...
-    @property
-    def value(self) -> float: ...
-    @property
-    def percent(self) -> bool: ...
 
 
 class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,7 +206,7 @@ class ImageReport:
             lines.append(f"Images against A/A noise: {self.noise_summary.verdict}.")
         return lines
 
-    def violation(self, rule: _Rule) -> str | None:
+    def violation(self, rule: ImageRule) -> str | None:
         """Why `rule` (e.g. images:changed>5%) is broken, or None when it holds."""
         verdict = _ALIASES.get(rule.verdict, rule.verdict).replace("_", "-")
         if verdict not in VERDICTS:

@@ -34,7 +34,7 @@ from traces import (
 )
 
 from ._errors import AnalysisError
-from ._imageoptions import ImageRule, Thresholds, add_image_arguments, thresholds_from_args
+from ._imageoptions import Thresholds, add_image_arguments, thresholds_from_args
 from ._imagereport import (
     VERDICTS,
     ImageReport,
@@ -60,7 +60,6 @@ from ._imagework import (
 __all__ = [
     "VERDICTS",
     "ImageReport",
-    "ImageRule",
     "ImageThresholds",
     "NoiseSummary",
     "add_image_arguments",
