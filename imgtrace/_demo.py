@@ -46,7 +46,7 @@ class DemoPlan:
     @classmethod
     def choose(cls, quick: bool) -> DemoPlan:
         if quick:
-            return cls(requests=24, rate=8.0, server_speed=8.0)
+            return cls(requests=20, rate=10.0, server_speed=8.0)
         return cls(requests=90, rate=6.0, server_speed=4.0)
 
 

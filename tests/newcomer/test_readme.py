@@ -59,15 +59,15 @@ def test_readme_demo_command_works_in_a_fresh_environment(tmp_path: Path) -> Non
     with TraceReader(out / "production.imgtrace") as reader:
         assert reader.header.source == "proxy" and reader.closed_cleanly
         requests = list(reader.requests())
-    assert len(requests) == 24 and all(r.response and r.response.status == 200 for r in requests)
+    assert len(requests) == 20 and all(r.response and r.response.status == 200 for r in requests)
     for name in ("run-a", "run-a-2x", "run-a-again", "run-b"):
         with TraceReader(out / f"{name}.imgtrace") as reader:
             assert reader.kind == "run"
-            assert len(list(reader.outcomes())) == 24
+            assert len(list(reader.outcomes())) == 20
     comparison = json.loads((out / "compare.json").read_text())
     assert [Path(c["cand"]).name for c in comparison["comparisons"]] == [
         "run-b.imgtrace",
         "run-a-2x.imgtrace",
     ]
-    assert all(c["join"]["pairs"] == 24 for c in comparison["comparisons"])
+    assert all(c["join"]["pairs"] == 20 for c in comparison["comparisons"])
     assert len(comparison["images"]) == 2 and comparison["noise"]["cand"].endswith("again.imgtrace")
