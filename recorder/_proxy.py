@@ -1,16 +1,17 @@
-"""The recording reverse proxy: a raw ASGI app that streams to an upstream over httpx.
+"""The recording reverse proxy: a raw ASGI app that streams to an upstream.
 
 Every request is forwarded whatever its path; bodies stream both ways chunk by chunk (the upload
 reaches the upstream while it is still arriving, and each server-sent event reaches the client as
 soon as the upstream sends it). Requests on recorded paths are teed into an `Exchange` and handed
-to a `Recorder`, which never blocks this loop.
+to a `Recorder`, which never blocks this loop. The upstream leg is a lean HTTP/1.1 client
+(`_upstream.py`) that parses only the response head and relays the body in large pieces.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx
@@ -19,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
 from ._sink import Recorder
+from ._upstream import UpstreamPool, UpstreamResponse
 
 __all__ = ["RecordingProxy"]
 
@@ -28,20 +30,40 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _error_encoder = msgspec.json.Encoder()
-# Not forwarded upstream: connection-level headers, and `expect` (the proxy answers
-# 100-continue itself; the upstream sees an ordinary upload).
-_DROP_UPSTREAM = HOP_BY_HOP | {"host", "expect"}
+# Not forwarded upstream: connection-level headers, `expect` (the proxy answers 100-continue
+# itself; the upstream sees an ordinary upload), and the framing, which is per hop.
+_DROP_UPSTREAM = HOP_BY_HOP | {"host", "expect", "content-length"}
+_HOP_BYTES = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
-# Chunks read ahead of the slower leg, per direction (uvicorn's and httpcore's reads are at most
-# 256 KiB and 64 KiB, so this bounds memory per request to a few MiB).
+# Upload chunks read ahead of the upstream writes (uvicorn's reads are at most 256 KiB, so this
+# bounds the upload's memory per request to a few MiB).
 _AHEAD = 8
-_POOLS = 16
 # Responses up to this size (by Content-Length) are read whole and written in one piece.
 _SMALL = 256 << 10
 
 
 class _ClientGone(Exception):
     """The client disconnected before its upload was complete."""
+
+
+class _Request(NamedTuple):
+    """The arguments of `UpstreamPool.request`."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes]
+    content_length: int | None
+
+
+def _declared_length(headers: list[tuple[str, str]]) -> int | None:
+    """The client's Content-Length when the body is framed by it (passed on as is), else None."""
+    if any(name == "transfer-encoding" for name, _ in headers):
+        return None
+    for name, value in headers:
+        if name == "content-length" and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 class _Flow:
@@ -88,17 +110,12 @@ class RecordingProxy:
     ) -> None:
         url = httpx.URL(upstream)
         self.upstream = url
-        self._base = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
         self._prefix = url.raw_path.rstrip(b"/").decode("ascii")
         self.recorder = recorder
-        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        # httpcore's pool scans every connection (and polls idle ones) for each request, which
-        # grows with the square of the concurrency; several small pools, each request taking
-        # the least busy one, keep that scan short (benchmarks/proxy_overhead.py).
-        per_pool = max(1, -(-max_connections // _POOLS))
-        self._limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
-        self._pools: list[httpx.AsyncHTTPTransport] = []
-        self._busy: list[int] = []
+        self._timeout = timeout
+        self._max_connections = max_connections
+        # Made on first use, inside the event loop that serves the proxy.
+        self._pool: UpstreamPool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -107,38 +124,21 @@ class RecordingProxy:
             await self._lifespan(receive, send)
 
     async def aclose(self) -> None:
-        pools, self._pools, self._busy = self._pools, [], []
-        for pool in pools:
+        pool, self._pool = self._pool, None
+        if pool is not None:
             await pool.aclose()
 
-    def _start_pools(self) -> None:
-        if self._pools:
-            return
-        import ssl
-
-        context = ssl.create_default_context()  # loaded once, shared by all pools
-        # retries=0: a proxy must not replay a request the client sent once.
-        self._pools = [
-            httpx.AsyncHTTPTransport(verify=context, limits=self._limits, retries=0)
-            for _ in range(_POOLS)
-        ]
-        self._busy = [0] * _POOLS
-
-    async def _send(self, request: httpx.Request) -> tuple[int, httpx.Response]:
-        self._start_pools()
-        index = self._busy.index(min(self._busy))
-        self._busy[index] += 1
-        try:
-            return index, await self._pools[index].handle_async_request(request)
-        except BaseException:
-            self._busy[index] -= 1
-            raise
+    def _upstream_pool(self) -> UpstreamPool:
+        if self._pool is None:
+            self._pool = UpstreamPool(
+                self.upstream, timeout=self._timeout, max_connections=self._max_connections
+            )
+        return self._pool
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._start_pools()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -154,13 +154,14 @@ class RecordingProxy:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         exchange = self.recorder.begin(method, scope["path"], query.decode("latin-1"), headers)
         flow = _Flow()
-        url = self._base + self._prefix + raw_path.decode("latin-1")
+        target = self._prefix + raw_path.decode("latin-1")
         if query:
-            url += "?" + query.decode("latin-1")
+            target += "?" + query.decode("latin-1")
         has_body = method not in _BODYLESS or any(
             name in ("content-length", "transfer-encoding") for name, _ in headers
         )
         content: bytes | AsyncIterator[bytes] = b""
+        length: int | None = None
         chunks_in: MemoryObjectSendStream[bytes] | None = None
         chunks_out: MemoryObjectReceiveStream[bytes] | None = None
         first: Message | None = None
@@ -179,13 +180,8 @@ class RecordingProxy:
                 # writes, so both legs move at once.
                 chunks_in, chunks_out = anyio.create_memory_object_stream[bytes](_AHEAD)
                 content = self._upload(chunks_out, flow)
-        request = httpx.Request(
-            method,
-            url,
-            headers=self._forward_headers(scope, headers),
-            content=content,
-            extensions={"timeout": self._timeouts},
-        )
+                length = _declared_length(headers)
+        request = _Request(method, target, self._forward_headers(scope, headers), content, length)
         async with anyio.create_task_group() as group:
             group.start_soon(
                 self._read_client, receive, first, chunks_in, exchange, flow, group.cancel_scope
@@ -274,53 +270,46 @@ class RecordingProxy:
             raise _ClientGone
 
     async def _exchange(
-        self, request: httpx.Request, send: Send, exchange: Exchange | None, flow: _Flow
+        self, request: _Request, send: Send, exchange: Exchange | None, flow: _Flow
     ) -> None:
         try:
-            pool, response = await self._send(request)
+            response = await self._upstream_pool().request(*request)
         except _ClientGone:
             return
         except httpx.HTTPError as exc:
             await self._fail(send, exchange, flow, exc)
             return
-        first_byte = time.monotonic_ns()
-        headers = [
-            (name, value)
-            for name, value in response.headers.raw
-            if name.lower().decode("latin-1") not in HOP_BY_HOP
-        ]
-        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        if exchange is not None:
-            exchange.status = response.status_code
-            exchange.first_byte_ns = first_byte
-            exchange.response_headers = [
-                (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
-            ]
-        length = response.headers.get("content-length", "")
         try:
-            if length.isdigit() and int(length) <= _SMALL:
+            first_byte = time.monotonic_ns()
+            headers = [(name, value) for name, value in response.headers if name not in _HOP_BYTES]
+            start = {"type": "http.response.start", "status": response.status, "headers": headers}
+            if exchange is not None:
+                exchange.status = response.status
+                exchange.first_byte_ns = first_byte
+                exchange.response_headers = [
+                    (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
+                ]
+            if response.length is not None and response.length <= _SMALL:
                 await self._relay_small(response, start, send, exchange, flow)
             else:
                 await self._relay_stream(response, start, send, exchange, flow)
         finally:
-            self._busy[pool] -= 1
+            await response.aclose()
 
     async def _relay_small(
         self,
-        response: httpx.Response,
+        response: UpstreamResponse,
         start: Message,
         send: Send,
         exchange: Exchange | None,
         flow: _Flow,
     ) -> None:
-        """A short response in one piece: one write to the client, no read-ahead task."""
+        """A short response in one piece: one write to the client."""
         try:
             body = await response.aread()
         except httpx.HTTPError as exc:
             await self._fail(send, exchange, flow, exc)
             return
-        finally:
-            await response.aclose()
         if exchange is not None:
             exchange.done_ns = time.monotonic_ns()
             exchange.add_response_chunk(body)
@@ -332,53 +321,43 @@ class RecordingProxy:
 
     async def _relay_stream(
         self,
-        response: httpx.Response,
+        response: UpstreamResponse,
         start: Message,
         send: Send,
         exchange: Exchange | None,
         flow: _Flow,
     ) -> None:
-        """A long or open-ended response (images, SSE), forwarded chunk by chunk as it comes."""
-        # The upstream is read by its own task, a few chunks ahead of the client writes.
-        body_in, body_out = anyio.create_memory_object_stream[bytes](_AHEAD)
-        failed: list[httpx.HTTPError] = []
+        """A long or open-ended response (images, SSE), forwarded piece by piece as it comes.
+
+        No read-ahead task is needed: the upstream connection's buffer keeps filling (up to
+        `READ_SIZE` twice over) while a piece is being written to the client.
+        """
+        failure: httpx.HTTPError | None = None
         try:
             await send(start)
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._read_upstream, response, body_in, failed)
-                with body_out:
-                    async for chunk in body_out:
-                        if exchange is not None:
-                            exchange.add_response_chunk(chunk)
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            while True:
+                try:
+                    chunk = await response.read()
+                except httpx.HTTPError as exc:
+                    failure = exc
+                    break
+                if not chunk:
+                    break
+                if exchange is not None:
+                    exchange.add_response_chunk(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
-            await response.aclose()
             if exchange is not None:
                 exchange.done_ns = time.monotonic_ns()
-        if failed:
+        if failure is not None:
             # Too late for a 502: the client sees the connection close mid-response.
             if exchange is not None:
-                exchange.fail(error_kind(failed[0]), f"upstream failed mid-response: {failed[0]!r}")
+                exchange.fail(error_kind(failure), f"upstream failed mid-response: {failure!r}")
             return
         flow.finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if exchange is not None:
             exchange.client_done_ns = time.monotonic_ns()
-
-    async def _read_upstream(
-        self,
-        response: httpx.Response,
-        chunks: MemoryObjectSendStream[bytes],
-        failed: list[httpx.HTTPError],
-    ) -> None:
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        with chunks:
-            try:
-                async for chunk in stream:
-                    await chunks.send(chunk)
-            except httpx.HTTPError as exc:
-                failed.append(exc)
 
     async def _fail(
         self, send: Send, exchange: Exchange | None, flow: _Flow, exc: httpx.HTTPError

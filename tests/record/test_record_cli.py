@@ -297,6 +297,43 @@ def test_100_mb_upload_is_forwarded_with_bounded_memory(
     assert len(big) == 1 and big[0].body is None
 
 
+def test_events_and_aborts_through_the_command(
+    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
+) -> None:
+    # The command serves clients with whichever HTTP parser it picks (httptools if installed):
+    # events still pass one by one, and a client leaving mid-upload cancels the upstream side.
+    out = tmp_path / "events.imgtrace"
+    process, url = record("--upstream", upstream.url, "-o", str(out))
+    body = raw_multipart(
+        "sse", [("prompt", b"p", None), ("stream", b"true", None), ("image", png(3), "i.png")]
+    )
+    headers = {"content-type": "multipart/form-data; boundary=sse"}
+    with (
+        httpx.Client() as client,
+        client.stream("POST", url + "/v1/images/edits", content=body, headers=headers) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines) == "event: image_edit.partial_image"
+        assert upstream.waited == []  # the upstream still holds its second event
+        upstream.gate.set()
+        assert "event: image_edit.completed" in list(lines)
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/images/edits HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n" + b"y" * 5000
+        )
+        wait_for(lambda: sum(1 for s in upstream.seen if s.get("started")) == 2)
+    wait_for(lambda: any(s.get("aborted") for s in upstream.seen))
+    code, stderr = _stop(process)
+    assert code == 0, stderr
+    with TraceReader(out) as reader:
+        streamed, aborted = sorted(reader.requests(), key=lambda r: r.offset_ns)
+    assert streamed.response is not None and len(streamed.response.envelope) == 2
+    assert aborted.response is not None and aborted.response.error is not None
+    assert aborted.response.error.kind == "aborted"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
