@@ -309,8 +309,8 @@ class Plan:
         if survey.out_of_order and self.timing.mode == "original":
             warnings.warn(
                 f"{self.reader.path}: {survey.out_of_order} requests come before the previous "
-                "one in time; requests are sent in file order, so those go late (the lag shows "
-                "it). Use --rate to re-time the trace instead",
+                "one in time (e.g. a recording whose writer stopped before it could sort its "
+                "file); they are sent in time order, which holds the request records in memory",
                 stacklevel=2,
             )
         self.survey = survey
@@ -325,7 +325,7 @@ class Plan:
         seq = 0
         for loop in range(self.selection.loop):
             base = loop * survey.period_ns
-            for request in self.selected():
+            for request in self._in_send_order():
                 intended: int | None
                 if timing.mode == "original":
                     relative = base + request.offset_ns - survey.first_ns
@@ -337,6 +337,16 @@ class Plan:
                     intended = None
                 yield Slot(seq, request, loop, intended, seq < self.selection.warmup)
                 seq += 1
+
+    def _in_send_order(self) -> Iterator[Request]:
+        """One pass in file order; in time order when original timing meets an unsorted file.
+
+        Sending an unsorted file in file order would make every early request wait for the late
+        one before it; sorting needs the records in memory, so only unsorted files pay for it.
+        """
+        if self.survey.out_of_order and self.timing.mode == "original":
+            return iter(sorted(self.selected(), key=lambda request: request.offset_ns))
+        return self.selected()
 
     def dry_run(self) -> DryRun:
         """Duration, mean and peak (busiest second) rate and the request mix of the schedule."""

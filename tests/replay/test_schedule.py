@@ -148,8 +148,16 @@ def test_bad_filter() -> None:
         parse_filter("size")
 
 
-def test_out_of_order_trace_warns_and_keeps_file_order(tmp_path: Path) -> None:
+def test_out_of_order_trace_warns_and_is_sent_in_time_order(tmp_path: Path) -> None:
     path = write_trace(tmp_path / "shuffled.imgtrace", [0, 50, 20, 80])
     with pytest.warns(UserWarning, match="1 requests come before the previous one"):
         p = plan(path, Timing())
-    assert times(p) == [0, 50 * MS, 20 * MS, 80 * MS]
+    assert times(p) == [0, 20 * MS, 50 * MS, 80 * MS]
+    assert [s.request.id for s in p.slots()] == ["r0000", "r0002", "r0001", "r0003"]
+    assert [s.seq for s in p.slots()] == [0, 1, 2, 3]
+
+
+def test_out_of_order_trace_keeps_file_order_when_re_timed(tmp_path: Path) -> None:
+    path = write_trace(tmp_path / "shuffled.imgtrace", [0, 50, 20, 80])
+    p = plan(path, Timing(mode="rate", rate=10.0))
+    assert [s.request.id for s in p.slots()] == ["r0000", "r0001", "r0002", "r0003"]
