@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from traces import UsageError
+from traces import TraceError, UsageError
 
 __all__ = ["DemoPlan", "run_demo"]
 
@@ -50,7 +50,7 @@ class DemoPlan:
         return cls(requests=90, rate=6.0, server_speed=4.0)
 
 
-class DemoError(UsageError):
+class DemoError(TraceError):
     """Raised when a step of the demo fails; the message names the step and its log."""
 
 
