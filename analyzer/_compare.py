@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from traces import UsageError
+
 from . import _stats
 from ._bootstrap import BootstrapResult, block_length, quantile_ratios_by_group
 from ._load import BoolArray, FloatArray, Join, ObjArray, Rows
@@ -48,6 +50,16 @@ class Settings:
     resamples: int = 2000
     seed: int = 1
     extra_quantiles: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 0.5:
+            raise UsageError("--alpha must be between 0 and 0.5, e.g. 0.05")
+        if not 0.0 < self.confidence < 1.0:
+            raise UsageError(f"confidence {self.confidence:g}: give a level between 0 and 1")
+        if not 0.0 <= self.min_effect < 1.0:
+            raise UsageError(f"min_effect {self.min_effect:g}: give a fraction from 0 to 1")
+        if self.resamples < 100:
+            raise UsageError("--resamples must be at least 100 (2000 is the default)")
 
     @property
     def quantiles(self) -> tuple[float, ...]:

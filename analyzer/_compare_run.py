@@ -1,25 +1,22 @@
-"""`imgtrace compare` from parsed arguments to printed tables, files and the exit code."""
+"""A whole comparison of runs: load, pair, analyze, and the document and plot data of it."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
 
 from ._compare import PairAnalysis, Settings, analyze_pair, apply_holm, apply_noise
-from ._compare_tables import analysis_json, comparison_tables, noise_table
+from ._compare_tables import analysis_json
 from ._load import Join, Rows, join_rows, load_rows
-from ._render import fmt_ratio_ci, render_text
+from ._render import fmt_ratio_ci
 from ._report import health_line
-from ._rules import Rules, violations
+from ._rules import Rules
 from ._table import Table
 
-__all__ = ["compare_files", "run_compare"]
+__all__ = ["compare_document", "compare_files", "shift_series", "summary_line"]
 
 
 def _join(base: Rows, other: Rows, force: bool) -> Join:
@@ -70,109 +67,23 @@ def summary_line(analysis: PairAnalysis) -> str:
     )
 
 
-def _image_reports(
-    args: argparse.Namespace, images: ModuleType, rules: Rules
-) -> tuple[list[Any], list[str]]:
-    thresholds = images.thresholds_from_args(args)
-    assets = None
-    if args.html is not None:
-        assets = args.html.with_name(args.html.stem + "_files")
-    reports, found = [], []
-    for index, cand in enumerate(args.cands):
-        # The HTML report draws the first candidate's images; the others' verdicts still count.
-        report = images.compare_run_images(
-            args.base,
-            cand,
-            args.noise,
-            thresholds=thresholds,
-            jobs=args.jobs,
-            assets_dir=assets if index == 0 else None,
-            force=args.force,
-            salvage=args.salvage,
-        )
-        reports.append(report)
-        for rule in rules.images:
-            message = report.violation(rule)
-            if message:
-                found.append(f"{cand}: {message}")
-    return reports, found
-
-
-def run_compare(
-    args: argparse.Namespace,
-    settings: Settings,
-    rules: Rules,
-    images: ModuleType | None,
-    html: Any,
-) -> int:
-    """Run the whole command; returns the exit code (1 when a rule is broken)."""
-    from ._cli import _status, _write_json
-
-    with _status("comparing"):
-        analyses, noise = compare_files(
-            args.base,
-            list(args.cands),
-            args.noise,
-            settings,
-            trace=args.trace,
-            force=args.force,
-            salvage=args.salvage,
-        )
-    tables: list[Table] = []
+def shift_series(
+    analyses: list[PairAnalysis],
+) -> list[tuple[str, list[float], Any, Any, Any]]:
+    """Per candidate: its name, the quantiles, and their ratio estimates with CI sides (plots)."""
+    shifts = []
     for analysis in analyses:
-        tables += comparison_tables(analysis, settings, noise=noise is not None)
-    if noise is not None:
-        tables.append(noise_table(noise))
-    found = [line for analysis in analyses for line in violations(analysis, rules, settings)]
-    image_reports: list[Any] = []
-    if images is not None:
-        # The image comparison draws its own progress bar.
-        image_reports, image_found = _image_reports(args, images, rules)
-        found += image_found
-        for report in image_reports:
-            tables += report.tables()
-    runs = [analyses[0].join.base] + [a.join.cand for a in analyses]
-    runs += [noise.join.cand] if noise is not None else []
-    summary = [summary_line(analysis) for analysis in analyses]
-    summary += [health_line(rows) for rows in runs]
-    summary += [f"REGRESSION: {line}" for line in found]
-    code = 1 if found else 0
-    to_stdout = args.json == "-"
-    out = sys.stderr if to_stdout else sys.stdout
-    print("\n\n".join(render_text(table) for table in tables), file=out)
-    print("\n" + "\n".join(summary), file=out)
-    if args.json:
-        _write_json(
-            args.json,
-            _document(analyses, noise, settings, rules, found, tables, image_reports, code),
+        effects = list(analysis.all.quantiles.items())
+        shifts.append(
+            (
+                analysis.join.cand.path.name,
+                [q for q, _ in effects],
+                _array([e.estimate for _, e in effects]),
+                _array([e.lo for _, e in effects]),
+                _array([e.hi for _, e in effects]),
+            )
         )
-    if html is not None:
-        from ._plots import comparison_plots
-
-        with _status("drawing plots"):
-            shifts = []
-            for analysis in analyses:
-                effects = list(analysis.all.quantiles.items())
-                shifts.append(
-                    (
-                        analysis.join.cand.path.name,
-                        [q for q, _ in effects],
-                        _array([e.estimate for _, e in effects]),
-                        _array([e.lo for _, e in effects]),
-                        _array([e.hi for _, e in effects]),
-                    )
-                )
-            plots = comparison_plots(runs, shifts)
-        html.write_html_report(
-            args.html,
-            title=f"imgtrace compare: {args.base.name}",
-            summary=summary,
-            tables=tables,
-            plots=plots,
-            images=image_reports[0] if image_reports else None,
-            force=args.force,
-        )
-    return code
+    return shifts
 
 
 def _array(values: list[float]) -> Any:
@@ -183,7 +94,7 @@ def _array(values: list[float]) -> Any:
     return np.where(np.isfinite(array), array, np.nan)
 
 
-def _document(
+def compare_document(
     analyses: list[PairAnalysis],
     noise: PairAnalysis | None,
     settings: Settings,
@@ -193,6 +104,7 @@ def _document(
     image_reports: list[Any],
     code: int,
 ) -> dict[str, Any]:
+    """The `--json` document of a comparison: settings, effects, rules, verdicts, tables."""
     return {
         "command": "compare",
         "settings": {

@@ -34,7 +34,7 @@ from traces import (
 )
 
 from ._errors import AnalysisError
-from ._imageoptions import Thresholds, add_image_arguments, thresholds_from_args
+from ._imageoptions import Thresholds
 from ._imagereport import (
     VERDICTS,
     ImageReport,
@@ -62,9 +62,7 @@ __all__ = [
     "ImageReport",
     "ImageThresholds",
     "NoiseSummary",
-    "add_image_arguments",
     "compare_run_images",
-    "thresholds_from_args",
 ]
 
 ImageThresholds = Thresholds

@@ -9,12 +9,12 @@ it (`imgtrace serve`, `record`, `synth`, `replay`, `compare` as subprocesses):
    against configuration B (slower, with a small change in its output images);
 4. `compare` of A against B and against 2x, with the noise baseline, writing report.html.
 
-Every process it starts is stopped when it ends, fails or is interrupted.
+Every process it starts is stopped when it ends, fails or is interrupted. Its command line is
+`imgtrace._commands.demo`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import signal
@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from traces import TraceError, UsageError
+from traces import OutputExists, TraceError, UsageError
 
 __all__ = ["DemoPlan", "run_demo"]
 
@@ -137,9 +137,8 @@ def _prepare(out: Path, force: bool) -> Path:
         raise UsageError(f"{out} exists and is not a folder: choose another --out")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists() and not force:
-            raise UsageError(
-                f"{out} is not empty and was not made by `imgtrace demo`: choose another --out "
-                "or pass --force"
+            raise OutputExists(
+                out, what="--out", state="is not empty and was not made by `imgtrace demo`"
             )
         shutil.rmtree(out)
     (out / "logs").mkdir(parents=True)
@@ -292,25 +291,3 @@ def _replay(trace: Path, target: str, run: Path, extra: list[str], logs: Path, n
         ["replay", str(trace), "--target", target, "-o", str(run), "--no-progress", *extra],
         logs,
     )
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline on the bundled reference server and write a report",
-        description="Start the reference server (configurations A and B) and a recording proxy, "
-        "record synthetic production traffic, replay it at 1x and 2x against A, again against A "
-        "(noise baseline) and against B, then compare the runs and write report.html. Takes "
-        "about a minute (--quick: under 30 s). Every process it starts is stopped on exit.",
-    )
-    demo.add_argument(
-        "--out",
-        type=Path,
-        default=Path("imgtrace-demo"),
-        help="folder for the traces, runs, logs and report (default: ./imgtrace-demo)",
-    )
-    demo.add_argument("--quick", action="store_true", help="a smaller story, under 30 s")
-    demo.add_argument(
-        "--force", action="store_true", help="replace --out even if another tool wrote it"
-    )
-    demo.set_defaults(handler=lambda args: run_demo(args.out, quick=args.quick, force=args.force))

@@ -6,7 +6,7 @@ from ._errors import RecorderError
 from ._har import import_har
 from ._prompts import BUILTIN_PROMPTS, load_prompts
 from ._proxy import RecordingProxy
-from ._sink import Recorder, RecorderStats, RecordOptions
+from ._sink import Recorder, RecorderStats, RecordOptions, check_output
 from ._source_io import ImportStats, InputError
 from ._synth import ArrivalProcess, SynthOptions, ValueSpec, parse_schedule, synthesize
 from ._transport import RecordingTransport
@@ -24,6 +24,7 @@ __all__ = [
     "RecordingTransport",
     "SynthOptions",
     "ValueSpec",
+    "check_output",
     "export_aiperf_input",
     "import_aiperf_input",
     "import_aiperf_raw",

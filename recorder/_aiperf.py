@@ -31,6 +31,7 @@ from traces import (
     Response,
     TextField,
     TraceWriter,
+    UsageError,
     extension_for,
     strip_images,
 )
@@ -532,6 +533,8 @@ def import_aiperf_input(
     `timestamp` (ms) places a line relative to the earliest timestamp, `delay` (ms) after the
     previous line; lines with neither follow the previous one after 1/`rate` s (or at once).
     """
+    if rate is not None and not rate > 0:
+        raise UsageError("--rate must be positive")
     path = Path(source)
     stats = ImportStats(source=str(path), output=os.fspath(output))
     lines: list[tuple[JsonLine, _TurnTiming]] = []

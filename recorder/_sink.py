@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from traces import (
     Blob,
     Header,
@@ -76,6 +74,11 @@ class RecordOptions:
     flush_interval: float = 0.5
     max_queue: int = 10_000
     max_queue_bytes: int = 512 << 20
+
+    def __post_init__(self) -> None:
+        for path in self.paths:
+            if not path.startswith("/"):
+                raise UsageError(f"--paths takes URL paths starting with '/', not {path!r}")
 
 
 @dataclass
@@ -513,8 +516,3 @@ def sort_requests(path: Path, redaction: Redaction) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def encode_stats(stats: RecorderStats) -> bytes:
-    """Stats as JSON, for `--json`."""
-    return msgspec.json.encode({**asdict(stats), "dropped": stats.dropped})

@@ -204,6 +204,16 @@ class ArrivalProcess(msgspec.Struct, frozen=True, kw_only=True):
     schedule: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
     burstiness: float = 1.0
 
+    def __post_init__(self) -> None:
+        if any(not rate >= 0 for _, rate in self.schedule) or not any(
+            rate > 0 for _, rate in self.schedule
+        ):
+            raise UsageError("--rate must be positive")
+        if not self.burstiness > 0:
+            raise UsageError("--burstiness must be positive")
+        if self.burstiness != 1.0 and self.kind != "gamma":
+            raise UsageError("--burstiness needs --arrival gamma")
+
     def gap(self, rng: np.random.Generator) -> float:
         """One inter-arrival gap in operational time (mean 1)."""
         if self.kind == "constant":

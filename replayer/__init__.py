@@ -1,15 +1,26 @@
 """Replay a trace against a server with original or scaled timing, and measure it.
 
 `replay(ReplayConfig(trace, target, output=...))` runs a replay and writes a run file;
-`dry_run(config)` describes the schedule without sending. The command line is `imgtrace replay`
-(docs/replaying.md).
+`dry_run(config)` describes the schedule without sending. Every option type checks its own
+values (`UsageError`); the `parse_*` functions turn the command line's text forms into them.
+The command line is `imgtrace replay` (docs/replaying.md).
 """
 
 from ._errors import ReplayError
 from ._progress import LagHealth, Stats
 from ._runner import ReplayConfig, ReplayResult, dry_run, replay, replay_async
-from ._schedule import DryRun, Filter, Plan, Selection, Slot, Timing
-from ._shaping import Prepared, SeedPolicy, Shaper
+from ._schedule import (
+    DryRun,
+    Filter,
+    Plan,
+    Selection,
+    Slot,
+    Timing,
+    parse_arrival,
+    parse_filter,
+    parse_window,
+)
+from ._shaping import Prepared, SeedPolicy, Shaper, parse_header, parse_seed, parse_set
 
 __all__ = [
     "DryRun",
@@ -27,6 +38,12 @@ __all__ = [
     "Stats",
     "Timing",
     "dry_run",
+    "parse_arrival",
+    "parse_filter",
+    "parse_header",
+    "parse_seed",
+    "parse_set",
+    "parse_window",
     "replay",
     "replay_async",
 ]

@@ -28,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from traces import (
     Header,
+    OutputExists,
     Redaction,
     TraceError,
     TraceReader,
@@ -39,9 +40,9 @@ from traces import (
 from ._errors import ReplayError
 from ._outcomes import OutcomeSink
 from ._progress import LagHealth, Live, Stats
-from ._schedule import DryRun, Plan, Selection, Slot, Timing
+from ._schedule import DryRun, Plan, Selection, Slot, Timing, check_positive
 from ._sender import Clock, Exchange, LanePool, send_one
-from ._shaping import Prepared, Shaper, public_target
+from ._shaping import Prepared, Shaper, parse_seed, public_target
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,6 +83,12 @@ class ReplayConfig:
     handle_signals: bool = False
     console: Console | None = None
     """Where the live progress bar goes (stderr); None shows none."""
+
+    def __post_init__(self) -> None:
+        check_positive(self.timeout, "--timeout")
+        if self.drain < 0:
+            raise UsageError("--warmup and --drain cannot be negative")
+        parse_seed(self.seed)
 
     def shaper(self) -> Shaper:
         from ._shaping import parse_seed
@@ -162,7 +169,7 @@ def _open(config: ReplayConfig) -> tuple[TraceReader, Shaper, Plan]:
     """Validate everything that can be validated before a byte is sent."""
     shaper = config.shaper()
     if config.output is not None and config.output.exists() and not config.force:
-        raise UsageError(f"{config.output} already exists: choose another -o or pass --force")
+        raise OutputExists(config.output, what="-o")
     reader = TraceReader(config.trace)
     try:
         if reader.kind != "trace" and reader.kind != "run":

@@ -64,6 +64,26 @@ class Timing:
     concurrency: int = 0
     max_inflight: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.mode == "original":
+            check_positive(self.speed, "--speed")
+        elif self.mode == "rate":
+            check_positive(self.rate, "--rate")
+            if self.arrival not in ("constant", "poisson", "gamma"):
+                raise UsageError(
+                    f"--arrival {self.arrival!r}: expected constant, poisson or gamma:B"
+                )
+            check_positive(self.shape, "gamma shape B")
+        elif self.mode == "closed":
+            check_positive(self.concurrency, "--concurrency", integer=True)
+            if self.max_inflight is not None:
+                raise UsageError(
+                    "--max-inflight caps open-loop modes; --concurrency is already a cap"
+                )
+        else:
+            raise UsageError(f"timing mode {self.mode!r}: expected original, rate or closed")
+        check_positive(self.max_inflight, "--max-inflight", integer=True)
+
     @property
     def closed(self) -> bool:
         return self.mode == "closed"
@@ -174,6 +194,12 @@ class Selection:
     loop: int = 1
     warmup: int = 0
     filters: tuple[Filter, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_positive(self.limit, "--limit", integer=True)
+        check_positive(self.loop, "--loop", integer=True)
+        if self.warmup < 0:
+            raise UsageError("--warmup and --drain cannot be negative")
 
     def options(self) -> dict[str, object]:
         out: dict[str, object] = {"loop": self.loop, "warmup": self.warmup}

@@ -17,6 +17,7 @@ from ._body import (
 from ._errors import (
     MissingBlobError,
     MultipartError,
+    OutputExists,
     TraceError,
     TraceFormatError,
     TraceRecoveryWarning,
@@ -24,6 +25,7 @@ from ._errors import (
     UsageError,
 )
 from ._framing import BlobLocation, FileIndex
+from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import strip_images_from_json
 from ._media import extension_for, sniff_media_type
 from ._multipart import (
@@ -81,6 +83,7 @@ __all__ = [
     "MultipartError",
     "Note",
     "Outcome",
+    "OutputExists",
     "RawBody",
     "Record",
     "Redaction",
@@ -92,6 +95,7 @@ __all__ = [
     "TraceFormatError",
     "TraceReader",
     "TraceRecoveryWarning",
+    "TraceSummary",
     "TraceWriter",
     "UnsupportedTraceVersion",
     "UsageError",
@@ -99,14 +103,18 @@ __all__ = [
     "body_from_bytes",
     "body_from_parts",
     "boundary_of",
+    "cat_lines",
     "encode_body",
     "encode_multipart",
     "extension_for",
+    "extract_images",
     "form_parts",
+    "format_summary",
     "new_boundary",
     "parse_multipart",
     "restore_images",
     "sniff_media_type",
     "strip_images",
     "strip_images_from_json",
+    "summarize",
 ]

@@ -1,7 +1,7 @@
 """Errors raised by imgtrace.
 
 Every error the toolkit raises on purpose derives from one root, so the command line can turn any
-of them into a one-line message and exit code 2::
+of them into a one-line message (the command layer, `imgtrace._commands`, picks the exit code)::
 
     TraceError
      ├── TraceFormatError          the bytes are not a readable trace (names file and offset)
@@ -9,6 +9,7 @@ of them into a one-line message and exit code 2::
      ├── UnsupportedTraceVersion   written by a newer imgtrace
      ├── MultipartError            a body that is not well-formed multipart/form-data
      └── UsageError                bad options or arguments, refused before any work is done
+          └── OutputExists         an output is already there and overwriting was not asked for
 
 The tool packages (recorder, replayer, analyzer) derive their own roots from `TraceError`.
 """
@@ -20,6 +21,7 @@ import os
 __all__ = [
     "MissingBlobError",
     "MultipartError",
+    "OutputExists",
     "TraceError",
     "TraceFormatError",
     "TraceRecoveryWarning",
@@ -31,11 +33,24 @@ __all__ = [
 class TraceError(Exception):
     """Root of every error imgtrace raises on purpose; its message is meant for the user."""
 
-    exit_code = 2
-
 
 class UsageError(TraceError):
     """Raised when options or arguments are invalid, before any work is done."""
+
+
+class OutputExists(UsageError):
+    """Raised when an output is already there and the caller did not ask to overwrite it.
+
+    The message states the fact only; the command line adds how to proceed (its `--force`).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, what: str = "output", state: str = "already exists"
+    ) -> None:
+        self.path = os.fspath(path)
+        self.what = what
+        """What to choose instead (an output, a folder), for the command line's advice."""
+        super().__init__(f"{self.path} {state}")
 
 
 class TraceFormatError(TraceError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from ._errors import UsageError
+from ._errors import OutputExists, UsageError
 from ._media import extension_for, image_size
 from ._reader import TraceReader
 from ._schema import Blob, FilePart, Header, MultipartBody, Note, Outcome, Record, Request
@@ -329,7 +329,7 @@ def extract_images(
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a directory")
     if directory.exists() and any(directory.iterdir()) and not force:
-        raise UsageError(f"{directory} is not empty: choose another folder or pass --force")
+        raise OutputExists(directory, what="folder", state="is not empty")
     directory.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     rows = 0

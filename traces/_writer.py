@@ -13,7 +13,7 @@ from typing import IO
 import msgspec
 import zstandard
 
-from ._errors import UsageError
+from ._errors import OutputExists, UsageError
 from ._framing import (
     LENGTH_PREFIX,
     SIGNATURE_FRAME,
@@ -65,7 +65,7 @@ class TraceWriter:
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not force:
-            raise UsageError(f"{self.path} already exists: choose another output or pass --force")
+            raise OutputExists(self.path)
         if self.path.is_dir():
             raise UsageError(f"{self.path} is a directory: give a file name for the output")
         if not header.tool_version or not header.created_ns:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ from analyzer_runs import (
     write_run_file,
 )
 
+import analyzer
+import imgtrace._commands.compare
 from analyzer._rules import ImageRule, parse_rules
 from analyzer._table import Table
 from imgtrace._cli import main
@@ -289,11 +289,6 @@ def test_html_and_images_are_called_with_the_agreed_signatures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: dict[str, Any] = {}
-    images = types.ModuleType("analyzer._images")
-    html = types.ModuleType("analyzer._html")
-
-    def add_image_arguments(parser: Any) -> None:
-        parser.add_argument("--image-threshold", type=float, default=0.1)
 
     def compare_run_images(
         base: Path,
@@ -321,12 +316,14 @@ def test_html_and_images_are_called_with_the_agreed_signatures(
     ) -> None:
         calls["html"] = (path, title, summary, tables, plots, images, force)
 
-    images.add_image_arguments = add_image_arguments  # type: ignore[attr-defined]
-    images.thresholds_from_args = lambda args: ("t", args.image_threshold)  # type: ignore[attr-defined]
-    images.compare_run_images = compare_run_images  # type: ignore[attr-defined]
-    html.write_html_report = write_html_report  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "analyzer._images", images)
-    monkeypatch.setitem(sys.modules, "analyzer._html", html)
+    # The command calls the analyzer's public functions; these stand-ins record the calls.
+    monkeypatch.setattr(
+        imgtrace._commands.compare,
+        "thresholds_from_args",
+        lambda args: ("t", args.image_threshold),
+    )
+    monkeypatch.setattr(analyzer, "compare_run_images", compare_run_images)
+    monkeypatch.setattr(analyzer, "write_html_report", write_html_report)
     base, cand = pair(n=120)
     page = tmp_path / "page.html"
     code, out, _ = run(

@@ -14,13 +14,8 @@ import pytest
 from images_support import jpeg, png, scene, write_run, write_trace
 
 from analyzer._errors import AnalysisError
-from analyzer._images import (
-    ImageReport,
-    ImageThresholds,
-    add_image_arguments,
-    compare_run_images,
-    thresholds_from_args,
-)
+from analyzer._images import ImageReport, ImageThresholds, compare_run_images
+from imgtrace._commands._image_flags import add_image_arguments, thresholds_from_args
 from traces import ErrorInfo, UsageError
 
 SIZE = 192

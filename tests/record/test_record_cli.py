@@ -385,7 +385,7 @@ def test_existing_output_is_refused_and_kept(
 
 
 def test_binding_all_interfaces_warns_loudly(capsys: pytest.CaptureFixture[str]) -> None:
-    from recorder._cli_record import parse_listen
+    from imgtrace._commands.record import parse_listen
 
     assert parse_listen("0.0.0.0:8080") == ("0.0.0.0", 8080)
     assert "binds ALL network interfaces" in capsys.readouterr().err

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from imgtrace._commands._shared import parse_duration, parse_size
 from recorder import Recorder, RecordOptions
 from recorder._capture import Exchange, pseudonymise, redact_query
-from recorder._cli_record import parse_duration, parse_size
 from recorder._sink import part_path
 from traces import Header, Redaction, TraceReader, TraceWriter, UsageError
 

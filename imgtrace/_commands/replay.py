@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-if TYPE_CHECKING:
-    from ._runner import ReplayConfig, ReplayResult
-    from ._schedule import DryRun
+from traces import UsageError
 
-__all__ = ["register"]
+from ._shared import EXIT_INTERRUPTED, EXIT_OK, Subparsers, refuse_existing, write_json
+
+if TYPE_CHECKING:
+    from replayer import DryRun, ReplayConfig, ReplayResult
+
+__all__ = ["config_from_args", "register"]
 
 DESCRIPTION = """\
 Replay the requests of a trace against a server and write a run file (the trace format, kind
@@ -30,7 +33,7 @@ error, or not a single request could connect to the target (the run file is stil
 130 interrupted (the run file is written and marked interrupted)."""
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Add `replay` to `imgtrace`."""
     parser = subparsers.add_parser(
         "replay",
@@ -39,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(parser)
+    parser.set_defaults(handler=_replay)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `replay`."""
     parser.add_argument("trace", type=Path, metavar="TRACE", help="the trace file to replay")
     parser.add_argument(
         "--target",
@@ -174,36 +183,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sending.add_argument(
         "--no-progress", action="store_true", help="no live progress bar (summary only)"
     )
-    parser.set_defaults(handler=_replay)
 
 
 def config_from_args(
     args: argparse.Namespace, environ: dict[str, str] | None = None
 ) -> ReplayConfig:
-    """Check the options and build a `ReplayConfig`; bad options raise `UsageError`."""
-    from traces import UsageError
+    """Check the options and build a `ReplayConfig`; bad options raise `UsageError`.
 
-    from ._runner import ReplayConfig
-    from ._schedule import (
+    Each option type checks its own values; here are only the rules about which flags go
+    together.
+    """
+    from replayer import (
+        ReplayConfig,
         Selection,
         Timing,
-        check_positive,
         parse_arrival,
         parse_filter,
+        parse_header,
+        parse_set,
         parse_window,
     )
-    from ._shaping import parse_header, parse_seed, parse_set
 
     env = dict(os.environ) if environ is None else environ
-    check_positive(args.speed, "--speed")
-    check_positive(args.rate, "--rate")
-    check_positive(args.concurrency, "--concurrency", integer=True)
-    check_positive(args.max_inflight, "--max-inflight", integer=True)
-    check_positive(args.limit, "--limit", integer=True)
-    check_positive(args.loop, "--loop", integer=True)
-    check_positive(args.timeout, "--timeout")
-    if args.warmup < 0 or args.drain < 0:
-        raise UsageError("--warmup and --drain cannot be negative")
     modes = [
         flag
         for flag, value in (
@@ -217,8 +218,6 @@ def config_from_args(
         raise UsageError(f"{' and '.join(modes)} are different timing modes: choose one")
     if args.arrival is not None and args.rate is None:
         raise UsageError("--arrival re-times requests and needs --rate R")
-    if args.max_inflight is not None and args.concurrency is not None:
-        raise UsageError("--max-inflight caps open-loop modes; --concurrency is already a cap")
     if args.rate is not None:
         arrival, shape = parse_arrival(args.arrival or "constant")
         timing = Timing(
@@ -232,7 +231,8 @@ def config_from_args(
     elif args.concurrency is not None:
         timing = Timing("closed", concurrency=args.concurrency)
     else:
-        timing = Timing("original", speed=args.speed or 1.0, max_inflight=args.max_inflight)
+        speed = 1.0 if args.speed is None else args.speed
+        timing = Timing("original", speed=speed, max_inflight=args.max_inflight)
     selection = Selection(
         window=parse_window(args.window) if args.window else (None, None),
         limit=args.limit,
@@ -242,14 +242,7 @@ def config_from_args(
     )
     headers = [parse_header(text, env) for text in args.header]
     sets = [parse_set(text) for text in args.set]
-    parse_seed(args.seed)
-    if not args.dry_run:
-        if not args.target:
-            raise UsageError("replay needs --target URL (the server to send to)")
-        if args.output is None:
-            raise UsageError("replay needs -o RUN (the run file to write)")
-    _check_json_output(args)
-    return ReplayConfig(
+    config = ReplayConfig(
         trace=args.trace,
         target=args.target or "http://127.0.0.1",
         output=args.output,
@@ -265,19 +258,19 @@ def config_from_args(
         force=args.force,
         handle_signals=True,
     )
-
-
-def _check_json_output(args: argparse.Namespace) -> None:
-    from traces import UsageError
-
-    if args.json and args.json != "-" and Path(args.json).exists() and not args.force:
-        raise UsageError(f"{args.json} already exists: choose another --json file or pass --force")
+    if not args.dry_run:
+        if not args.target:
+            raise UsageError("replay needs --target URL (the server to send to)")
+        if args.output is None:
+            raise UsageError("replay needs -o RUN (the run file to write)")
+    refuse_existing(args.json, args.force)
+    return config
 
 
 def _replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ._runner import dry_run, replay
+    from replayer import dry_run, replay
 
     config = config_from_args(args)
     console = Console(stderr=True, highlight=False)
@@ -285,19 +278,19 @@ def _replay(args: argparse.Namespace) -> int:
         plan = dry_run(config)
         # With --json -, stdout is for the JSON alone.
         _print_dry_run(plan, config, sys.stderr if args.json == "-" else sys.stdout)
-        _write_json(args.json, _dry_run_dict(plan))
-        return 0
+        write_json(args.json, _dry_run_dict(plan))
+        return EXIT_OK
     if not args.no_progress:
         config.console = console
     else:
         config.console = Console(stderr=True, highlight=False, force_terminal=False)
     result = replay(config)
     _print_summary(console, result)
-    _write_json(args.json, result.as_dict())
+    write_json(args.json, result.as_dict())
     target = config.shaper().url
     if result.nothing_connected:
-        from ._errors import ReplayError
-        from ._shaping import public_target
+        from replayer import ReplayError
+        from replayer._shaping import public_target
 
         raise ReplayError(
             f"not a single request could connect to {public_target(target)}; check --target "
@@ -305,20 +298,20 @@ def _replay(args: argparse.Namespace) -> int:
         )
     connect_errors = result.stats.error_kinds.get("connect", 0)
     if connect_errors:
-        from ._shaping import public_target
+        from replayer._shaping import public_target
 
         console.print(
             f"imgtrace: warning: {connect_errors} of {result.stats.done} requests could not "
             f"connect to {public_target(target)}",
             markup=False,
         )
-    return 130 if result.interrupted else 0
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 
 
 def _print_summary(console: Any, result: ReplayResult) -> None:
     from rich.table import Table
 
-    from ._progress import summary_table
+    from replayer._progress import summary_table
 
     title = "replay " + ("interrupted" if result.interrupted else "summary")
     table = Table(title=f"{title}: {result.output}", show_header=False)
@@ -358,15 +351,3 @@ def _print_dry_run(plan: DryRun, config: ReplayConfig, out: TextIO) -> None:
         cells = ", ".join(f"{value}: {count}" for value, count in counts.most_common(8))
         more = f", … ({len(counts) - 8} more)" if len(counts) > 8 else ""
         print(f"    {name:<20} {cells}{more}", file=out)
-
-
-def _write_json(target: str | None, data: dict[str, Any]) -> None:
-    if not target:
-        return
-    import msgspec
-
-    encoded = msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
-    if target == "-":
-        sys.stdout.write(encoded.decode())
-    else:
-        Path(target).write_bytes(encoded)

@@ -6,12 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._shared import Subparsers, refuse_existing, write_json
+
 __all__ = ["register"]
 
 RECORD_TYPES = ("header", "blob", "request", "outcome", "note")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Add `show`, `cat` and `extract` to `imgtrace`."""
     show = subparsers.add_parser(
         "show",
@@ -20,9 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "mean and peak rate, bytes, blobs and dedup ratio, image sizes and formats, the "
         "request mix, and statuses when responses were recorded.",
     )
-    show.add_argument("files", nargs="+", type=Path, metavar="FILE", help="trace or run files")
-    show.add_argument("--json", action="store_true", help="print one JSON object per file")
-    _add_salvage(show)
+    add_show_arguments(show)
     show.set_defaults(handler=_show)
 
     cat = subparsers.add_parser(
@@ -31,6 +31,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Print every record of a file as one JSON line, in file order. Blobs show "
         "their digest, size and media type, never their bytes.",
     )
+    add_cat_arguments(cat)
+    cat.set_defaults(handler=_cat)
+
+    extract = subparsers.add_parser(
+        "extract",
+        help="write the images of a file to a folder",
+        description="Write each image (request inputs and response outputs) once to a folder, "
+        "named by digest with the extension of its actual content, plus manifest.jsonl that "
+        "maps requests to files.",
+    )
+    add_extract_arguments(extract)
+    extract.set_defaults(handler=_extract)
+
+
+def add_show_arguments(show: argparse.ArgumentParser) -> None:
+    """The flags of `show`."""
+    show.add_argument("files", nargs="+", type=Path, metavar="FILE", help="trace or run files")
+    show.add_argument("--json", action="store_true", help="print one JSON object per file")
+    _add_salvage(show)
+
+
+def add_cat_arguments(cat: argparse.ArgumentParser) -> None:
+    """The flags of `cat`."""
     cat.add_argument("file", type=Path, metavar="FILE", help="trace or run file")
     cat.add_argument(
         "--type",
@@ -44,15 +67,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cat.add_argument("--force", action="store_true", help="overwrite the output file")
     _add_salvage(cat)
-    cat.set_defaults(handler=_cat)
 
-    extract = subparsers.add_parser(
-        "extract",
-        help="write the images of a file to a folder",
-        description="Write each image (request inputs and response outputs) once to a folder, "
-        "named by digest with the extension of its actual content, plus manifest.jsonl that "
-        "maps requests to files.",
-    )
+
+def add_extract_arguments(extract: argparse.ArgumentParser) -> None:
+    """The flags of `extract`."""
     extract.add_argument("file", type=Path, metavar="FILE", help="trace or run file")
     extract.add_argument("-o", "--output", type=Path, required=True, help="folder to write to")
     extract.add_argument(
@@ -62,7 +80,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     extract.add_argument("--force", action="store_true", help="write into a non-empty folder")
     _add_salvage(extract)
-    extract.set_defaults(handler=_extract)
 
 
 def _add_salvage(parser: argparse.ArgumentParser) -> None:
@@ -74,16 +91,13 @@ def _add_salvage(parser: argparse.ArgumentParser) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    import msgspec
-
-    from ._inspect import format_summary, summarize
-    from ._reader import TraceReader
+    from traces import TraceReader, format_summary, summarize
 
     for number, path in enumerate(args.files):
         with TraceReader(path, salvage=args.salvage) as reader:
             summary = summarize(reader)
         if args.json:
-            sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+            write_json("-", summary, compact=True)
         else:
             if number:
                 print()
@@ -92,11 +106,10 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _cat(args: argparse.Namespace) -> int:
-    from ._errors import UsageError
-    from ._inspect import cat_lines
-    from ._reader import TraceReader
+    from traces import TraceReader, cat_lines
 
     kinds = frozenset(args.types) if args.types else None
+    refuse_existing(args.output, args.force)
     with TraceReader(args.file, salvage=args.salvage) as reader:
         if args.output == "-":
             out = sys.stdout.buffer
@@ -104,18 +117,14 @@ def _cat(args: argparse.Namespace) -> int:
                 out.write(line + b"\n")
             out.flush()
             return 0
-        target = Path(args.output)
-        if target.exists() and not args.force:
-            raise UsageError(f"{target} already exists: choose another output or pass --force")
-        with open(target, "wb") as handle:
+        with open(args.output, "wb") as handle:
             for line in cat_lines(reader, kinds):
                 handle.write(line + b"\n")
     return 0
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from ._inspect import extract_images
-    from ._reader import TraceReader
+    from traces import TraceReader, extract_images
 
     with TraceReader(args.file, salvage=args.salvage) as reader:
         files, rows = extract_images(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from traces import UsageError
-
-from ._config import DEFAULT_PORT, ServerConfig, parse_bytes
+from .._server._config import DEFAULT_PORT, ServerConfig, parse_bytes
+from ._shared import Subparsers, argument_type
 
 __all__ = ["register"]
 
@@ -25,14 +24,7 @@ examples:
 docs/reference-server.md explains the latency model and every option."""
 
 
-def _byte_count(text: str) -> int:
-    try:
-        return parse_bytes(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Add `serve` to `imgtrace`."""
     parser = subparsers.add_parser(
         "serve",
@@ -41,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `serve`."""
     net = parser.add_argument_group("network")
     net.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -53,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     net.add_argument(
         "--max-body",
-        type=_byte_count,
+        type=argument_type(parse_bytes),
         default=64 * 1024 * 1024,
         metavar="BYTES",
         help="largest request body; bigger uploads get 413 before they are read whole "
@@ -198,7 +196,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="memory for caching encoded outputs of repeated requests, and again for the "
         "images of response_format=url responses (default: 64; 0 disables the cache)",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,6 +225,6 @@ def run(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level=args.log_level,
     )
-    from . import serve
+    from .._server import serve
 
     return serve(config)

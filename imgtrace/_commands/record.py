@@ -5,44 +5,23 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import re
 import signal
 import socket
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from traces import UsageError
 
-__all__ = ["parse_duration", "parse_listen", "parse_size", "register"]
+from ._shared import Subparsers, parse_duration, parse_size, refuse_existing, write_json
+
+__all__ = ["parse_listen", "register"]
 
 USER_KEY_ENV = "IMGTRACE_USER_KEY"
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ALL_INTERFACES = {"0.0.0.0", "::"}
-
-
-def parse_size(text: str, flag: str) -> int:
-    """`64M`, `1.5G`, `500k`, `1048576` → bytes (binary units)."""
-    match = _SIZE_RE.match(text)
-    if match is None:
-        raise UsageError(f"{flag} takes a size like 64M, 1G or 500000 (bytes), not {text!r}")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-
-
-def parse_duration(text: str, flag: str) -> float:
-    """`30s`, `10m`, `1h`, `0.5` (seconds) → seconds."""
-    match = _DURATION_RE.match(text)
-    if match is None:
-        raise UsageError(f"{flag} takes a duration like 30s, 10m or 1h, not {text!r}")
-    seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
-    if seconds <= 0:
-        raise UsageError(f"{flag} must be more than zero, not {text!r}")
-    return seconds
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -95,7 +74,7 @@ def _check_upstream(url: str) -> str:
     return url
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """Add `record` to `imgtrace`."""
     parser = subparsers.add_parser(
         "record",
@@ -107,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "docs/recording.md."
         ),
     )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `record`."""
     parser.add_argument(
         "--upstream",
         required=True,
@@ -207,25 +192,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="write the recording's counts as JSON to FILE ('-' for stdout) at exit",
     )
-    parser.set_defaults(handler=run)
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from ._capture import DEFAULT_PATHS
-    from ._sink import RecordOptions
+    from recorder import RecordOptions
 
-    paths = (
-        tuple(p.strip() for group in (args.paths or []) for p in group.split(",") if p.strip())
-        or DEFAULT_PATHS
-    )
-    for path in paths:
-        if not path.startswith("/"):
-            raise UsageError(f"--paths takes URL paths starting with '/', not {path!r}")
+    paths = tuple(p.strip() for group in (args.paths or []) for p in group.split(",") if p.strip())
     key_text = args.user_key if args.user_key is not None else os.environ.get(USER_KEY_ENV)
     if key_text is not None and not key_text:
         raise UsageError(f"--user-key / ${USER_KEY_ENV} must not be empty")
     return RecordOptions(
-        paths=paths,
+        paths=paths or RecordOptions.paths,
         sample=args.sample,
         max_body=parse_size(args.max_body, "--max-body"),
         user_key=key_text.encode("utf-8") if key_text else None,
@@ -254,8 +231,7 @@ def run(args: argparse.Namespace) -> int:
     timeout = parse_duration(args.upstream_timeout, "--upstream-timeout")
     grace = parse_duration(args.shutdown_timeout, "--shutdown-timeout")
     options = _options(args)
-    if args.json not in (None, "-") and Path(args.json).exists() and not args.force:
-        raise UsageError(f"{args.json} already exists: choose another file or pass --force")
+    refuse_existing(args.json, args.force)
     host, port = parse_listen(args.listen)
 
     import anyio
@@ -266,8 +242,7 @@ def run(args: argparse.Namespace) -> int:
     # forwarded requests' latency.
     sys.setswitchinterval(0.0005)
 
-    from ._proxy import RecordingProxy
-    from ._sink import Recorder, check_output, encode_stats
+    from recorder import Recorder, RecordingProxy, check_output
 
     check_output(Path(args.output), options, args.force)
     listener = _bind(host, port)
@@ -321,8 +296,5 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(f"imgtrace: {stats.summary()}", file=sys.stderr, flush=True)
-    if args.json == "-":
-        sys.stdout.write(encode_stats(stats).decode() + "\n")
-    elif args.json:
-        Path(args.json).write_bytes(encode_stats(stats) + b"\n")
+    write_json(args.json, {**asdict(stats), "dropped": stats.dropped}, compact=True)
     return 0

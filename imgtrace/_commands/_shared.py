@@ -1,0 +1,199 @@
+"""What every command shares: output files, JSON, progress, argument types, exit codes.
+
+One rule each, so that `--json FILE`, `--force` and a size or duration mean the same in every
+command. Heavy modules (msgspec's pretty printer aside, rich) load only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from traces import OutputExists, TraceError, UsageError
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REGRESSION",
+    "EXIT_USAGE",
+    "Subparsers",
+    "add_output_flags",
+    "argument_type",
+    "error_line",
+    "exit_code_for",
+    "parse_duration",
+    "parse_size",
+    "progress",
+    "refuse_existing",
+    "report_import",
+    "write_json",
+]
+
+Subparsers = argparse._SubParsersAction  # the type `register(subparsers)` receives
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+STDOUT = "-"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+# -- exit codes and error lines -------------------------------------------------------------------
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of a command that ended with `exc` (a regression is returned, not raised)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+def error_line(exc: TraceError) -> str:
+    """The one line a user sees for a library error; the command line's advice goes here."""
+    if isinstance(exc, OutputExists):
+        return f"imgtrace: error: {exc}: choose another {exc.what} or pass --force"
+    return f"imgtrace: error: {exc}"
+
+
+# -- output files ---------------------------------------------------------------------------------
+
+
+def refuse_existing(target: str | os.PathLike[str] | None, force: bool, flag: str = "") -> None:
+    """The output-file rule: an existing output is refused before any work, unless --force.
+
+    `None` (no such output) and `-` (standard output) pass; a directory is never an output file.
+    """
+    if target is None or os.fspath(target) == STDOUT:
+        return
+    path = Path(target)
+    if path.is_dir():
+        named = f"{flag} {path}" if flag else f"{path}"
+        raise UsageError(f"{named} is a directory: give a file name")
+    if path.exists() and not force:
+        raise OutputExists(path)
+
+
+def _numpy_scalars(value: Any) -> Any:
+    # numpy scalars that slipped into a document encode as their Python value.
+    if hasattr(value, "item"):
+        return value.item()
+    raise NotImplementedError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def write_json(target: str | os.PathLike[str] | None, value: Any, *, compact: bool = False) -> None:
+    """The one JSON writer: `-` is standard output, anything else a file; `None` writes nothing.
+
+    Pretty-printed (indent 2) unless `compact`, which writes one line (one object per line, for
+    output meant to be piped). The output-file rule was applied before the work began.
+    """
+    if target is None:
+        return
+    import msgspec
+
+    encoded = msgspec.json.encode(value, enc_hook=_numpy_scalars)
+    data = (encoded if compact else msgspec.json.format(encoded, indent=2)) + b"\n"
+    if os.fspath(target) == STDOUT:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(target).write_bytes(data)
+
+
+# -- the file-writing commands (synth, import, export) -------------------------------------------
+
+
+def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """`-o`, `--force` and `--json` of a command that writes one file."""
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help=f"the {what} to write"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite the output if it exists (else refused)"
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write a machine-readable summary as JSON to FILE (`-` for standard output)",
+    )
+
+
+def report_import(stats: Any, args: argparse.Namespace) -> int:
+    """The summary of an import or export on stderr (and as JSON with --json)."""
+    import msgspec
+
+    print(stats.summary(), file=sys.stderr)
+    for problem in stats.problems[:5]:
+        print(f"  skipped: {problem}", file=sys.stderr)
+    write_json(args.json, msgspec.to_builtins(stats))
+    return EXIT_OK
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr while a step runs; yields `update(done, total)`.
+
+    Silent when stderr is not a terminal; a step that never calls `update` shows a pulsing bar.
+    """
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# -- argument types -------------------------------------------------------------------------------
+
+
+def parse_size(text: str, flag: str) -> int:
+    """`64M`, `1.5G`, `500k`, `1048576` → bytes (binary units)."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise UsageError(f"{flag} takes a size like 64M, 1G or 500000 (bytes), not {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """`30s`, `10m`, `1h`, `0.5` (seconds) → seconds."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise UsageError(f"{flag} takes a duration like 30s, 10m or 1h, not {text!r}")
+    seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+    if seconds <= 0:
+        raise UsageError(f"{flag} must be more than zero, not {text!r}")
+    return seconds
+
+
+def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type=` from a parser that raises `UsageError`, so argparse names the flag."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert

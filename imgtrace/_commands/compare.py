@@ -1,0 +1,217 @@
+"""`imgtrace compare`: paired A/B comparison of runs, with verdicts and a --fail-on gate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from traces import UsageError
+
+from ._analysis import add_common_arguments, refuse_outputs
+from ._image_flags import add_image_arguments, thresholds_from_args
+from ._shared import EXIT_OK, EXIT_REGRESSION, Subparsers, progress, write_json
+
+__all__ = ["register"]
+
+COMPARE_DESCRIPTION = """\
+Compare CAND runs against BASE, request by request (paired by request id and loop): the
+typical per-request change (Hodges-Lehmann with a Wilcoxon-inverted CI), Wilcoxon signed-rank
+and sign tests, McNemar for errors, p50/p90/p99 ratios with moving-block bootstrap CIs, a
+decile shift function, and benchstat-style unpaired medians with Mann-Whitney U. p-values are
+Holm-corrected across classes and candidates. Verdicts: faster, slower, ~ (no change beyond
+the noise band) or inconclusive. Output images are compared too unless --no-images."""
+
+FAIL_ON_HELP = """\
+comma-separated regression rules, e.g. 'p99:+10%%,median:+5%%,errors:+1%%,images:changed>5%%';
+exit code 1 when a rule's regression is significant (see docs/analyzing.md)"""
+
+
+FAIL_ON_HELP = """\
+comma-separated regression rules, e.g. 'p99:+10%%,median:+5%%,errors:+1%%,images:changed>5%%';
+exit code 1 when a rule's regression is significant (see docs/analyzing.md)"""
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add `compare` to `imgtrace`."""
+    compare = subparsers.add_parser(
+        "compare",
+        help="paired A/B comparison of runs with verdicts and a --fail-on gate",
+        description=COMPARE_DESCRIPTION,
+    )
+    add_arguments(compare)
+    compare.set_defaults(handler=_compare)
+
+
+def add_arguments(compare: argparse.ArgumentParser) -> None:
+    """The flags of `compare`."""
+    compare.add_argument("base", type=Path, metavar="BASE", help="baseline run or trace")
+    compare.add_argument("cands", type=Path, nargs="+", metavar="CAND", help="candidate runs")
+    compare.add_argument(
+        "--noise",
+        type=Path,
+        metavar="BASE2",
+        help="a second replay of BASE's configuration: its difference from BASE is the A/A "
+        "noise band that a change must exceed",
+    )
+    add_common_arguments(compare)
+    compare.add_argument("--fail-on", metavar="RULES", help=FAIL_ON_HELP)
+    compare.add_argument(
+        "--min-effect",
+        default="2%",
+        metavar="PCT",
+        help="smallest change that counts as faster/slower, and the ~ band (default 2%%)",
+    )
+    compare.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level (default 0.05)"
+    )
+    compare.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        help="bootstrap resamples for quantile ratios (default 2000)",
+    )
+    compare.add_argument(
+        "--seed", type=int, default=1, help="bootstrap random seed (default 1; results repeat)"
+    )
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="pair runs of different traces on the request ids they share, and overwrite "
+        "existing output files",
+    )
+    add_image_arguments(compare)
+
+
+def _parse_min_effect(text: str) -> float:
+    value = text.strip().rstrip("%")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UsageError(f"--min-effect {text!r}: give a percentage such as 2%") from None
+    if not 0 <= number < 100:
+        raise UsageError(f"--min-effect {text!r}: give a percentage from 0 to 100")
+    return number / 100.0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from analyzer._compare import Settings
+    from analyzer._rules import parse_rules
+
+    rules = parse_rules(args.fail_on)
+    settings = Settings(
+        alpha=args.alpha,
+        confidence=1.0 - args.alpha,
+        min_effect=_parse_min_effect(args.min_effect),
+        resamples=args.resamples,
+        seed=args.seed,
+        extra_quantiles=rules.quantiles(),
+    )
+    refuse_outputs(args, "json", "html")
+    if rules.images and args.no_images:
+        raise UsageError("--fail-on has image rules, but --no-images turns the comparison off")
+    return _run(args, settings, rules)
+
+
+def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
+    """The whole command once the options are checked; returns the exit code."""
+    from analyzer._compare_run import compare_document, compare_files, summary_line
+    from analyzer._compare_tables import comparison_tables, noise_table
+    from analyzer._render import render_text
+    from analyzer._report import health_line
+    from analyzer._rules import violations
+
+    with progress("comparing"):
+        analyses, noise = compare_files(
+            args.base,
+            list(args.cands),
+            args.noise,
+            settings,
+            trace=args.trace,
+            force=args.force,
+            salvage=args.salvage,
+        )
+    tables: list[Any] = []
+    for analysis in analyses:
+        tables += comparison_tables(analysis, settings, noise=noise is not None)
+    if noise is not None:
+        tables.append(noise_table(noise))
+    found = [line for analysis in analyses for line in violations(analysis, rules, settings)]
+    image_reports: list[Any] = []
+    if not args.no_images:
+        # The image comparison draws its own progress bar.
+        image_reports, image_found = _image_reports(args, rules)
+        found += image_found
+        for image_report in image_reports:
+            tables += image_report.tables()
+    runs = [analyses[0].join.base] + [a.join.cand for a in analyses]
+    runs += [noise.join.cand] if noise is not None else []
+    summary = [summary_line(analysis) for analysis in analyses]
+    summary += [health_line(rows) for rows in runs]
+    summary += [f"REGRESSION: {line}" for line in found]
+    code = EXIT_REGRESSION if found else EXIT_OK
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print("\n\n".join(render_text(table) for table in tables), file=out)
+    print("\n" + "\n".join(summary), file=out)
+    if args.json:
+        document = compare_document(
+            analyses, noise, settings, rules, found, tables, image_reports, code
+        )
+        write_json(args.json, document)
+    if args.html is not None:
+        _write_html(args, analyses, runs, summary, tables, image_reports)
+    return code
+
+
+def _image_reports(args: argparse.Namespace, rules: Any) -> tuple[list[Any], list[str]]:
+    import analyzer
+
+    thresholds = thresholds_from_args(args)
+    assets = None
+    if args.html is not None:
+        assets = args.html.with_name(args.html.stem + "_files")
+    reports, found = [], []
+    for index, cand in enumerate(args.cands):
+        # The HTML report draws the first candidate's images; the others' verdicts still count.
+        image_report = analyzer.compare_run_images(
+            args.base,
+            cand,
+            args.noise,
+            thresholds=thresholds,
+            jobs=args.jobs,
+            assets_dir=assets if index == 0 else None,
+            force=args.force,
+            salvage=args.salvage,
+        )
+        reports.append(image_report)
+        for rule in rules.images:
+            message = image_report.violation(rule)
+            if message:
+                found.append(f"{cand}: {message}")
+    return reports, found
+
+
+def _write_html(
+    args: argparse.Namespace,
+    analyses: list[Any],
+    runs: list[Any],
+    summary: list[str],
+    tables: list[Any],
+    image_reports: list[Any],
+) -> None:
+    import analyzer
+    from analyzer._compare_run import shift_series
+    from analyzer._plots import comparison_plots
+
+    with progress("drawing plots"):
+        plots = comparison_plots(runs, shift_series(analyses))
+    analyzer.write_html_report(
+        args.html,
+        title=f"imgtrace compare: {args.base.name}",
+        summary=summary,
+        tables=tables,
+        plots=plots,
+        images=image_reports[0] if image_reports else None,
+        force=args.force,
+    )

@@ -1,0 +1,44 @@
+"""`imgtrace demo`: the whole pipeline on the bundled reference server, in one command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._shared import Subparsers
+
+__all__ = ["register"]
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add `demo` to `imgtrace`."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the whole pipeline on the bundled reference server and write a report",
+        description="Start the reference server (configurations A and B) and a recording proxy, "
+        "record synthetic production traffic, replay it at 1x and 2x against A, again against A "
+        "(noise baseline) and against B, then compare the runs and write report.html. Takes "
+        "about a minute (--quick: under 30 s). Every process it starts is stopped on exit.",
+    )
+    add_arguments(demo)
+    demo.set_defaults(handler=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `demo`."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("imgtrace-demo"),
+        help="folder for the traces, runs, logs and report (default: ./imgtrace-demo)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smaller story, under 30 s")
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out even if another tool wrote it"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._demo import run_demo
+
+    return run_demo(args.out, quick=args.quick, force=args.force)

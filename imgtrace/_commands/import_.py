@@ -1,0 +1,146 @@
+"""`imgtrace import aiperf-raw|aiperf-input|har`: other tools' traces as imgtrace traces."""
+
+from __future__ import annotations
+
+import argparse
+
+from traces import UsageError
+
+from ._shared import Subparsers, add_output_flags, refuse_existing, report_import
+
+__all__ = ["register"]
+
+
+def _add_import_common(parser: argparse.ArgumentParser) -> None:
+    add_output_flags(parser, "trace file")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip lines or entries that cannot be imported (counted) instead of stopping",
+    )
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add `import aiperf-raw|aiperf-input|har` to `imgtrace`."""
+    parser = subparsers.add_parser(
+        "import",
+        help="turn an AIPerf export or input file, or a HAR capture, into a trace",
+        description="Turn other tools' traces into imgtrace trace files. See docs/importing.md.",
+    )
+    formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    raw = formats.add_parser(
+        "aiperf-raw",
+        help="AIPerf profile_export_raw.jsonl (--export-level raw) of an image_edit run",
+        description="Import an AIPerf raw export: original send times and recorded responses.",
+    )
+    add_aiperf_raw_arguments(raw)
+    raw.set_defaults(handler=_import_aiperf_raw)
+    turn = formats.add_parser(
+        "aiperf-input",
+        help="AIPerf single_turn JSONL input file (text, image, timestamp/delay, extra)",
+        description="Import an AIPerf single_turn input file as AIPerf's image_edit would send it.",
+    )
+    add_aiperf_input_arguments(turn)
+    turn.set_defaults(handler=_import_aiperf_input)
+    har = formats.add_parser(
+        "har",
+        help="HAR 1.2 capture (browser devtools, mitmproxy) with request bodies",
+        description="Import the image-edit requests of a HAR 1.2 file, with their responses.",
+    )
+    add_har_arguments(har)
+    har.set_defaults(handler=_import_har)
+
+
+def add_aiperf_raw_arguments(raw: argparse.ArgumentParser) -> None:
+    """The flags of `import aiperf-raw`."""
+    raw.add_argument("source", metavar="FILE", help="profile_export_raw.jsonl")
+    _add_import_common(raw)
+    raw.add_argument(
+        "--include-warmup",
+        action="store_true",
+        help="keep warmup requests (benchmark_phase=warmup), which are skipped by default",
+    )
+
+
+def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
+    """The flags of `import aiperf-input`."""
+    turn.add_argument("source", metavar="FILE", help="the .jsonl input file")
+    _add_import_common(turn)
+    turn.add_argument("--model", help="model field for lines that do not name one")
+    turn.add_argument(
+        "--rate",
+        type=float,
+        help="lines without timestamp or delay follow the previous one at this rate (req/s); "
+        "default: at the same time",
+    )
+    turn.add_argument(
+        "--extra-inputs",
+        action="append",
+        default=[],
+        metavar="KEY:VALUE",
+        help="a form field for every request, like aiperf --extra-inputs (repeatable; a "
+        "line's `extra` wins)",
+    )
+
+
+def add_har_arguments(har: argparse.ArgumentParser) -> None:
+    """The flags of `import har`."""
+    har.add_argument("source", metavar="FILE", help="the .har file")
+    _add_import_common(har)
+    har.add_argument(
+        "--path-suffix",
+        default="/images/edits",
+        help="entries whose URL path ends with this are image edits (default /images/edits)",
+    )
+
+
+def _import_aiperf_raw(args: argparse.Namespace) -> int:
+    from recorder import import_aiperf_raw
+
+    refuse_existing(args.json, args.force)
+
+    stats = import_aiperf_raw(
+        args.source,
+        args.output,
+        force=args.force,
+        skip_bad=args.skip_bad,
+        include_warmup=args.include_warmup,
+    )
+    return report_import(stats, args)
+
+
+def _import_aiperf_input(args: argparse.Namespace) -> int:
+    from recorder import import_aiperf_input
+
+    extra: dict[str, str] = {}
+    for item in args.extra_inputs:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise UsageError(f"--extra-inputs {item!r}: expected KEY:VALUE")
+        extra[key] = value
+    refuse_existing(args.json, args.force)
+    stats = import_aiperf_input(
+        args.source,
+        args.output,
+        force=args.force,
+        skip_bad=args.skip_bad,
+        model=args.model,
+        rate=args.rate,
+        extra_inputs=extra,
+    )
+    return report_import(stats, args)
+
+
+def _import_har(args: argparse.Namespace) -> int:
+    from recorder import import_har
+
+    refuse_existing(args.json, args.force)
+
+    stats = import_har(
+        args.source,
+        args.output,
+        force=args.force,
+        skip_bad=args.skip_bad,
+        path_suffix=args.path_suffix,
+    )
+    return report_import(stats, args)
