@@ -229,7 +229,7 @@ def config_from_args(
             max_inflight=args.max_inflight,
         )
     elif args.concurrency is not None:
-        timing = Timing("closed", concurrency=args.concurrency)
+        timing = Timing("closed", concurrency=args.concurrency, max_inflight=args.max_inflight)
     else:
         speed = 1.0 if args.speed is None else args.speed
         timing = Timing("original", speed=speed, max_inflight=args.max_inflight)

@@ -146,8 +146,11 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.rate is not None and args.schedule is not None:
         raise UsageError("give --rate or --schedule, not both")
+    if args.burstiness != 1.0 and args.arrival != "gamma":
+        raise UsageError("--burstiness needs --arrival gamma")
     refuse_existing(args.json, args.force)
-    schedule = parse_schedule(args.schedule) if args.schedule else [(0.0, args.rate or 1.0)]
+    rate = 1.0 if args.rate is None else args.rate
+    schedule = parse_schedule(args.schedule) if args.schedule else [(0.0, rate)]
     count = args.count
     if count is None and args.duration is None:
         count = 100
