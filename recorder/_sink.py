@@ -27,6 +27,7 @@ from traces import (
     Blob,
     Header,
     Note,
+    OutputExists,
     Redaction,
     Request,
     TraceError,
@@ -135,14 +136,11 @@ def check_output(path: Path, options: RecordOptions, force: bool) -> None:
     if force:
         return
     if path.exists():
-        raise UsageError(f"{path} already exists: choose another output or pass --force")
+        raise OutputExists(path)
     if options.rotate_size or options.rotate_time:
         stale = sorted(path.parent.glob(f"{path.stem}.[0-9]*{path.suffix}"))
         if stale:
-            raise UsageError(
-                f"{stale[0]} (a rotated part of an earlier recording) exists: choose "
-                "another output or pass --force"
-            )
+            raise OutputExists(stale[0], state="(a rotated part of an earlier recording) exists")
 
 
 def part_path(path: Path, part: int) -> Path:

@@ -14,7 +14,7 @@ from typing import IO
 
 import msgspec
 
-from traces import Header, TraceWriter, UsageError, sniff_media_type
+from traces import Header, OutputExists, TraceWriter, UsageError, sniff_media_type
 
 from ._errors import RecorderError
 
@@ -105,7 +105,7 @@ def refuse_existing(path: Path, force: bool) -> None:
     if path.is_dir():
         raise UsageError(f"{path} is a directory: give a file name for the output")
     if path.exists() and not force:
-        raise UsageError(f"{path} already exists: choose another output or pass --force")
+        raise OutputExists(path)
 
 
 @contextlib.contextmanager
