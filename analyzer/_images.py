@@ -9,7 +9,6 @@ itself; the Diffy-style gate and a paired test decide whether B changed outputs 
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -68,6 +67,8 @@ __all__ = [
 ImageThresholds = Thresholds
 _BATCH = 4  # requests per worker task: enough to amortise the IPC, small enough to balance
 _T = TypeVar("_T")
+ImageProgress = Callable[[str, int, int], None]
+"""`progress(step, done, total)`: how far a step of the image comparison has come."""
 
 
 # -- reading the runs -----------------------------------------------------------------------
@@ -174,12 +175,14 @@ def compare_run_images(
     assets_dir: Path | None,
     force: bool,
     salvage: bool = False,
+    progress: ImageProgress | None = None,
 ) -> ImageReport:
     """Compare the outputs of `cand` (B) with `base` (A), calibrated by `noise` (A') if given.
 
     With `assets_dir`, full-size outputs, inputs and diff pictures of the `render_limit` most
     severe outputs are written there (refused if it holds files, unless `force`). `salvage`
     reads damaged files up to the damage, as `--salvage` does for the latency analysis.
+    `progress(step, done, total)` hears of each finished batch of work.
     """
     if assets_dir is not None:
         _check_assets(assets_dir, force)
@@ -195,7 +198,9 @@ def compare_run_images(
     state = WorkerState(paths, thresholds, str(assets_dir) if assets_dir else None, salvage)
     with _Runner(state, jobs) as runner:
         batches = [work[i : i + _BATCH] for i in range(0, len(work), _BATCH)]
-        for result in runner.run(compare_in_worker, compare_jobs, batches, "comparing images"):
+        for result in runner.run(
+            compare_in_worker, compare_jobs, batches, "comparing images", progress
+        ):
             pairs.extend(result)
         pairs = _apply_noise(pairs, thresholds, noise is not None)
         pairs.sort(key=severity_key)
@@ -203,7 +208,10 @@ def compare_run_images(
         if assets_dir is not None:
             render = _render_jobs(pairs, infos, thresholds.render_limit)
             chunks = [render[i : i + _BATCH] for i in range(0, len(render), _BATCH)]
-            for done in runner.run(render_in_worker, render_rows, chunks, "drawing diff pictures"):
+            drawn = runner.run(
+                render_in_worker, render_rows, chunks, "drawing diff pictures", progress
+            )
+            for done in drawn:
                 rendered.update((row.index, row) for row in done)
     return ImageReport(
         base=str(base), cand=str(cand), noise=str(noise) if noise else None,
@@ -375,20 +383,19 @@ class _Runner:
         local: Callable[[WorkerState, list[Any]], list[_T] | WorkerFailure],
         batches: Sequence[list[Any]],
         description: str,
+        progress: ImageProgress | None,
     ) -> Iterator[list[_T]]:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
-        with Progress(console=console, transient=True, disable=not sys.stderr.isatty()) as bar:
-            task = bar.add_task(description, total=len(batches))
-            for result in self._results(remote, local, batches):
-                if isinstance(result, WorkerFailure):
-                    if result.path:
-                        raise TraceFormatError(result.path, result.offset, result.problem)
-                    raise AnalysisError(result.problem)
-                bar.advance(task)
-                yield result
+        total = len(batches)
+        if progress is not None:
+            progress(description, 0, total)
+        for done, result in enumerate(self._results(remote, local, batches), 1):
+            if isinstance(result, WorkerFailure):
+                if result.path:
+                    raise TraceFormatError(result.path, result.offset, result.problem)
+                raise AnalysisError(result.problem)
+            if progress is not None:
+                progress(description, done, total)
+            yield result
 
     def _results(
         self,

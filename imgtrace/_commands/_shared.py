@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from traces import OutputExists, TraceError, UsageError
 
@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_REGRESSION",
     "EXIT_USAGE",
     "Subparsers",
+    "Update",
     "add_output_flags",
     "argument_type",
     "error_line",
@@ -144,14 +145,24 @@ def report_import(stats: Any, args: argparse.Namespace) -> int:
 # -- progress -------------------------------------------------------------------------------------
 
 
+class Update(Protocol):
+    """`update(done, total)`, or `update(done, total, step)` to name the step under way."""
+
+    def __call__(self, done: int, total: int, step: str | None = None) -> None: ...
+
+
 @contextlib.contextmanager
-def progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr while a step runs; yields `update(done, total)`.
+def progress(label: str) -> Iterator[Update]:
+    """The one progress bar: rich, on stderr, while a step runs; yields `update`.
 
     Silent when stderr is not a terminal; a step that never calls `update` shows a pulsing bar.
     """
     if not sys.stderr.isatty():
-        yield lambda done, total: None
+
+        def ignore(done: int, total: int, step: str | None = None) -> None:
+            pass
+
+        yield ignore
         return
     from rich.console import Console
     from rich.progress import Progress
@@ -159,8 +170,8 @@ def progress(label: str) -> Iterator[Callable[[int, int], None]]:
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=None)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(done: int, total: int, step: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, description=step or label)
 
         yield update
 

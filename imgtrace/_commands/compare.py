@@ -140,7 +140,6 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     found = [line for analysis in analyses for line in violations(analysis, rules, settings)]
     image_reports: list[Any] = []
     if not args.no_images:
-        # The image comparison draws its own progress bar.
         image_reports, image_found = _image_reports(args, rules)
         found += image_found
         for image_report in image_reports:
@@ -174,16 +173,18 @@ def _image_reports(args: argparse.Namespace, rules: Any) -> tuple[list[Any], lis
     reports, found = [], []
     for index, cand in enumerate(args.cands):
         # The HTML report draws the first candidate's images; the others' verdicts still count.
-        image_report = analyzer.compare_run_images(
-            args.base,
-            cand,
-            args.noise,
-            thresholds=thresholds,
-            jobs=args.jobs,
-            assets_dir=assets if index == 0 else None,
-            force=args.force,
-            salvage=args.salvage,
-        )
+        with progress("comparing images") as update:
+            image_report = analyzer.compare_run_images(
+                args.base,
+                cand,
+                args.noise,
+                thresholds=thresholds,
+                jobs=args.jobs,
+                assets_dir=assets if index == 0 else None,
+                force=args.force,
+                salvage=args.salvage,
+                progress=lambda step, done, total: update(done, total, step),
+            )
         reports.append(image_report)
         for rule in rules.images:
             message = image_report.violation(rule)

@@ -300,7 +300,9 @@ def test_html_and_images_are_called_with_the_agreed_signatures(
         assets_dir: Path | None,
         force: bool,
         salvage: bool,
+        progress: Callable[[str, int, int], None],
     ) -> _FakeImageReport:
+        progress("comparing images", 1, 1)
         calls["images"] = (base, cand, noise, thresholds, jobs, assets_dir, force, salvage)
         return _FakeImageReport()
 
