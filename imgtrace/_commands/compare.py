@@ -96,8 +96,7 @@ def _parse_min_effect(text: str) -> float:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from analyzer._compare import Settings
-    from analyzer._rules import parse_rules
+    from analyzer import Settings, parse_rules
 
     rules = parse_rules(args.fail_on)
     settings = Settings(
@@ -116,7 +115,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     """The whole command once the options are checked; returns the exit code."""
-    from analyzer._compare_run import compare_document, compare_files, summary_line
+    from analyzer import compare_files
+    from analyzer._compare_run import compare_document, summary_line
     from analyzer._compare_tables import comparison_tables, noise_table
     from analyzer._render import render_text
     from analyzer._report import health_line

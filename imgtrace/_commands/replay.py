@@ -15,7 +15,7 @@ from ._shared import EXIT_INTERRUPTED, EXIT_OK, Subparsers, refuse_existing, wri
 if TYPE_CHECKING:
     from replayer import DryRun, ReplayConfig, ReplayResult
 
-__all__ = ["config_from_args", "register"]
+__all__ = ["register"]
 
 DESCRIPTION = """\
 Replay the requests of a trace against a server and write a run file (the trace format, kind

@@ -41,9 +41,9 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from analyzer import load_rows
+    from analyzer import load_rows, report_tables
     from analyzer._render import render_text
-    from analyzer._report import report_json, report_tables
+    from analyzer._report import report_json
 
     refuse_outputs(args, "json", "html", "hgrm")
     with progress(f"reading {args.run}"):
