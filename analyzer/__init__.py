@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # numpy, Pillow and matplotlib load only when an analysis is asked for, so that the command line
-# (which imports this package to register its subcommands) starts fast.
+# (which imports this package to build its flags) starts fast.
 _LAZY = {
     "ImageReport": "._images",
     "ImageThresholds": "._images",
