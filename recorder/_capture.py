@@ -16,13 +16,11 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import msgspec
 
 from traces import (
-    REDACTED,
     BlobSink,
     Body,
     ErrorInfo,
@@ -33,6 +31,7 @@ from traces import (
     Response,
     TextField,
     body_from_bytes,
+    redact_query,
     strip_images,
     strip_images_from_json,
 )
@@ -62,25 +61,6 @@ HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
-    }
-)
-
-# Query parameters that carry credentials (signed URLs, key-in-URL gateways).
-SECRET_QUERY_PARAMS = frozenset(
-    {
-        "api_key",
-        "api-key",
-        "apikey",
-        "key",
-        "token",
-        "access_token",
-        "sig",
-        "signature",
-        "x-amz-signature",
-        "x-amz-security-token",
-        "x-amz-credential",
-        "x-goog-signature",
-        "x-goog-credential",
     }
 )
 
@@ -196,7 +176,11 @@ def sample_key(request: Request) -> float:
 
 
 def to_request(exchange: Exchange, add_blob: BlobSink, zero_ns: int, user_key: bytes) -> Request:
-    """The record for `exchange`: body parsed and stored as blobs, secrets out, times as offsets."""
+    """The record for `exchange`: body parsed and stored as blobs, times as offsets.
+
+    Headers and response secrets are redacted by the `TraceWriter` (`traces.Redaction`); the
+    `user` pseudonym, which needs the recording's key, is made here.
+    """
     notes = dict(exchange.notes)
     body = _request_body(exchange, add_blob, notes, user_key)
 
@@ -214,24 +198,13 @@ def to_request(exchange: Exchange, add_blob: BlobSink, zero_ns: int, user_key: b
         wall_ns=exchange.wall_ns,
         method=exchange.method,
         path=exchange.path,
-        query=redact_query(exchange.query),
+        query=redact_query(exchange.query),  # before sampling hashes it
         headers=tuple(
             (name, value) for name, value in exchange.headers if name.lower() not in HOP_BY_HOP
         ),
         body=body,
         response=response,
         notes=notes,
-    )
-
-
-def redact_query(query: str) -> str:
-    if not query or not any(name in query.lower() for name in SECRET_QUERY_PARAMS):
-        return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name.lower() in SECRET_QUERY_PARAMS for name, _ in pairs):
-        return query
-    return urlencode(
-        [(n, REDACTED if n.lower() in SECRET_QUERY_PARAMS else v) for n, v in pairs], safe="[]"
     )
 
 
@@ -363,8 +336,6 @@ def _response(
                 envelope, images = strip_images_from_json(data, add_blob)
             except msgspec.DecodeError:
                 body_blob = add_blob(data, content_type)
-            else:
-                envelope = _scrub_envelope(envelope)
         else:
             body_blob = add_blob(data, content_type)
     return Response(
@@ -380,22 +351,6 @@ def _response(
         images=images,
         body_blob=body_blob,
     )
-
-
-def _scrub_envelope(value: Any) -> Any:
-    """Drop SGLang's server-side `data[].file_path`; strip signing queries from `data[].url`."""
-    if not isinstance(value, dict) or not isinstance(value.get("data"), list):
-        return value
-    items: list[Any] = []
-    for item in value["data"]:
-        if isinstance(item, dict):
-            item = {k: v for k, v in item.items() if k != "file_path"}
-            url = item.get("url")
-            if isinstance(url, str) and "?" in url and not url.startswith("data:"):
-                base, _, query = url.partition("?")
-                item["url"] = base + "?" + redact_query(query)
-        items.append(item)
-    return {**value, "data": items}
 
 
 def _sse_envelope(data: bytes, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]]:
@@ -422,7 +377,7 @@ def _sse_envelope(data: bytes, add_blob: BlobSink) -> tuple[Any, tuple[str, ...]
             value: Any = _json_decoder.decode(payload)
         except msgspec.DecodeError:
             value = payload.decode("utf-8", "replace")
-        value, found = strip_images(_scrub_envelope(value), add_blob)
+        value, found = strip_images(value, add_blob)
         every.extend(found)
         kind = name or (value.get("type") if isinstance(value, dict) else None)
         if isinstance(kind, str) and kind.endswith(".completed"):

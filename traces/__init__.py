@@ -37,7 +37,16 @@ from ._multipart import (
     parse_multipart,
 )
 from ._reader import Damage, TraceReader
-from ._redact import DEFAULT_REDACTED_HEADERS, REDACTED, Redaction
+from ._redact import (
+    DEFAULT_REDACTED_HEADERS,
+    REDACTED,
+    SECRET_QUERY_PARAMS,
+    Redaction,
+    internal_address,
+    redact_envelope,
+    redact_query,
+    secret_header_name,
+)
 from ._schema import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -65,6 +74,7 @@ __all__ = [
     "FORMAT_VERSION",
     "READABLE_VERSIONS",
     "REDACTED",
+    "SECRET_QUERY_PARAMS",
     "Blob",
     "BlobLocation",
     "BlobSink",
@@ -110,9 +120,13 @@ __all__ = [
     "extract_images",
     "form_parts",
     "format_summary",
+    "internal_address",
     "new_boundary",
     "parse_multipart",
+    "redact_envelope",
+    "redact_query",
     "restore_images",
+    "secret_header_name",
     "sniff_media_type",
     "strip_images",
     "strip_images_from_json",

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from imgtrace._commands._shared import parse_duration, parse_size
 from recorder import Recorder, RecordOptions
-from recorder._capture import Exchange, pseudonymise, redact_query
+from recorder._capture import Exchange, pseudonymise
 from recorder._sink import part_path
-from traces import Header, Redaction, TraceReader, TraceWriter, UsageError
+from traces import Header, Redaction, TraceReader, TraceWriter, UsageError, redact_query
 
 
 def _exchange(recorder: Recorder, body: bytes = b"{}") -> Exchange:
