@@ -2,8 +2,8 @@
 
 - `import_aiperf_raw`: `profile_export_raw.jsonl` (`--export-level raw`) of an `image_edit` run
   becomes a trace with the original send times and the recorded responses.
-- `import_aiperf_input`: a `single_turn` JSONL input file (`text`, `image`, `timestamp`/`delay`,
-  `extra`) becomes a trace, as AIPerf would send it.
+- `import_aiperf_input` (`_aiperf_input.py`): a `single_turn` JSONL input file becomes the
+  trace AIPerf would send for it.
 - the exporter (`_aiperf_export.py`) writes the same `single_turn` shape back.
 
 See docs/importing.md for the field mapping.
@@ -21,6 +21,7 @@ from typing import IO, Any
 import msgspec
 
 from traces import (
+    REDACTED,
     BlobSink,
     ErrorInfo,
     FilePart,
@@ -31,11 +32,12 @@ from traces import (
     Response,
     TextField,
     TraceWriter,
-    UsageError,
     extension_for,
+    secret_header_name,
     strip_images,
 )
 
+from ._aiperf_input import RESERVED_FIELDS, form_value, import_aiperf_input
 from ._source_io import (
     ImportStats,
     InputError,
@@ -54,13 +56,14 @@ from ._source_io import (
 
 __all__ = ["RESERVED_FIELDS", "form_value", "import_aiperf_input", "import_aiperf_raw"]
 
-# Fields AIPerf's image_edit endpoint sets itself and refuses from extras.
-RESERVED_FIELDS = frozenset({"prompt", "image", "url", "mask"})
 _DROPPED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding"})
+# What AIPerf writes in its exports for a header value it redacted (`aiperf.common.redact`).
+AIPERF_PLACEHOLDER = "<redacted>"
 
 
 class _Meta(msgspec.Struct):
     request_start_ns: int | None = None
+    request_ack_ns: int | None = None
     request_end_ns: int | None = None
     x_request_id: str | None = None
     x_correlation_id: str | None = None
@@ -81,13 +84,18 @@ class _PayloadKind(msgspec.Struct):
 class _RawTiming(msgspec.Struct):
     """The first pass reads only what orders and filters records; images stay undecoded."""
 
-    metadata: _Meta = msgspec.field(default_factory=_Meta)
+    metadata: _Meta | None = None
     payload: msgspec.Raw = msgspec.Raw(b"null")
+    # Present (non-empty) only in other AIPerf files: per-request metrics, single_turn lines.
+    metrics: msgspec.Raw = msgspec.Raw(b"")
+    text: msgspec.Raw = msgspec.Raw(b"")
+    texts: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _RawResponse(msgspec.Struct):
     perf_ns: int | None = None
     text: str | None = None
+    content_type: str | None = None
 
 
 class _RawError(msgspec.Struct):
@@ -110,11 +118,15 @@ _timing_decoder = msgspec.json.Decoder(_RawTiming)
 _kind_decoder = msgspec.json.Decoder(_PayloadKind)
 _raw_decoder = msgspec.json.Decoder(_RawRecord)
 _json_decoder = msgspec.json.Decoder()
-_json_encoder = msgspec.json.Encoder()
 
 
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
-    """Headers from a dict or a list of pairs, without the ones a re-encoded body changes."""
+    """Headers from a dict or a list of pairs, without the ones a re-encoded body changes.
+
+    AIPerf's placeholder for a value it redacted is never kept as a value: a credential header
+    becomes imgtrace's `[redacted]` (never sent on replay), any other (AIPerf redacts
+    `X-Session-Affinity`) is left out.
+    """
     pairs: list[tuple[str, str]] = []
     if isinstance(value, dict):
         items: Any = value.items()
@@ -125,35 +137,38 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     else:
         return ()
     for name, item in items:
-        if str(name).lower() not in _DROPPED_HEADERS:
-            pairs.append((str(name), str(item)))
+        name, item = str(name), str(item)
+        if name.lower() in _DROPPED_HEADERS:
+            continue
+        if AIPERF_PLACEHOLDER in item:
+            if not secret_header_name(name):
+                continue
+            item = REDACTED
+        pairs.append((name, item))
     return tuple(pairs)
-
-
-def form_value(value: Any) -> list[str]:
-    """A payload value as form field values, the way AIPerf's transport sends them."""
-    if value is None:
-        return []
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, list):
-        return [item for entry in value for item in form_value(entry)]
-    if isinstance(value, dict):
-        return [_json_encoder.encode(value).decode()]
-    return [str(value)]
 
 
 def _image_part(
     value: Any, name: str, add_blob: BlobSink, path: Path, line: int, index: int
 ) -> FilePart:
-    """A file part for an AIPerf image payload: {b64_data, filename, content_type} or a data URL."""
+    """A file part for an AIPerf image payload: {b64_data, filename, content_type} or a data URL.
+
+    A `b64_data` part gets the file name and type AIPerf's transport gives it (the key and
+    `application/octet-stream` when the payload names none).
+    """
     declared: str | None = None
     filename: str | None = None
     try:
         if isinstance(value, dict) and isinstance(value.get("b64_data"), str):
             data = base64.b64decode(value["b64_data"], validate=True)
-            declared = value.get("content_type") or None
-            filename = value.get("filename") or None
+            media = check_image(data, path, line, f"payload {name!r}")
+            return FilePart(
+                name=name,
+                blob=add_blob(data, media),
+                size=len(data),
+                filename=str(value.get("filename") or name),
+                content_type=str(value.get("content_type") or "application/octet-stream"),
+            )
         elif isinstance(value, str) and value.startswith("data:"):
             declared, data = decode_data_url(value)
         elif isinstance(value, str):
@@ -184,10 +199,10 @@ def payload_body(
         return None  # image generation, chat: not an edit
     parts: list[FormPart] = []
     for key, value in payload.items():
-        if key == "image":
+        if key == "image" or (isinstance(value, dict) and isinstance(value.get("b64_data"), str)):
             images = value if isinstance(value, list) else [value]
             for index, image in enumerate(images):
-                parts.append(_image_part(image, key, add_blob, path, line, index))
+                parts.append(_image_part(image, str(key), add_blob, path, line, index))
         else:
             parts.extend(TextField(name=str(key), value=text) for text in form_value(value))
     return MultipartBody(parts=tuple(parts), boundary=boundary)
@@ -206,17 +221,28 @@ def _error_kind(error: _RawError | None, cancelled: bool) -> str:
 
 def _raw_response(
     record: _RawRecord, zero: int, add_blob: BlobSink, stats: ImportStats
-) -> Response | None:
+) -> tuple[Response | None, dict[str, Any]]:
+    """The recorded response, and notes on what AIPerf did not record."""
     meta = record.metadata
+    notes: dict[str, Any] = {}
     status = record.status
     if status is None and record.error is not None and record.error.code:
         status = record.error.code if 100 <= record.error.code <= 599 else None
     text = "".join(r.text for r in record.responses if r.text is not None)
+    if not text and status is not None and record.error is not None and record.error.message:
+        text = record.error.message  # AIPerf keeps an HTTP error's body as the error message
     if status is None and not text and record.error is None:
-        return None
+        return None, notes
     done = meta.request_end_ns - zero if meta.request_end_ns is not None else None
+    if not record.responses and meta.request_end_ns == meta.request_start_ns:
+        # AIPerf stamps a failed request's end at its start: that is no latency, not 0 ms.
+        done = None
+        notes["aiperf_no_end_time"] = True
+    first_byte = meta.request_ack_ns - zero if meta.request_ack_ns is not None else None
     headers = _headers(record.response_headers)
     content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    if content_type is None:
+        content_type = next((r.content_type for r in record.responses if r.content_type), None)
     envelope: Any = None
     images: tuple[str, ...] = ()
     body_blob: str | None = None
@@ -230,10 +256,11 @@ def _raw_response(
         message = (record.error.message or record.error.type or "") if record.error else ""
         error = ErrorInfo(kind=_error_kind(record.error, meta.was_cancelled), message=message)
     stats.responses += 1
-    stats.images += len(images)
-    return Response(
+    stats.output_images += len(images)
+    response = Response(
         status=status,
         headers=headers,
+        first_byte_ns=first_byte,
         done_ns=done,
         error=error,
         bytes_down=len(text.encode()),
@@ -242,6 +269,7 @@ def _raw_response(
         images=images,
         body_blob=body_blob,
     )
+    return response, notes
 
 
 def import_aiperf_raw(
@@ -263,11 +291,13 @@ def import_aiperf_raw(
     for line, data in scan_jsonl(path):
         try:
             first = _timing_decoder.decode(data)
-            start = first.metadata.request_start_ns
+            _refuse_other_aiperf_file(first, path)
+            start = first.metadata.request_start_ns if first.metadata is not None else None
             if start is None:
                 raise InputError(
                     path, line.number, "no metadata.request_start_ns: not a raw record"
                 )
+            assert first.metadata is not None
             if first.metadata.benchmark_phase == "warmup" and not include_warmup:
                 stats.skipped_warmup += 1
                 continue
@@ -278,6 +308,8 @@ def import_aiperf_raw(
             stats.skip_or_raise(InputError(path, line.number, decode_error(exc)), skip_bad)
             continue
         except InputError as error:
+            if error.where is None:
+                raise  # the whole file is of another kind: --skip-bad cannot help
             stats.skip_or_raise(error, skip_bad)
             continue
         timed.append((start, line))
@@ -311,6 +343,25 @@ def import_aiperf_raw(
     return stats
 
 
+def _refuse_other_aiperf_file(first: _RawTiming, path: Path) -> None:
+    """Name the AIPerf file given instead of a raw export, and what to do (one error per file)."""
+    if len(first.metrics) and first.payload == msgspec.Raw(b"null"):
+        raise InputError(
+            path,
+            None,
+            "is AIPerf's per-request metrics export (profile_export.jsonl), which holds no "
+            "request payloads or responses: rerun AIPerf with --export-level raw and import "
+            "profile_export_raw.jsonl from the same artifact directory",
+        )
+    if first.metadata is None and (len(first.text) or len(first.texts)):
+        raise InputError(
+            path,
+            None,
+            "is an AIPerf single_turn input file, not a raw export: import it with "
+            "`imgtrace import aiperf-input`",
+        )
+
+
 def _raw_request(
     file: IO[bytes],
     line: JsonLine,
@@ -335,6 +386,8 @@ def _raw_request(
         ("content-type", f"multipart/form-data; boundary={boundary}"),
         *_headers(record.request_headers),
     )
+    stats.images += sum(isinstance(part, FilePart) for part in body.parts)
+    response, notes = _raw_response(record, zero, writer.add_blob, stats)
     return Request(
         id=ident,
         offset_ns=start - zero,
@@ -342,8 +395,8 @@ def _raw_request(
         headers=headers,
         body=body,
         wall_ns=start,
-        response=_raw_response(record, zero, writer.add_blob, stats),
-        notes={"aiperf_line": line.number},
+        response=response,
+        notes={"aiperf_line": line.number, **notes},
     )
 
 
@@ -364,208 +417,3 @@ def _unique(request: Request, seen: set[str]) -> Request:
     if ident == request.id:
         return request
     return msgspec.structs.replace(request, id=ident)
-
-
-# -- single_turn input files ------------------------------------------------------------------
-
-
-class _TurnTiming(msgspec.Struct):
-    timestamp: float | None = None
-    delay: float | None = None
-
-
-_turn_timing_decoder = msgspec.json.Decoder(_TurnTiming)
-
-
-def _turn_offsets(
-    lines: list[tuple[JsonLine, _TurnTiming]], rate: float | None
-) -> list[tuple[int, JsonLine]]:
-    """Offsets in ns: timestamps relative to the earliest; delays after the previous line."""
-    stamps = [t.timestamp for _, t in lines if t.timestamp is not None]
-    zero = min(stamps) if stamps else 0.0
-    step = 1e9 / rate if rate else 0.0
-    previous: int | None = None
-    out: list[tuple[int, JsonLine]] = []
-    for line, timing in lines:
-        if timing.timestamp is not None:
-            offset = round((timing.timestamp - zero) * 1e6)
-        elif previous is None:
-            offset = 0
-        elif timing.delay is not None:
-            offset = previous + round(timing.delay * 1e6)
-        else:
-            offset = previous + round(step)
-        out.append((offset, line))
-        previous = offset
-    out.sort(key=lambda item: (item[0], item[1].number))
-    return out
-
-
-def _first_text(turn: dict[str, Any]) -> str | None:
-    if isinstance(turn.get("text"), str):
-        text: str = turn["text"]
-        return text
-    texts = turn.get("texts")
-    if isinstance(texts, list) and texts:
-        first = texts[0]
-        if isinstance(first, dict):
-            contents = first.get("contents")
-            first = contents[0] if isinstance(contents, list) and contents else None
-        return first if isinstance(first, str) else None
-    return None
-
-
-def _image_refs(turn: dict[str, Any]) -> list[str]:
-    refs: list[Any] = []
-    if turn.get("image") is not None:
-        refs.append(turn["image"])
-    images = turn.get("images")
-    if isinstance(images, list):
-        for item in images:
-            if isinstance(item, dict):
-                refs.extend(item.get("contents") or [])
-            else:
-                refs.append(item)
-    return [ref for ref in refs if isinstance(ref, str) and ref]
-
-
-def load_image_ref(ref: str, base: Path, path: Path, line: int) -> tuple[bytes, str, str]:
-    """(bytes, media type, filename) for a single_turn image: a file path or a data URL."""
-    lowered = ref.lower()
-    if lowered.startswith(("http://", "https://")):
-        raise InputError(
-            path,
-            line,
-            f"image {ref!r} is an http URL: imgtrace does not download images (a trace must "
-            "hold the bytes it replays); download it and give its local path",
-        )
-    if lowered.startswith("data:"):
-        try:
-            _, data = decode_data_url(ref)
-        except ValueError as exc:
-            raise InputError(path, line, f"image data URL: {exc}") from None
-        media = check_image(data, path, line, "the image data URL")
-        return data, media, f"image.{extension_for(media)}"
-    candidate = Path(ref).expanduser()
-    if not candidate.is_absolute():
-        beside = base / candidate
-        candidate = beside if beside.exists() or not candidate.exists() else candidate
-    try:
-        data = candidate.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, line, f"image file {ref} not found (looked in {base})") from None
-    except OSError as exc:
-        raise InputError(path, line, f"image file {ref}: {exc.strerror}") from None
-    media = check_image(data, path, line, f"image file {ref}")
-    return data, media, candidate.name
-
-
-def _turn_request(
-    turn: Any,
-    offset: int,
-    line: JsonLine,
-    path: Path,
-    add_blob: BlobSink,
-    model: str | None,
-    extra_inputs: dict[str, str],
-    stats: ImportStats,
-) -> Request | None:
-    if not isinstance(turn, dict):
-        raise InputError(path, line.number, "a single_turn line must be a JSON object")
-    prompt = _first_text(turn)
-    refs = _image_refs(turn)
-    if prompt is None or not refs:
-        stats.skipped_not_edit += 1
-        return None
-    extra = turn.get("extra") or {}
-    if not isinstance(extra, dict):
-        raise InputError(path, line.number, "`extra` must be a JSON object")
-    fields: dict[str, list[str]] = {}
-    line_model = turn.get("model") if isinstance(turn.get("model"), str) else model
-    if line_model:
-        fields["model"] = [line_model]
-    for key, value in {**extra_inputs, **extra}.items():
-        if key not in RESERVED_FIELDS:
-            fields[str(key)] = form_value(value)
-    fields.setdefault("response_format", ["b64_json"])
-    fields.setdefault("n", ["1"])
-    field = "image" if len(refs) == 1 else "image[]"
-    images: list[FormPart] = []
-    for ref in refs:
-        data, media, filename = load_image_ref(ref, path.parent, path, line.number)
-        images.append(
-            FilePart(
-                name=field,
-                blob=add_blob(data, media),
-                size=len(data),
-                filename=filename,
-                content_type=media,
-            )
-        )
-    parts: list[FormPart] = [TextField(name="model", value=v) for v in fields.pop("model", [])]
-    parts.append(TextField(name="prompt", value=prompt))
-    parts.extend(images)
-    parts.extend(TextField(name=k, value=v) for k, values in fields.items() for v in values)
-    ident = f"turn-{line.number:06d}"
-    boundary = stable_boundary(ident)
-    return Request(
-        id=ident,
-        offset_ns=offset,
-        path="/v1/images/edits",
-        headers=(("content-type", f"multipart/form-data; boundary={boundary}"),),
-        body=MultipartBody(parts=tuple(parts), boundary=boundary),
-        notes={"aiperf_line": line.number},
-    )
-
-
-def import_aiperf_input(
-    source: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    force: bool = False,
-    skip_bad: bool = False,
-    model: str | None = None,
-    rate: float | None = None,
-    extra_inputs: dict[str, str] | None = None,
-) -> ImportStats:
-    """Turn an AIPerf `single_turn` JSONL input file into a trace, as AIPerf would send it.
-
-    `timestamp` (ms) places a line relative to the earliest timestamp, `delay` (ms) after the
-    previous line; lines with neither follow the previous one after 1/`rate` s (or at once).
-    """
-    if rate is not None and not rate > 0:
-        raise UsageError("--rate must be positive")
-    path = Path(source)
-    stats = ImportStats(source=str(path), output=os.fspath(output))
-    lines: list[tuple[JsonLine, _TurnTiming]] = []
-    for line, data in scan_jsonl(path):
-        try:
-            lines.append((line, _turn_timing_decoder.decode(data)))
-        except msgspec.DecodeError as exc:
-            stats.skip_or_raise(InputError(path, line.number, decode_error(exc)), skip_bad)
-    if not lines:
-        raise InputError(path, None, empty_reason(stats, "single_turn lines"))
-    header = Header(
-        source="import:aiperf-input",
-        created_ns=time.time_ns(),
-        metadata={"import": {"format": "aiperf-input", "file": path.name}},
-    )
-    with (
-        atomic_path(output, force) as temporary,
-        open_trace_output(temporary, header) as writer,
-        open(path, "rb") as file,
-    ):
-        for offset, line in _turn_offsets(lines, rate):
-            try:
-                turn = _json_decoder.decode(read_line(file, line))
-                request = _turn_request(
-                    turn, offset, line, path, writer.add_blob, model, extra_inputs or {}, stats
-                )
-            except InputError as error:
-                stats.skip_or_raise(error, skip_bad)
-                continue
-            if request is not None:
-                writer.write(request)
-                stats.requests += 1
-        finish_import(writer, stats, path)
-    return stats

@@ -68,11 +68,18 @@ class ImportStats(msgspec.Struct, kw_only=True):
     skipped_not_edit: int = 0
     skipped_warmup: int = 0
     masks_dropped: int = 0
+    models_left_out: int = 0
+    """Export: requests whose `model` was not written (AIPerf then sends its --model)."""
     skipped_bad: int = 0
     responses: int = 0
     images: int = 0
+    """Reference images in the requests written (inputs, each upload counted)."""
+    output_images: int = 0
+    """Images in the recorded responses that were imported."""
     problems: list[str] = []
     """The first few skipped entries, as `file:line: problem`."""
+    warnings: list[str] = []
+    """Where the result is not exactly what the other tool sent or will send."""
 
     def skip_or_raise(self, error: InputError, skip: bool) -> None:
         """Count `error` as a skipped entry when `skip` (--skip-bad), else raise it."""
@@ -88,6 +95,8 @@ class ImportStats(msgspec.Struct, kw_only=True):
     def counts(self) -> str:
         """`12 requests, 3 entries skipped (not image edits), ...`."""
         parts = [f"{self.requests} requests"]
+        if self.images:
+            parts.append(f"{self.images} images")
         if self.responses:
             parts.append(f"{self.responses} with responses")
         if self.skipped_not_edit:
@@ -98,6 +107,11 @@ class ImportStats(msgspec.Struct, kw_only=True):
             parts.append(f"{self.skipped_bad} bad entries skipped")
         if self.masks_dropped:
             parts.append(f"{self.masks_dropped} masks dropped")
+        if self.models_left_out:
+            parts.append(
+                f"model left out of {self.models_left_out} requests (AIPerf sends its --model; "
+                "--keep-model keeps it)"
+            )
         return ", ".join(parts)
 
 

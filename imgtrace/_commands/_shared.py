@@ -136,6 +136,8 @@ def report_import(stats: Any, args: argparse.Namespace) -> int:
     import msgspec
 
     print(stats.summary(), file=sys.stderr)
+    for warning in stats.warnings:
+        print(f"imgtrace: warning: {warning}", file=sys.stderr)
     for problem in stats.problems[:5]:
         print(f"  skipped: {problem}", file=sys.stderr)
     write_json(args.json, msgspec.to_builtins(stats))

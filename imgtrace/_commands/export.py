@@ -33,7 +33,13 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
     turn.add_argument(
         "--images-dir",
         metavar="DIR",
-        help="write the images as files in DIR (named by digest) instead of inline data URLs",
+        help="write the images as files in DIR instead of inline data URLs (AIPerf re-encodes "
+        "image files and refuses WebP and GIF ones)",
+    )
+    turn.add_argument(
+        "--keep-model",
+        action="store_true",
+        help="keep each request's model in `extra` (it then overrides aiperf --model)",
     )
     turn.add_argument(
         "--absolute-paths",
@@ -53,5 +59,6 @@ def _export_aiperf_input(args: argparse.Namespace) -> int:
         force=args.force,
         images_dir=args.images_dir,
         absolute_paths=args.absolute_paths,
+        keep_model=args.keep_model,
     )
     return report_import(stats, args)

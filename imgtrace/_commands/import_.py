@@ -66,7 +66,20 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
     """The flags of `import aiperf-input`."""
     turn.add_argument("source", metavar="FILE", help="the .jsonl input file")
     _add_import_common(turn)
-    turn.add_argument("--model", help="model field for lines that do not name one")
+    turn.add_argument(
+        "--model", help="the model field, as `aiperf --model` (AIPerf ignores a line's)"
+    )
+    turn.add_argument(
+        "--aiperf-dir",
+        metavar="DIR",
+        help="the directory AIPerf runs in, where it finds relative image paths (default: .)",
+    )
+    turn.add_argument(
+        "--as-written",
+        action="store_true",
+        help="keep the file as written (all images, file bytes and names, a line's model) "
+        "instead of what AIPerf sends",
+    )
     turn.add_argument(
         "--rate",
         type=float,
@@ -127,6 +140,8 @@ def _import_aiperf_input(args: argparse.Namespace) -> int:
         model=args.model,
         rate=args.rate,
         extra_inputs=extra,
+        aiperf_dir=args.aiperf_dir,
+        as_written=args.as_written,
     )
     return report_import(stats, args)
 

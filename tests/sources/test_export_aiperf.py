@@ -67,10 +67,13 @@ def test_export_then_import_keeps_prompts_images_parameters_and_timing(
     original = [summary(r) for r in open_trace(trace)[1]]
     for extra in ([], ["--images-dir", str(tmp_path / "images")]):
         exported = tmp_path / f"export{len(extra)}.jsonl"
-        code, _, err = cli("export", "aiperf-input", str(trace), "-o", str(exported), *extra)
+        code, _, err = cli(
+            "export", "aiperf-input", str(trace), "-o", str(exported), "--keep-model", *extra
+        )
         assert code == 0, err
+        assert ("AIPerf decodes and re-encodes every image file" in err) == bool(extra)
         back = tmp_path / f"back{len(extra)}.imgtrace"
-        code, _, err = cli("import", "aiperf-input", str(exported), "-o", str(back))
+        code, _, err = cli("import", "aiperf-input", str(exported), "-o", str(back), "--as-written")
         assert code == 0, err
         assert [summary(r) for r in open_trace(back)[1]] == original
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
@@ -85,6 +88,55 @@ def test_export_then_import_keeps_prompts_images_parameters_and_timing(
     assert not Path(single).is_absolute() and (tmp_path / single).is_file()
     distinct = {digest for _, images, _, _ in original for digest in images}
     assert len(list((tmp_path / "images").iterdir())) == len(distinct)
+
+
+def test_default_export_is_what_aiperf_sends_back(
+    tmp_path: Path, cli: Cli, open_trace: Open
+) -> None:
+    """Inline data URLs and no pinned model: importing it as AIPerf sends it gives the trace's
+    images byte for byte (the first of each request, as AIPerf's image_edit sends only that)."""
+    trace = tmp_path / "synth.imgtrace"
+    assert cli("synth", "-o", str(trace), *SYNTH)[0] == 0
+    original = [summary(r) for r in open_trace(trace)[1]]
+    exported = tmp_path / "e.jsonl"
+    code, out, err = cli("export", "aiperf-input", str(trace), "-o", str(exported), "--json", "-")
+    assert code == 0, err
+    assert "warning" not in err and "model left out of 12 requests" in err
+    counts = json.loads(out)
+    assert counts["images"] == sum(len(images) for _, images, _, _ in original)
+    assert counts["models_left_out"] == 12
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert all("model" not in line.get("extra", {}) for line in lines)
+    back = tmp_path / "back.imgtrace"
+    model = "black-forest-labs/FLUX.2-klein-4B"
+    code, out, err = cli(
+        "import", "aiperf-input", str(exported), "-o", str(back), "--model", model, "--json", "-"
+    )
+    assert code == 0, err
+    assert "images beyond the first of a line left out" in err  # one request has two
+    assert json.loads(out)["images"] == 12
+    for (prompt, images, texts, offset), request in zip(original, open_trace(back)[1], strict=True):
+        assert summary(request) == (prompt, images[:1], texts, offset)
+
+
+def test_images_dir_warns_about_files_aiperf_refuses(tmp_path: Path, cli: Cli) -> None:
+    trace = tmp_path / "synth.imgtrace"
+    args = ("--count", "3", "--seed", "2", "--image-size", "16x16", "--image-format", "webp")
+    assert cli("synth", "-o", str(trace), *args)[0] == 0
+    code, _, err = cli(
+        "export",
+        "aiperf-input",
+        str(trace),
+        "-o",
+        str(tmp_path / "e.jsonl"),
+        "--images-dir",
+        str(tmp_path / "imgs"),
+    )
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("imgtrace: warning: ")]
+    assert len(warnings) == 2
+    assert "JPEG quality 85" in warnings[0]
+    assert "3 images are neither PNG nor JPEG: AIPerf refuses such files" in warnings[1]
 
 
 def test_export_inline_data_urls_and_absolute_paths(tmp_path: Path, cli: Cli) -> None:
