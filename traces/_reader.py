@@ -20,6 +20,7 @@ from ._errors import (
     TraceRecoveryWarning,
     UnsupportedTraceVersion,
 )
+from ._foreign import SNIFF_BYTES, foreign_file_hint
 from ._framing import (
     INDEX_MAGIC,
     INDEX_MARKER,
@@ -217,9 +218,9 @@ class TraceReader:
         if head != SIGNATURE_FRAME:
             if SIGNATURE_FRAME.startswith(head):
                 raise TraceFormatError(self.path, len(head), "file ends inside its signature")
-            raise TraceFormatError(
-                self.path, 0, "not an imgtrace trace (no IMGTRACE signature at the start)"
-            )
+            problem = "not an imgtrace trace (no IMGTRACE signature at the start)"
+            hint = foreign_file_hint(self._read_at(0, min(self._size, SNIFF_BYTES)))
+            raise TraceFormatError(self.path, 0, f"{problem}: {hint}" if hint else problem)
 
     def _read_index(self) -> FileIndex | None:
         self._index_offset = self._size

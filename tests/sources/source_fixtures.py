@@ -1,9 +1,11 @@
 """Input files written to the documented AIPerf and HAR schemas, small and generated per test.
 
 The shapes follow docs/importing.md: AIPerf `profile_export_raw.jsonl` records (`RawRecordInfo`:
-metadata, payload, request_headers, status, responses[].text, error), AIPerf `single_turn` lines
-(text, image, timestamp, delay, extra) and HAR 1.2 (`log.entries[]` with request.postData and
-response.content).
+metadata, start_perf_ns, request_headers, status, responses[].text/content_type, error, payload,
+as AIPerf 0.13 writes them, checked against a real run), AIPerf `single_turn` lines (text,
+image, timestamp, delay, extra) and HAR 1.2 (`log.entries[]` with request.postData and
+response.content). `data/aiperf-0.13-profile_export.jsonl` is two lines of a real AIPerf 0.13
+default export (an HTTP 500 and a 200 of an image_edit run against `imgtrace serve`).
 """
 
 from __future__ import annotations
@@ -71,31 +73,60 @@ def raw_record(
         }
     responses = []
     if output is not None:
-        responses.append({"perf_ns": 5_000_000_000 + index, "text": images_response(output)})
-    return {
-        "metadata": {
-            "session_num": index,
-            "x_request_id": f"req-{index}",
-            "x_correlation_id": f"corr-{index}",
-            "conversation_id": f"conv-{index}",
-            "turn_index": 0,
-            "request_start_ns": start_ns,
-            "request_ack_ns": start_ns + 1_000_000,
-            "request_end_ns": start_ns + 250_000_000,
-            "worker_id": "worker_0",
-            "record_processor_id": "record_processor_0",
-            "benchmark_phase": phase,
-            "was_cancelled": False,
-            "cancellation_time_ns": None,
-        },
-        "start_perf_ns": 1_000_000 + index,
-        "payload": payload,
-        "request_headers": {"Authorization": "Bearer [redacted]", "Accept": "application/json"},
-        "status": status,
-        "response_headers": {"content-type": "application/json"},
-        "responses": responses,
-        "error": error,
+        responses.append(
+            {
+                "perf_ns": 5_000_000_000 + index + 250_000_000,
+                "text": images_response(output),
+                "content_type": "application/json",
+            }
+        )
+    failed = status is None or status >= 400 or error is not None
+    metadata: dict[str, Any] = {
+        "session_num": index,
+        "x_request_id": f"req-{index}",
+        "x_correlation_id": f"corr-{index}",
+        "conversation_id": f"conv-{index}",
+        "turn_index": 0,
+        "credit_issued_ns": start_ns - 2_000_000,
+        "request_start_ns": start_ns,
+        "request_ack_ns": start_ns + 200_000_000,
+        # AIPerf 0.13 stamps a failed request's end at its start (it records no end time).
+        "request_end_ns": start_ns if failed else start_ns + 250_000_000,
+        "worker_id": "worker_0",
+        "record_processor_id": "record_processor_0",
+        "benchmark_phase": phase,
+        "phase_index": 0,
+        "phase_name": phase,
+        "phase_kind": phase,
+        "was_cancelled": False,
+        "context_overflow_skip": False,
+        "agent_depth": 0,
+        "root_correlation_id": f"corr-{index}",
     }
+    if failed:
+        del metadata["request_ack_ns"]
+    # Field order, names and placeholders as AIPerf 0.13 writes them (`exclude_none`: no
+    # response_headers, no null fields; `<redacted>` for every header it deems sensitive).
+    record: dict[str, Any] = {
+        "metadata": metadata,
+        "start_perf_ns": 5_000_000_000 + index,
+        "request_headers": {
+            "User-Agent": "aiperf/0.13.0",
+            "X-Request-ID": f"req-{index}",
+            "X-Correlation-ID": f"corr-{index}",
+            "x-litellm-api-key": "<redacted>",
+            "Authorization": "<redacted>",
+            "Accept": "application/json",
+            "X-Session-Affinity": "<redacted>",
+        },
+    }
+    if status is not None:
+        record["status"] = status
+    record["responses"] = responses
+    if error is not None:
+        record["error"] = error
+    record["payload"] = payload
+    return record
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:

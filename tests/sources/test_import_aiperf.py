@@ -224,3 +224,192 @@ def test_json_summary(tmp_path: Path, cli: Cli) -> None:
     assert code == 0
     summary = json.loads(out)
     assert summary["requests"] == 1 and summary["skipped_not_edit"] == 1
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_raw_export_placeholders_are_never_kept_as_values(
+    tmp_path: Path, cli: Cli, open_trace: Open
+) -> None:
+    source = write_jsonl(tmp_path / "raw.jsonl", [raw_record(0, START_NS, output=png(100))])
+    out = tmp_path / "t.imgtrace"
+    assert cli("import", "aiperf-raw", str(source), "-o", str(out))[0] == 0
+    (request,) = open_trace(out)[1]
+    headers = dict(request.headers)
+    # Credentials stay visible as redacted (never sent on replay); other placeholders go.
+    assert headers["Authorization"] == "[redacted]"
+    assert headers["x-litellm-api-key"] == "[redacted]"
+    assert "X-Session-Affinity" not in headers
+    assert headers["X-Correlation-ID"] == "corr-0" and headers["Accept"] == "application/json"
+    assert b"<redacted>" not in decompressed(out)
+
+
+def decompressed(path: Path) -> bytes:
+    import io
+
+    import zstandard
+
+    raw = path.read_bytes()
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True) as r:
+        return r.read()
+
+
+def test_raw_export_first_byte_and_failures_without_end_time(
+    tmp_path: Path, cli: Cli, open_trace: Open
+) -> None:
+    body = '{"error":{"message":"boom","type":"server_error","param":null,"code":null}}'
+    rows = [
+        raw_record(0, START_NS, output=png(100)),
+        raw_record(
+            1,
+            START_NS + 10**9,
+            status=500,
+            error={"code": 500, "type": "Internal Server Error", "message": body},
+        ),
+    ]
+    source = write_jsonl(tmp_path / "raw.jsonl", rows)
+    out = tmp_path / "t.imgtrace"
+    code, stdout, err = cli("import", "aiperf-raw", str(source), "-o", str(out), "--json", "-")
+    assert code == 0, err
+    counts = json.loads(stdout)
+    assert counts["images"] == 2 and counts["output_images"] == 1 and counts["responses"] == 2
+    ok, failed = open_trace(out)[1]
+    assert ok.response is not None
+    assert ok.response.first_byte_ns == 200_000_000 and ok.response.done_ns == 250_000_000
+    assert ok.response.content_type == "application/json"
+    assert failed.response is not None and failed.response.status == 500
+    # AIPerf stamps the end of a failed request at its start: no latency, not 0 ms.
+    assert failed.response.done_ns is None and failed.response.first_byte_ns is None
+    assert failed.notes["aiperf_no_end_time"] is True
+    assert failed.response.envelope == json.loads(body)
+
+
+def test_the_default_metrics_export_is_named_with_what_to_do(tmp_path: Path, cli: Cli) -> None:
+    source = DATA / "aiperf-0.13-profile_export.jsonl"
+    for extra in ([], ["--skip-bad"]):
+        code, _, err = cli("import", "aiperf-raw", str(source), "-o", str(tmp_path / "t"), *extra)
+        assert code == 2
+        (line,) = err.strip().splitlines()
+        assert line.startswith("imgtrace: error: ") and "profile_export.jsonl" in line
+        assert "rerun AIPerf with --export-level raw" in line and "not image edits" not in line
+    assert not (tmp_path / "t").exists()
+
+
+def test_an_input_file_given_as_raw_export_is_named(tmp_path: Path, cli: Cli) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x", "image": "a.png"}])
+    code, _, err = cli("import", "aiperf-raw", str(source), "-o", str(tmp_path / "t"))
+    assert code == 2 and "is an AIPerf single_turn input file" in err
+    assert "imgtrace import aiperf-input" in err
+
+
+def test_input_file_is_built_as_aiperf_sends_it(tmp_path: Path, cli: Cli, open_trace: Open) -> None:
+    import io
+
+    from PIL import Image
+
+    workdir = tmp_path / "aiperf-run"
+    workdir.mkdir()
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(png(4))).save(jpeg, "JPEG", quality=95)
+    (workdir / "photo.jpeg").write_bytes(jpeg.getvalue())
+    expected = io.BytesIO()
+    Image.open(io.BytesIO(jpeg.getvalue())).save(expected, "JPEG", quality=85, subsampling=0)
+    lines = [
+        {
+            "text": "from a file",
+            "image": "photo.jpeg",
+            "model": "ignored-by-aiperf",
+            "extra": {"seed": 3, "n": 2, "sizes": [1, 2], "flag": True},
+        },
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "t.imgtrace"
+    code, _, err = cli(
+        "import",
+        "aiperf-input",
+        str(source),
+        "-o",
+        str(out),
+        "--model",
+        "flux",
+        "--aiperf-dir",
+        str(workdir),
+        "--extra-inputs",
+        "size:512x512",
+    )
+    assert code == 0, err
+    assert "1 lines name a `model`: AIPerf ignores it" in err
+    assert "1 image files were re-encoded as AIPerf does" in err
+    reader, (request,) = open_trace(out)
+    assert isinstance(request.body, MultipartBody)
+    # AIPerf's payload order: its own fields, the image, then --extra-inputs and `extra`;
+    # an extra that names one of its fields (n) replaces the value in place.
+    assert [(p.name, getattr(p, "value", None)) for p in request.body.parts] == [
+        ("prompt", "from a file"),
+        ("model", "flux"),
+        ("response_format", "b64_json"),
+        ("n", "2"),
+        ("image", None),
+        ("size", "512x512"),
+        ("seed", "3"),
+        ("sizes", "[1, 2]"),
+        ("flag", "true"),
+    ]
+    (image,) = uploads(request)
+    assert image.filename == "image.jpg" and image.content_type == "image/jpeg"
+    assert reader.blob(image.blob) == expected.getvalue() != jpeg.getvalue()
+    assert ("accept", "application/json") in request.headers
+
+
+def test_image_files_aiperf_refuses_are_refused(tmp_path: Path, cli: Cli) -> None:
+    import io
+
+    from PIL import Image
+
+    webp = io.BytesIO()
+    Image.open(io.BytesIO(png(4))).save(webp, "WEBP")
+    (tmp_path / "a.webp").write_bytes(webp.getvalue())
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x", "image": "a.webp"}])
+    code, _, err = cli(
+        "import",
+        "aiperf-input",
+        str(source),
+        "-o",
+        str(tmp_path / "t"),
+        "--aiperf-dir",
+        str(tmp_path),
+    )
+    assert code == 2
+    assert f"{source}:1: image file a.webp is WEBP: AIPerf accepts only PNG and JPEG files" in err
+    # As written, the file is kept as it is.
+    code, _, err = cli(
+        "import",
+        "aiperf-input",
+        str(source),
+        "-o",
+        str(tmp_path / "t"),
+        "--aiperf-dir",
+        str(tmp_path),
+        "--as-written",
+    )
+    assert code == 0, err
+
+
+def test_show_names_aiperf_files_and_what_to_do(tmp_path: Path, cli: Cli) -> None:
+    raw = write_jsonl(tmp_path / "profile_export_raw.jsonl", [raw_record(0, START_NS)])
+    turns = write_jsonl(tmp_path / "in.jsonl", [{"text": "x", "image": "a.png"}])
+    summary = tmp_path / "profile_export_aiperf.json"
+    summary.write_text(json.dumps({"schema_version": "1.4", "aiperf_version": "0.13.0"}))
+    expected = {
+        DATA / "aiperf-0.13-profile_export.jsonl": "rerun AIPerf with --export-level raw",
+        raw: "`imgtrace import aiperf-raw",
+        turns: "`imgtrace import aiperf-input",
+        summary: "AIPerf's summary (profile_export_aiperf.json)",
+    }
+    for path, fragment in expected.items():
+        code, _, err = cli("show", str(path))
+        assert code == 2
+        (line,) = err.strip().splitlines()
+        assert line.startswith(f"imgtrace: error: {path} at byte 0: not an imgtrace trace")
+        assert fragment in line, line
