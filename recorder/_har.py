@@ -23,6 +23,7 @@ import msgspec
 from traces import (
     BlobSink,
     ErrorInfo,
+    FilePart,
     FormPartData,
     Header,
     MultipartBody,
@@ -293,7 +294,7 @@ def _response(
         except msgspec.DecodeError:
             body_blob = add_blob(data, content.mimeType)
     stats.responses += 1
-    stats.images += len(images)
+    stats.output_images += len(images)
     return Response(
         status=har.status,
         headers=headers,
@@ -380,6 +381,7 @@ def _entry_request(
         if not h.name.startswith(":") and h.name.lower() not in _DROPPED_HEADERS
     ]
     headers.insert(0, ("content-type", f"multipart/form-data; boundary={body.boundary}"))
+    stats.images += sum(isinstance(part, FilePart) for part in body.parts)
     return Request(
         id=f"har-{number:06d}",
         offset_ns=offset,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def test_har_entries_become_requests_with_timing_and_responses(
     ]
     source = write_har(tmp_path / "capture.har", entries)
     out = tmp_path / "t.imgtrace"
-    code, _, err = cli("import", "har", str(source), "-o", str(out))
+    code, stdout, err = cli("import", "har", str(source), "-o", str(out), "--json", "-")
     assert code == 0, err
     assert "3 requests" in err and "1 entries skipped (not image edits)" in err
+    counts = json.loads(stdout)
+    assert counts["images"] == 3 and counts["output_images"] == 1
     reader, requests = open_trace(out)
     assert reader.header.source == "import:har"
     assert [r.offset_ns for r in requests] == [0, 1_250_000_000, 2_000_000_000]
