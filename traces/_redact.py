@@ -67,6 +67,7 @@ _SECRET_NAME = re.compile(
 _PUBLIC_HEADERS = frozenset({"www-authenticate", "proxy-authenticate"})
 # A response header that names where a gateway forwards to (LiteLLM's
 # `x-litellm-model-api-base`): its value is redacted when it is an address of any kind.
+_MAX_CACHED_NAMES = 4096
 _UPSTREAM_NAME = re.compile(r"api[-_]?base|upstream|base[-_]?url|backend[-_]?url|origin[-_]?url")
 
 # Query parameters that carry credentials (signed URLs, key-in-URL gateways).
@@ -240,7 +241,8 @@ class Redaction:
             decision = lowered in self.names or (
                 lowered not in self.kept and secret_header_name(lowered)
             )
-            self._decisions[name] = decision
+            if len(self._decisions) < _MAX_CACHED_NAMES:  # a hostile client sends many names
+                self._decisions[name] = decision
         return decision
 
     def headers(self, headers: Headers) -> Headers:
