@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from traces import (
-    REDACTED,
+    PLACEHOLDERS,
     BlobSource,
     Body,
     FilePart,
@@ -241,7 +241,7 @@ class Shaper:
             for name, value in request.headers
             if name.lower() not in _DROPPED_HEADERS
             and name.lower() not in self._override_names
-            and value != REDACTED  # a redacted secret is never sent as "[redacted]"
+            and value not in PLACEHOLDERS  # a redacted secret is never sent as "[redacted]"
         ]
         if content_type is not None:
             headers.append(("Content-Type", content_type))

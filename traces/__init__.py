@@ -39,6 +39,7 @@ from ._multipart import (
 from ._reader import Damage, TraceReader
 from ._redact import (
     DEFAULT_REDACTED_HEADERS,
+    PLACEHOLDERS,
     REDACTED,
     SECRET_QUERY_PARAMS,
     Redaction,
@@ -94,6 +95,7 @@ __all__ = [
     "Note",
     "Outcome",
     "OutputExists",
+    "PLACEHOLDERS",
     "RawBody",
     "Record",
     "Redaction",

@@ -24,6 +24,7 @@ from ._schema import Headers, Outcome, Request
 
 __all__ = [
     "DEFAULT_REDACTED_HEADERS",
+    "PLACEHOLDERS",
     "REDACTED",
     "SECRET_QUERY_PARAMS",
     "Redaction",
@@ -56,6 +57,8 @@ DEFAULT_REDACTED_HEADERS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+# Values other tools write in place of a secret (AIPerf's exports): never a value to send.
+PLACEHOLDERS = frozenset({REDACTED, "<redacted>"})
 
 # A name segment that says it carries a secret: `x-tenant-token`, `x-foo-apikey`, `oauth`,
 # `x-client-secret`. Whole segments only, so `x-ratelimit-remaining-tokens` (a count) stays.

@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from recorder_helpers import (
     StartProxy,
     ThreadServer,
+    Upstream,
     decompressed,
     png,
     raw_multipart,
@@ -25,8 +28,11 @@ from recorder_helpers import (
 from imgtrace._cli import main
 from traces import (
     REDACTED,
+    Header,
     Redaction,
+    Request,
     TraceReader,
+    TraceWriter,
     internal_address,
     redact_envelope,
     secret_header_name,
@@ -251,3 +257,35 @@ def test_keep_header_keeps_a_named_credential(
     assert dict(request.headers)["x-litellm-api-key"] == REDACTED
     assert request.response is not None
     assert dict(request.response.headers)["x-litellm-model-api-base"] == INTERNAL_BASE
+
+
+def test_a_placeholder_is_never_replayed(upstream: Upstream, tmp_path: Path) -> None:
+    trace = tmp_path / "t.imgtrace"
+    headers = (
+        ("x-session-affinity", "<redacted>"),
+        ("authorization", REDACTED),
+        ("x-kept", "visible"),
+    )
+    with TraceWriter(trace, Header(source="test")) as writer:
+        writer.write(Request(id="a", offset_ns=0, path="/echo", headers=headers))
+    run = tmp_path / "run.imgtrace"
+    assert main(["replay", str(trace), "--target", upstream.url, "-o", str(run)]) == 0
+    (seen,) = [item for item in upstream.seen if item.get("path") == "/echo" and "headers" in item]
+    assert seen["headers"]["x-kept"] == "visible"
+    assert "x-session-affinity" not in seen["headers"] and "authorization" not in seen["headers"]
+
+
+@given(st.text(max_size=80))
+def test_address_detection_takes_any_text(value: str) -> None:
+    internal_address(value)  # never raises
+    assert Redaction().response_headers((("x-anything", value),))[0][0] == "x-anything"
+
+
+@given(
+    st.sampled_from(["10.{}.{}.{}", "192.168.{}.{}", "127.0.{}.{}", "172.16.{}.{}"]),
+    st.lists(st.integers(0, 255), min_size=3, max_size=3),
+    st.sampled_from(["http://{}:8000/v1", "{}", "{}:30000", "upstream={}"]),
+)
+def test_private_ipv4_addresses_are_found(pattern: str, octets: list[int], shape: str) -> None:
+    address = pattern.format(*octets)
+    assert internal_address(shape.format(address))
