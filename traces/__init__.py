@@ -73,6 +73,7 @@ from ._writer import TraceWriter
 __all__ = [
     "DEFAULT_REDACTED_HEADERS",
     "FORMAT_VERSION",
+    "PLACEHOLDERS",
     "READABLE_VERSIONS",
     "REDACTED",
     "SECRET_QUERY_PARAMS",
@@ -95,7 +96,6 @@ __all__ = [
     "Note",
     "Outcome",
     "OutputExists",
-    "PLACEHOLDERS",
     "RawBody",
     "Record",
     "Redaction",
