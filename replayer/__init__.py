@@ -1,14 +1,24 @@
 """Replay a trace against a server with original or scaled timing, and measure it.
 
 `replay(ReplayConfig(trace, target, output=...))` runs a replay and writes a run file;
-`dry_run(config)` describes the schedule without sending. Every option type checks its own
-values (`UsageError`); the `parse_*` functions turn the command line's text forms into them.
+`replay_interleaved(ReplayConfig(trace, targets=[Target("a", URL_A), ...], output=DIR))` sends
+one schedule to several targets side by side, one run file each; `dry_run(config)` describes
+the schedule without sending. Every option type checks its own values (`UsageError`); the
+`parse_*` functions (and `Targets.parse`) turn the command line's text forms into them.
 The command line is `imgtrace replay` (docs/replaying.md).
 """
 
 from ._errors import ReplayError
 from ._progress import LagHealth, Stats
-from ._runner import ReplayConfig, ReplayResult, dry_run, replay, replay_async
+from ._results import InterleavedResult, ReplayResult
+from ._runner import (
+    ReplayConfig,
+    dry_run,
+    replay,
+    replay_async,
+    replay_interleaved,
+    replay_interleaved_async,
+)
 from ._schedule import (
     DryRun,
     Filter,
@@ -21,10 +31,12 @@ from ._schedule import (
     parse_window,
 )
 from ._shaping import Prepared, SeedPolicy, Shaper, parse_header, parse_seed, parse_set
+from ._targets import Target, Targets, send_order
 
 __all__ = [
     "DryRun",
     "Filter",
+    "InterleavedResult",
     "LagHealth",
     "Plan",
     "Prepared",
@@ -36,6 +48,8 @@ __all__ = [
     "Shaper",
     "Slot",
     "Stats",
+    "Target",
+    "Targets",
     "Timing",
     "dry_run",
     "parse_arrival",
@@ -46,4 +60,7 @@ __all__ = [
     "parse_window",
     "replay",
     "replay_async",
+    "replay_interleaved",
+    "replay_interleaved_async",
+    "send_order",
 ]

@@ -87,6 +87,18 @@ class LanePool:
         self._all.append(client)
         return client
 
+    def try_acquire(self) -> httpx.AsyncClient | None:
+        """A lane now, or None when the cap is reached (the caller queues the send)."""
+        if self._free:
+            client = self._free.pop()  # LIFO: reuse the warmest connection
+        elif self.limit is None or len(self._all) < self.limit:
+            client = self._new_client()
+        else:
+            return None
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        return client
+
     async def acquire(self) -> httpx.AsyncClient:
         waited = False
         while True:

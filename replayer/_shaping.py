@@ -38,6 +38,7 @@ __all__ = [
     "parse_header",
     "parse_seed",
     "parse_set",
+    "parse_url",
     "public_target",
 ]
 
@@ -141,6 +142,20 @@ def parse_seed(text: str) -> SeedPolicy:
     raise UsageError(f"--seed {text!r}: expected keep, fixed:N or random:S (N, S integers)")
 
 
+def parse_url(text: str, flag: str = "--target") -> httpx.URL:
+    """A target's base URL: http or https, with a host."""
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UsageError(f"{flag} {text!r}: not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"{flag} {text!r}: expected an http:// or https:// URL with a host, "
+            "e.g. http://127.0.0.1:30000"
+        )
+    return url
+
+
 def public_target(url: httpx.URL) -> str:
     """The target as written to run files: without user, password or query."""
     return str(url.copy_with(username=None, password=None, query=None, fragment=None))
@@ -189,17 +204,8 @@ class Shaper:
     model: str | None = None
 
     def __post_init__(self) -> None:
-        try:
-            url = httpx.URL(self.target)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise UsageError(f"--target {self.target!r}: not a valid URL ({exc})") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(
-                f"--target {self.target!r}: expected an http:// or https:// URL with a host, "
-                "e.g. http://127.0.0.1:30000"
-            )
-        self.url = url
-        self._prefix = url.path.rstrip("/")
+        self.url = parse_url(self.target)
+        self._prefix = self.url.path.rstrip("/")
         self._override_names = {name.lower() for name, _ in self.headers}
 
     @property
@@ -233,6 +239,15 @@ class Shaper:
         path = self._prefix + (request.path if request.path.startswith("/") else "/" + request.path)
         url = self.url.copy_with(path=path, query=request.query.encode() or None)
         return str(url)
+
+    def retarget(self, prepared: Prepared, request: Request) -> Prepared:
+        """`prepared` (shaped by a Shaper with the same options) sent to this target instead.
+
+        The body is shared, not copied: an interleaved replay encodes each body once.
+        """
+        moved = Prepared(prepared.method, self.url_for(request), prepared.headers, prepared.content)
+        _ = moved.request  # built now, in the producer's thread
+        return moved
 
     def prepare(self, request: Request, loop: int, get_blob: BlobSource) -> Prepared:
         content_type, content = encode_body(self.body(request, loop), get_blob)

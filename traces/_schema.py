@@ -21,6 +21,7 @@ __all__ = [
     "FilePart",
     "FormPart",
     "Header",
+    "Interleave",
     "JsonBody",
     "MultipartBody",
     "Note",
@@ -37,6 +38,22 @@ FORMAT_VERSION = 1
 READABLE_VERSIONS = frozenset({1})
 
 Headers = tuple[tuple[str, str], ...]
+
+
+class Interleave(msgspec.Struct, frozen=True, kw_only=True):
+    """For a run of an interleaved replay: the group of runs measured side by side.
+
+    Every run of a group replayed one schedule, each request sent to every target at the same
+    intended time in a per-request order drawn from `order_seed`.
+    """
+
+    group: str
+    """An id shared by the runs of one interleaved replay, and by no other run."""
+    name: str
+    """This run's target name (its file is NAME.imgtrace)."""
+    order_seed: int
+    targets: dict[str, str] = {}
+    """Every target of the group, name to base URL (without credentials), in send-order index."""
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):
@@ -58,6 +75,8 @@ class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):
     """For runs: the replay options, without secrets."""
     start_wall_ns: int | None = None
     """Wall-clock time of offset zero, when known."""
+    interleave: Interleave | None = None
+    """For runs of an interleaved replay: the group, its order seed and its targets."""
 
 
 class Blob(msgspec.Struct, frozen=True, kw_only=True, tag="blob"):

@@ -51,11 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace", type=Path, metavar="TRACE", help="the trace file to replay")
     parser.add_argument(
         "--target",
-        metavar="URL",
+        action="append",
+        metavar="URL|NAME=URL",
         help="base URL of the server; a path is a prefix (http://gw/sglang sends "
-        "/v1/images/edits to /sglang/v1/images/edits)",
+        "/v1/images/edits to /sglang/v1/images/edits). Repeat as NAME=URL to send every "
+        "request to every target side by side (interleaved), one run each in -o DIR",
     )
-    parser.add_argument("-o", "--output", type=Path, metavar="RUN", help="run file to write")
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="RUN|DIR", help="run file (directory) to write"
+    )
+    parser.add_argument(
+        "--order-seed",
+        type=int,
+        metavar="N",
+        help="with NAME=URL targets: seed of the per-request order among them (default drawn; "
+        "recorded in every run)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
     timing = parser.add_argument_group("timing (original timing unless one is given)")
@@ -196,6 +207,7 @@ def config_from_args(
     from replayer import (
         ReplayConfig,
         Selection,
+        Targets,
         Timing,
         parse_arrival,
         parse_filter,
@@ -242,9 +254,12 @@ def config_from_args(
     )
     headers = [parse_header(text, env) for text in args.header]
     sets = [parse_set(text) for text in args.set]
+    targets = Targets.parse(args.target or [])
     config = ReplayConfig(
+        targets=targets.named,
+        order_seed=args.order_seed,
         trace=args.trace,
-        target=args.target or "http://127.0.0.1",
+        target="" if targets.named else targets.url or "http://127.0.0.1",
         output=args.output,
         timing=timing,
         selection=selection,
@@ -262,7 +277,7 @@ def config_from_args(
         if not args.target:
             raise UsageError("replay needs --target URL (the server to send to)")
         if args.output is None:
-            raise UsageError("replay needs -o RUN (the run file to write)")
+            raise UsageError("replay needs -o RUN (the run file to write; -o DIR for NAME=URL)")
     refuse_existing(args.json, args.force)
     return config
 
@@ -284,6 +299,8 @@ def _replay(args: argparse.Namespace) -> int:
         config.console = console
     else:
         config.console = Console(stderr=True, highlight=False, force_terminal=False)
+    if config.targets:
+        return _replay_interleaved(args, config, console)
     result = replay(config)
     _print_summary(console, result)
     write_json(args.json, result.as_dict())
@@ -306,6 +323,21 @@ def _replay(args: argparse.Namespace) -> int:
             markup=False,
         )
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console: Any) -> int:
+    from replayer import ReplayError, replay_interleaved
+
+    group = replay_interleaved(config)
+    for result in group.runs.values():
+        _print_summary(console, result)
+    write_json(args.json, group.as_dict())
+    error, warnings = group.problems()
+    for line in warnings:
+        console.print(f"imgtrace: warning: {line}", markup=False)
+    if error is not None:
+        raise ReplayError(error)
+    return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
 
 
 def _print_summary(console: Any, result: ReplayResult) -> None:
