@@ -10,13 +10,20 @@ import msgspec
 
 from ._compare import PairAnalysis, Settings, analyze_pair, apply_holm, apply_noise
 from ._compare_tables import analysis_json
+from ._interleaved import interleave_note
 from ._load import Join, Rows, join_rows, load_rows
 from ._render import fmt_ratio_ci
 from ._report import health_line
 from ._rules import Rules
 from ._table import Table
 
-__all__ = ["compare_document", "compare_files", "shift_series", "summary_line"]
+__all__ = [
+    "compare_document",
+    "compare_files",
+    "interleave_notes",
+    "shift_series",
+    "summary_line",
+]
 
 
 def _join(base: Rows, other: Rows, force: bool) -> Join:
@@ -65,6 +72,14 @@ def summary_line(analysis: PairAnalysis) -> str:
         f"{analysis.join.cand.path} vs {analysis.join.base.path}: {typical.verdict} "
         f"(typical per-request change {change}, {analysis.all.ok_pairs} pairs)"
     )
+
+
+def interleave_notes(analyses: list[PairAnalysis], noise: PairAnalysis | None) -> list[str]:
+    """A note for each CAND (and the A/A run) not measured in one interleaved replay with BASE."""
+    pairs = [(analysis.join, "CAND") for analysis in analyses]
+    pairs += [(noise.join, "NOISE")] if noise is not None else []
+    notes = (interleave_note(join.base, join.cand, role) for join, role in pairs)
+    return [note for note in notes if note is not None]
 
 
 def shift_series(
@@ -126,4 +141,5 @@ def compare_document(
         "images": [report.to_json() for report in image_reports],
         "tables": msgspec.to_builtins(tables),
         "health": [health_line(a.join.cand) for a in analyses],
+        "notes": interleave_notes(analyses, noise),
     }

@@ -66,6 +66,8 @@ class Rows:
     classes: bool = False
     """True when request classes are known (from the file's requests or its trace)."""
     notes: list[str] = field(default_factory=list)
+    group: str | None = None
+    """The interleaved replay this run was measured in (its header's group id), if any."""
 
     def __len__(self) -> int:
         return len(self.request_id)
@@ -120,6 +122,7 @@ class Rows:
             duplicates=self.duplicates,
             classes=self.classes,
             notes=self.notes,
+            group=self.group,
             **columns,
         )
 
@@ -334,6 +337,7 @@ def load_rows(
         no_response=no_response,
         classes=bool(labels),
         notes=notes,
+        group=header.interleave.group if header.interleave is not None else None,
         **arrays,
     )
     _check_usable(rows)

@@ -116,7 +116,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     """The whole command once the options are checked; returns the exit code."""
     from analyzer import compare_files
-    from analyzer._compare_run import compare_document, summary_line
+    from analyzer._compare_run import compare_document, interleave_notes, summary_line
     from analyzer._compare_tables import comparison_tables, noise_table
     from analyzer._render import render_text
     from analyzer._report import health_line
@@ -147,6 +147,7 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     runs = [analyses[0].join.base] + [a.join.cand for a in analyses]
     runs += [noise.join.cand] if noise is not None else []
     summary = [summary_line(analysis) for analysis in analyses]
+    summary += interleave_notes(analyses, noise)
     summary += [health_line(rows) for rows in runs]
     summary += [f"REGRESSION: {line}" for line in found]
     code = EXIT_REGRESSION if found else EXIT_OK
