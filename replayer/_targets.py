@@ -35,7 +35,7 @@ class Target:
     url: str
 
     def __post_init__(self) -> None:
-        flag = f"--target {self.name}={self.url}"
+        flag = f"--target {self.name}=..."
         if not _NAME_RE.match(self.name) or self.name.endswith("."):
             raise UsageError(
                 f"{flag}: the name {self.name!r} is not a valid file name (it names "
