@@ -12,6 +12,10 @@ the order drawn for it. Everything else is per target (`TargetRun`): lanes, coun
 run file. A target whose cap is full queues its own sends behind it, and a target that refuses
 connections records connect errors; neither holds the others' sends back, and every send's lag
 is measured against the one intended time of its slot.
+
+The parts are cut so that they can move apart: an `Item` (a slot with its deadline, bodies and
+target order) is all a dispatcher needs, `TargetRun.submit`/`start` are the sockets-and-
+deadlines half of a target, and its `OutcomeSink` the half that parses and writes.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ class ReplayConfig:
         return out
 
     @property
-    def _limit(self) -> int | None:
+    def lane_limit(self) -> int | None:
+        """Requests in flight per target: the closed loop's N, or --max-inflight."""
         return self.timing.concurrency if self.timing.closed else self.timing.max_inflight
 
 
@@ -163,10 +164,12 @@ def dry_run(config: ReplayConfig) -> DryRun:
         return plan.dry_run()
 
 
-def _engine(config: ReplayConfig, reader: TraceReader, shapers: list[Shaper], plan: Plan) -> Engine:
+def _build_engine(
+    config: ReplayConfig, reader: TraceReader, shapers: list[Shaper], plan: Plan
+) -> Engine:
     assert config.output is not None
     if not config.targets:
-        run = TargetRun(None, shapers[0], config.output, config._limit, plan.total)
+        run = TargetRun(None, shapers[0], config.output, config.lane_limit, plan.total)
         return Engine(config, reader, plan, [run], None)
     group = Group(
         group=new_group_id(),
@@ -176,7 +179,7 @@ def _engine(config: ReplayConfig, reader: TraceReader, shapers: list[Shaper], pl
         },
     )
     runs = [
-        TargetRun(t.name, shaper, t.run_path(config.output), config._limit, plan.total)
+        TargetRun(t.name, shaper, t.run_path(config.output), config.lane_limit, plan.total)
         for t, shaper in zip(config.targets, shapers, strict=True)
     ]
     return Engine(config, reader, plan, runs, group)
@@ -236,7 +239,9 @@ async def replay_interleaved_async(config: ReplayConfig) -> InterleavedResult:
 async def _run(
     config: ReplayConfig, reader: TraceReader, shapers: list[Shaper], plan: Plan
 ) -> tuple[Engine, list[ReplayResult]]:
-    engine = _engine(config, reader, shapers, plan)  # in the event loop: it holds cancel scopes
+    engine = _build_engine(
+        config, reader, shapers, plan
+    )  # in the event loop: it holds cancel scopes
     try:
         return engine, await engine.run()
     except Exception as exc:
