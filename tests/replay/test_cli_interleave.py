@@ -212,3 +212,18 @@ def test_compare_notes_runs_not_measured_together(
     apart_json = imgtrace("compare", a, str(alone), "--json", "-")
     notes = json.loads(apart_json.stdout)["notes"]
     assert len(notes) == 1 and NOT_INTERLEAVED in notes[0]
+
+
+def test_dry_run_with_named_targets_sends_and_writes_nothing(
+    trace: Path, tmp_path: Path, imgtrace: Run, echo: Server
+) -> None:
+    out = tmp_path / "ab"
+    before = Server.stats(echo)["count"]
+    result = imgtrace(
+        "replay", str(trace), "--target", f"a={echo.url}", "--target", f"b={echo.url}",
+        "-o", str(out), "--dry-run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sends         3" in result.stdout
+    assert not out.exists()
+    assert Server.stats(echo)["count"] == before
