@@ -20,11 +20,12 @@ import anyio.to_thread
 
 from traces import OutputExists, TraceError, TraceReader, UsageError
 
-from ._engine import Engine, Group, TargetRun
+from ._engine import Engine, Group
 from ._errors import ReplayError
 from ._results import InterleavedResult, ReplayResult
 from ._schedule import DryRun, Plan, Selection, Timing, check_positive
 from ._shaping import Shaper, parse_seed, public_target
+from ._targetrun import TargetRun
 from ._targets import Target, new_group_id, new_order_seed
 
 if TYPE_CHECKING:
