@@ -4,7 +4,8 @@ Three kinds of work run side by side so that none of them delays a send:
 - the producer (worker threads) builds request bodies ahead of their send time, a bounded
   number at a time, so memory stays flat however long the trace is;
 - the dispatcher (the event loop) waits for each deadline and starts the sends;
-- an outcome sink per target (a thread) turns finished exchanges into records and writes them.
+- the outcome sinks (one thread for all targets) turn finished exchanges into records and
+  write them.
 
 A replay has one or more targets. The plan is one: each slot's body is built once and
 retargeted, the dispatcher waits for the slot's deadline once and starts the slot's sends in
@@ -21,6 +22,7 @@ deadlines half of a target, and its `OutcomeSink` the half that parses and write
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from traces import Header, Interleave, Redaction, TraceReader, TraceWriter, __version__
 
-from ._outcomes import OutcomeSink
+from ._outcomes import POLL_S, OutcomeSink
 from ._progress import Live, Stats
 from ._results import ReplayResult
 from ._schedule import Plan, Slot
@@ -72,6 +74,34 @@ class Group:
     """Name to public base URL, in send-order index."""
 
 
+class SharedOutcomes:
+    """One outcome thread for every target of an interleaved replay.
+
+    The outcome work (JSON, base64, hashing, compression) holds the GIL in steps; one thread per
+    target would not write any faster, only take the GIL from the event loop more often, and
+    lengthen every send's wait for it.
+    """
+
+    def __init__(self, sinks: Sequence[OutcomeSink]) -> None:
+        self._sinks = list(sinks)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="imgtrace-outcomes", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            closing = self._closing.wait(POLL_S)
+            for sink in self._sinks:
+                sink.write_pending()
+            if closing:
+                return
+
+    def close(self) -> None:
+        """Write everything handed over, then stop (each sink's close() reports its failure)."""
+        self._closing.set()
+        self._thread.join()
+
+
 async def _warm_up() -> None:
     """Pay the one-off costs of a first request (lazy imports in httpx's stack) before t0."""
     transport = httpx.MockTransport(lambda request: httpx.Response(204))
@@ -105,6 +135,7 @@ class Engine:
         self._senders: TaskGroup | None = None
         self._trace_digest = ""
         self._extra_readers: list[TraceReader] = []
+        self._outcomes: SharedOutcomes | None = None
 
     async def run(self) -> list[ReplayResult]:
         # Before the producer starts: the reader's file is then used by one thread at a time
@@ -143,7 +174,11 @@ class Engine:
                 run.writer = TraceWriter(
                     run.output, self._header(run), force=config.force, redaction=redaction
                 )
-                run.sink = OutcomeSink(run.writer, keep_images=config.keep_images)
+                run.sink = OutcomeSink(
+                    run.writer, keep_images=config.keep_images, thread=len(self.runs) == 1
+                )
+            if len(self.runs) > 1:
+                self._outcomes = SharedOutcomes([run.sink for run in self.runs if run.sink])
             live = self._live()
             if live is not None:
                 with live.shown():
@@ -155,6 +190,8 @@ class Engine:
         finally:
             for run in self.runs:
                 await run.lanes.aclose()  # shielded: runs even when cancelled
+            if self._outcomes is not None:
+                self._outcomes.close()
             failure: BaseException | None = None
             for run in self.runs:
                 if run.writer is None:

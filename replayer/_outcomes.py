@@ -34,7 +34,9 @@ class OutcomeSink:
         digests are kept, which still tells identical outputs apart.
     """
 
-    def __init__(self, writer: TraceWriter, *, keep_images: bool = True) -> None:
+    def __init__(
+        self, writer: TraceWriter, *, keep_images: bool = True, thread: bool = True
+    ) -> None:
         self.writer = writer
         self.keep_images = keep_images
         self.error: BaseException | None = None
@@ -42,8 +44,11 @@ class OutcomeSink:
         # thread switch; the thread collects what piled up every POLL_S instead.
         self._pending: deque[Exchange] = deque()
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="imgtrace-outcomes", daemon=True)
-        self._thread.start()
+        # thread=False: another thread calls write_pending() (one thread for several sinks).
+        self._thread: threading.Thread | None = None
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="imgtrace-outcomes", daemon=True)
+            self._thread.start()
 
     def put(self, exchange: Exchange) -> None:
         self._pending.append(exchange)
@@ -51,21 +56,28 @@ class OutcomeSink:
     def close(self) -> None:
         """Write everything handed over, then stop; re-raises a failure of the writer thread."""
         self._closing.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self.write_pending()
         if self.error is not None:
             raise self.error
+
+    def write_pending(self) -> None:
+        """Write every exchange handed over so far; a writer's failure is kept for close()."""
+        while self._pending:
+            exchange = self._pending.popleft()
+            if self.error is not None:
+                continue  # keep draining so memory does not grow behind a dead writer
+            try:
+                self.writer.write(self.outcome(exchange))
+            except BaseException as exc:  # reported by close()
+                self.error = exc
 
     def _run(self) -> None:
         while True:
             closing = self._closing.wait(POLL_S)
-            while self._pending:
-                exchange = self._pending.popleft()
-                if self.error is not None:
-                    continue  # keep draining so memory does not grow behind a dead writer
-                try:
-                    self.writer.write(self.outcome(exchange))
-                except BaseException as exc:  # reported by close()
-                    self.error = exc
+            self.write_pending()
             if closing:
                 return
 
