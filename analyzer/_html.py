@@ -18,8 +18,8 @@ from pathlib import Path
 from traces import UsageError, __version__
 
 from ._htmlassets import CSS, JS
-from ._imagereport import VERDICTS, ImageReport, format_psnr
-from ._imagework import Cell, PairResult, Rendered
+from ._images.records import Cell, PairResult, Rendered
+from ._images.report import VERDICTS, ImageReport, format_psnr
 from ._table import Table
 
 __all__ = ["assets_dir_for", "write_html_report"]
@@ -219,6 +219,8 @@ def _metrics(pair: PairResult) -> str:
     items: list[tuple[str, str]] = []
     if m is not None:
         items += [
+            ("cast ΔE00", f"{m.cast:.2f}"),
+            ("local ΔE00", f"{m.local:.2f} ({m.local_windows} windows over)"),
             ("PSNR", f"{format_psnr(pair)} dB"),
             ("SSIM", f"{m.ssim:.4f}"),
             ("pHash", f"{m.phash}/64"),

@@ -9,7 +9,7 @@ import argparse
 import math
 import os
 
-from analyzer._imageoptions import Thresholds
+from analyzer._images.options import Thresholds
 from traces import UsageError
 
 __all__ = ["add_image_arguments", "thresholds_from_args"]
@@ -33,12 +33,28 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"per-pixel YIQ colour threshold, 0..1, as in pixelmatch (default {d.yiq_threshold})",
     )
     group.add_argument(
+        "--visual-cast",
+        type=float,
+        default=d.visual_max_cast,
+        metavar="DE",
+        help="visually identical: colour cast (mean CIEDE2000 over 32x32-pixel blocks) at most "
+        f"DE (default {d.visual_max_cast:g})",
+    )
+    group.add_argument(
+        "--visual-local",
+        type=float,
+        default=d.visual_max_local,
+        metavar="DE",
+        help="visually identical: CIEDE2000 of every 8x8-pixel window at most DE, 1-pixel "
+        f"shifts forgiven (default {d.visual_max_local:g})",
+    )
+    group.add_argument(
         "--visual-density",
         type=float,
         default=d.visual_max_block_ratio * 100,
         metavar="PCT",
         help="visually identical: at most PCT %% of the pixels of any 16x16 block "
-        "over the YIQ threshold; 0 allows no differing pixel "
+        "over the YIQ threshold; 0 allows no differing pixel, 100 turns the rule off "
         f"(default {d.visual_max_block_ratio * 100:g})",
     )
     group.add_argument(
@@ -57,12 +73,20 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {d.visual_max_phash})",
     )
     group.add_argument(
+        "--noise-margin",
+        type=float,
+        default=d.noise_margin,
+        metavar="X",
+        help="with --noise: a changed output is within noise when each measure that changed it "
+        "is at most X times the same measure between A and A' of its own request "
+        f"(default {d.noise_margin:g})",
+    )
+    group.add_argument(
         "--noise-quantile",
         type=float,
         default=d.noise_quantile,
         metavar="Q",
-        help="with --noise: B within noise if 1-SSIM(A,B) is at most this "
-        "request's A/A distance or the Q quantile of all A/A distances "
+        help="with --noise: the quantile of the A/A distances shown as the noise band "
         f"(default {d.noise_quantile})",
     )
     group.add_argument(
@@ -109,9 +133,12 @@ def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
     """The thresholds the flags ask for; `UsageError` when one is out of range."""
     checks: list[tuple[str, float, float, float]] = [
         ("--image-threshold", args.image_threshold, 0.0, 1.0),
+        ("--visual-cast", args.visual_cast, 0.0, 100.0),
+        ("--visual-local", args.visual_local, 0.0, 100.0),
         ("--visual-density", args.visual_density, 0.0, 100.0),
         ("--visual-ssim", args.visual_ssim, -1.0, 1.0),
         ("--visual-phash", args.visual_phash, 0, 64),
+        ("--noise-margin", args.noise_margin, 1.0, 100.0),
         ("--noise-quantile", args.noise_quantile, 0.0, 1.0),
         ("--gate-relative", args.gate_relative, 0.0, 100.0),
         ("--gate-absolute", args.gate_absolute, 0.0, 100.0),
@@ -123,9 +150,12 @@ def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
             raise UsageError(f"{flag} {value} is out of range: give a value from {low} to {high}")
     return Thresholds(
         yiq_threshold=args.image_threshold,
+        visual_max_cast=args.visual_cast,
+        visual_max_local=args.visual_local,
         visual_max_block_ratio=args.visual_density / 100,
         visual_min_ssim=args.visual_ssim,
         visual_max_phash=args.visual_phash,
+        noise_margin=args.noise_margin,
         noise_quantile=args.noise_quantile,
         gate_relative=args.gate_relative / 100,
         gate_absolute=args.gate_absolute / 100,

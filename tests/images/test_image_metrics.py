@@ -13,7 +13,7 @@ from images_support import jpeg, png, scene
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from analyzer._imagemetrics import (
+from analyzer._images.metrics import (
     MAX_DELTA,
     ImageDecodeError,
     decode_image,
@@ -24,7 +24,9 @@ from analyzer._imagemetrics import (
     ssim,
     yiq_delta,
 )
-from analyzer._imagework import ImageInfo, Thresholds, ladder
+from analyzer._images.options import Thresholds
+from analyzer._images.records import ImageInfo
+from analyzer._images.verdict import ladder
 
 LIMIT = 10**8
 

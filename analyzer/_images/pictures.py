@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from ._imagemetrics import F32, U8, downscale_factor, ssim_map, yiq_delta
+from .metrics import F32, U8, downscale_factor, ssim_map, yiq_delta
 
 __all__ = [
     "CHANGED",

@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from .colour import colour_difference
+
 __all__ = [
     "DecodedImage",
     "ImageDecodeError",
@@ -312,6 +314,14 @@ class PairMetrics(msgspec.Struct, frozen=True, kw_only=True):
     max_block_ratio: float
     """Largest share of differing pixels in any 16x16 block: dense changes score high, the
     scattered speckle of a lossy re-encode scores low."""
+    cast: float = 0.0
+    """Colour cast: mean CIEDE2000 over 32x32-pixel blocks (see `colour`)."""
+    local: float = 0.0
+    """Local colour change: largest CIEDE2000 over 8x8-pixel windows, 1-pixel shifts forgiven."""
+    local_windows: int = 0
+    """8x8 windows over the local threshold."""
+    ssim_shifted: float | None = None
+    """When SSIM was under the visual threshold: the best SSIM with B moved by up to a pixel."""
     resized: bool = False
     """True when the sizes differed and `b` was resized to `a` for SSIM (layout differs)."""
 
@@ -330,8 +340,34 @@ def _densest_block(flags: npt.NDArray[np.bool_]) -> int:
     return int(blocks.sum(axis=(1, 3)).max())
 
 
-def pair_metrics(a: DecodedImage, b: DecodedImage, *, threshold: float) -> PairMetrics:
-    """Every metric for two decoded images (b resized to a's size when the sizes differ)."""
+def _shifted_ssim(a: DecodedImage, b_rgb: U8) -> float:
+    """The best SSIM with B moved by one pixel in any of the eight directions (edges repeated)."""
+    gray = np.asarray(Image.fromarray(b_rgb).convert("L"))
+    padded = np.pad(gray, 1, mode="edge")
+    height, width = gray.shape
+    best = -1.0
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if (dy, dx) == (1, 1):
+                continue
+            moved = Image.fromarray(np.ascontiguousarray(padded[dy : dy + height, dx : dx + width]))
+            best = max(best, ssim(a.small_gray, small_gray(moved), downscale=False))
+    return best
+
+
+def pair_metrics(
+    a: DecodedImage,
+    b: DecodedImage,
+    *,
+    threshold: float,
+    local_threshold: float = 5.0,
+    min_ssim: float = 0.95,
+) -> PairMetrics:
+    """Every metric for two decoded images (b resized to a's size when the sizes differ).
+
+    `local_threshold` (CIEDE2000) decides which 8x8 windows are checked again with 1-pixel
+    shifts; below `min_ssim`, SSIM is also measured with B moved by one pixel.
+    """
     phash = hamming(a.phash, b.phash)
     dhash = hamming(a.dhash, b.dhash)
     b_rgb = b.rgb
@@ -366,15 +402,22 @@ def pair_metrics(a: DecodedImage, b: DecodedImage, *, threshold: float) -> PairM
         peak = max(peak, float(delta.max()))
     pixels = a.width * a.height
     mse = sse / (pixels * 3)
+    colour = colour_difference(a.rgb, b_rgb, local_threshold=local_threshold)
+    structure = float(ssim_map(a.small_gray, b_gray, downscale=False).mean(dtype=np.float64))
+    shifted = None if structure >= min_ssim or resized else _shifted_ssim(a, b_rgb)
     return PairMetrics(
         pixels_equal=False,
         psnr=10 * math.log10(255.0 * 255.0 / mse) if mse > 0 else None,
-        ssim=float(ssim_map(a.small_gray, b_gray, downscale=False).mean(dtype=np.float64)),
+        ssim=structure,
         phash=phash,
         dhash=dhash,
         max_delta=peak / MAX_DELTA,
         diff_pixels=diff_pixels,
         diff_ratio=diff_pixels / pixels,
         max_block_ratio=densest / (BLOCK * BLOCK),
+        cast=colour.cast,
+        local=colour.local,
+        local_windows=colour.local_windows,
+        ssim_shifted=shifted,
         resized=resized,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -11,41 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import numpy as np
 
 from traces import UsageError
 
-from ._imagework import PairResult, Rendered, Thresholds
-from ._stats import hodges_lehmann, sign_test, wilcoxon
-from ._table import Table
+from .._table import Table
+from .noise import NoiseSummary
+from .options import Thresholds
+from .records import VERDICTS, PairResult, Rendered, RequestInfo
 
 if TYPE_CHECKING:
-    from ._rules import ImageRule
+    from .._rules import ImageRule
 
-__all__ = [
-    "VERDICTS",
-    "ImageReport",
-    "NoiseSummary",
-    "RequestInfo",
-    "severity_key",
-    "summarize_noise",
-]
+__all__ = ["VERDICTS", "ImageReport", "format_psnr", "severity_key"]
 
-VERDICTS = (
-    "identical-bytes",
-    "identical-pixels",
-    "visually-identical",
-    "within-noise",
-    "changed",
-    "layout-differs",
-    "missing",
-    "undecodable",
-)
-"""Every verdict an output pair can get, from the mildest to the most severe."""
 _RANK = {verdict: rank for rank, verdict in enumerate(reversed(VERDICTS))}
-_PIXEL_IDENTICAL = frozenset({"identical-bytes", "identical-pixels"})
-_DIFFERENT = frozenset({"changed", "layout-differs"})
-_COMPARABLE = frozenset(VERDICTS) - {"missing", "undecodable", "within-noise"}
 _ALIASES = {"layout": "layout-differs", "noise": "within-noise", "identical": "identical-bytes"}
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -53,104 +31,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }  # fmt: skip
 
 
-class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What the trace says about a request: its prompt, parameters and input image digests."""
-
-    prompt: str = ""
-    params: dict[str, str] = {}
-    inputs: tuple[str, ...] = ()
-    path: str = ""
-
-
 def severity_key(pair: PairResult) -> tuple[int, float, str, int, int]:
     """Most severe first; within a verdict, the largest excess over the A/A distance first."""
     d_ab, d_aa = pair.d_ab, pair.d_aa
     excess = (d_ab - (d_aa or 0.0)) if d_ab is not None else 0.0
     return (_RANK[pair.verdict], -excess, pair.request_id, pair.loop, pair.output)
-
-
-class NoiseSummary(msgspec.Struct, kw_only=True):
-    """How B compares with A against how A compares with itself (A')."""
-
-    aa_pairs: int
-    aa_pixel_identical: int
-    aa_bytes_identical: int
-    aa_median: float | None
-    aa_band: float | None
-    """The `noise_quantile` of the A/A distances (1 - SSIM)."""
-    requests: int
-    """Requests with both an A/B and an A/A distance: the sample of the paired test."""
-    delta: float | None
-    delta_lo: float | None
-    delta_hi: float | None
-    wilcoxon_p: float | None
-    sign_p: float | None
-    positive: int
-    negative: int
-    changed_share_b: float
-    changed_share_aa: float
-    gate: bool
-    verdict: str
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def summarize_noise(pairs: list[PairResult], th: Thresholds) -> NoiseSummary:
-    """The determinism line, the paired test of delta = d(A,B) - d(A,A') and the Diffy gate."""
-    aa = [p for p in pairs if p.noise_verdict is not None]
-    distances = np.array([p.d_aa for p in aa if p.d_aa is not None], dtype=np.float64)
-    by_request: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
-    for pair in pairs:
-        if pair.d_ab is not None and pair.d_aa is not None:
-            by_request[(pair.request_id, pair.loop)].append((pair.d_ab, pair.d_aa))
-    deltas = np.array(
-        [np.mean([ab for ab, _ in v]) - np.mean([a2 for _, a2 in v]) for v in by_request.values()],
-        dtype=np.float64,
-    )
-    comparable_b = [p for p in pairs if p.raw_verdict in _COMPARABLE]
-    share_b = _share(sum(p.raw_verdict in _DIFFERENT for p in comparable_b), len(comparable_b))
-    share_aa = _share(sum(p.noise_verdict in _DIFFERENT for p in aa), len(aa))
-    excess = share_b - share_aa
-    relative = excess / (share_b + share_aa) if share_b + share_aa > 0 else 0.0
-    gate = excess > th.gate_absolute and relative > th.gate_relative
-    estimate = lo = hi = w_p = s_p = None
-    positive = int((deltas > 0).sum())
-    negative = int((deltas < 0).sum())
-    if len(deltas):
-        interval = hodges_lehmann(deltas, 1 - th.alpha)
-        estimate = float(interval.estimate)
-        lo, hi = _finite(float(interval.lo)), _finite(float(interval.hi))
-        w_p, s_p = float(wilcoxon(deltas).p), float(sign_test(deltas).p)
-    drift = w_p is not None and w_p < th.alpha and lo is not None and lo > 0
-    if gate:
-        verdict = "B changes more outputs than the A/A noise"
-    elif drift:
-        verdict = "B's outputs moved beyond the A/A noise, but few crossed the 'changed' line"
-    elif changed := sum(p.verdict == "changed" for p in pairs):
-        verdict = (
-            f"not beyond the A/A noise overall, but {changed} output"
-            f"{'s' if changed != 1 else ''} changed beyond their request's A/A distance"
-        )
-    elif len(deltas) < 6:
-        verdict = "inconclusive: too few requests with an A/A pair"
-    else:
-        verdict = "no change beyond the A/A noise"
-    return NoiseSummary(
-        aa_pairs=len(aa),
-        aa_pixel_identical=sum(p.noise_verdict in _PIXEL_IDENTICAL for p in aa),
-        aa_bytes_identical=sum(p.noise_verdict == "identical-bytes" for p in aa),
-        aa_median=float(np.median(distances)) if len(distances) else None,
-        aa_band=float(np.quantile(distances, th.noise_quantile)) if len(distances) else None,
-        requests=len(deltas), delta=estimate, delta_lo=lo, delta_hi=hi,
-        wilcoxon_p=w_p, sign_p=s_p, positive=positive, negative=negative,
-        changed_share_b=share_b, changed_share_aa=share_aa, gate=gate, verdict=verdict,
-    )  # fmt: skip
-
-
-def _share(count: int, total: int) -> float:
-    return count / total if total else 0.0
 
 
 def _pct(count: int, total: int) -> str:
@@ -262,10 +147,15 @@ class ImageReport:
             classes.append("changed" if bad else "same")
         th = self.thresholds
         notes = [
-            f"visually identical: at most {th.visual_max_block_ratio * 100:g}% of any 16x16 block "
-            f"over the YIQ threshold {th.yiq_threshold:g}, SSIM at least {th.visual_min_ssim:g}, "
+            f"visually identical: colour cast at most {th.visual_max_cast:g} and every 8x8 window "
+            f"at most {th.visual_max_local:g} (CIEDE2000), SSIM at least {th.visual_min_ssim:g}, "
             f"pHash distance at most {th.visual_max_phash} bits",
         ]
+        if th.visual_max_block_ratio < 1:
+            notes.append(
+                f"... and at most {th.visual_max_block_ratio * 100:g}% of any 16x16 block over "
+                f"the YIQ threshold {th.yiq_threshold:g}"
+            )
         if self.noise is None:
             notes.append(
                 "no A/A noise run: 'changed' includes the model's own nondeterminism; replay the "
@@ -321,6 +211,7 @@ class ImageReport:
                 pair.request_id if not pair.loop else f"{pair.request_id} (loop {pair.loop})",
                 str(pair.output), pair.verdict, format_psnr(pair),
                 _num(m.ssim if m else None, ".4f"), _num(m.phash if m else None, "d"),
+                _num(m.cast if m else None, ".1f"), _num(m.local if m else None, ".1f"),
                 _num(m.diff_ratio * 100 if m else None, ".3f"),
                 _num(pair.d_aa, ".4f"), pair.reason,
             ])  # fmt: skip
@@ -329,7 +220,8 @@ class ImageReport:
         )
         return Table(
             title=f"Output images: {self._vs()}, most severe",
-            columns=["request", "out", "verdict", "PSNR dB", "SSIM", "pHash", "diff px %",
+            columns=["request", "out", "verdict", "PSNR dB", "SSIM", "pHash", "cast dE",
+                     "local dE", "diff px %",
                      "A/A 1-SSIM", "note"],
             rows=rows, footnotes=notes,
             row_classes=[p.verdict for p in pairs],

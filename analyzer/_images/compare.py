@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-import numpy as np
 
 from traces import (
     FilePart,
@@ -32,29 +31,15 @@ from traces import (
     UsageError,
 )
 
-from ._errors import AnalysisError
-from ._imageoptions import Thresholds
-from ._imagereport import (
-    VERDICTS,
-    ImageReport,
-    NoiseSummary,
-    RequestInfo,
-    severity_key,
-    summarize_noise,
-)
-from ._imagework import (
-    Job,
-    PairResult,
-    Rendered,
-    RenderJob,
-    WorkerFailure,
-    WorkerState,
-    compare_in_worker,
-    compare_jobs,
-    init_worker,
-    render_in_worker,
-    render_rows,
-)
+from .._errors import AnalysisError
+from .noise import NoiseSummary, summarize_noise
+from .options import ImageThresholds, Thresholds
+from .records import VERDICTS, Job, PairResult, Rendered, RenderJob, RequestInfo, WorkerFailure
+from .render import render_in_worker, render_rows
+from .report import ImageReport, severity_key
+from .state import WorkerState, init_worker
+from .verdict import apply_noise
+from .work import compare_in_worker, compare_jobs
 
 __all__ = [
     "VERDICTS",
@@ -64,7 +49,6 @@ __all__ = [
     "compare_run_images",
 ]
 
-ImageThresholds = Thresholds
 _BATCH = 4  # requests per worker task: enough to amortise the IPC, small enough to balance
 _T = TypeVar("_T")
 ImageProgress = Callable[[str, int, int], None]
@@ -202,7 +186,7 @@ def compare_run_images(
             compare_in_worker, compare_jobs, batches, "comparing images", progress
         ):
             pairs.extend(result)
-        pairs = _apply_noise(pairs, thresholds, noise is not None)
+        pairs = apply_noise(pairs, thresholds, noise is not None)
         pairs.sort(key=severity_key)
         rendered: dict[int, Rendered] = {}
         if assets_dir is not None:
@@ -314,25 +298,6 @@ def _missing_reason(a: _Entry | None, b: _Entry | None) -> str | None:
         side = "A" if not a.images else "B"
         return f"{side} returned no images"
     return None
-
-
-def _apply_noise(
-    pairs: list[PairResult], thresholds: Thresholds, has_noise: bool
-) -> list[PairResult]:
-    """'changed' becomes 'within-noise' when A differs as much from A' (same request or band)."""
-    if not has_noise:
-        return pairs
-    aa = np.array([p.d_aa for p in pairs if p.d_aa is not None], dtype=np.float64)
-    band = float(np.quantile(aa, thresholds.noise_quantile)) if len(aa) else None
-    for pair in pairs:
-        if pair.verdict != "changed" or pair.d_ab is None:
-            continue
-        if pair.noise_verdict in ("identical-bytes", "identical-pixels"):
-            continue  # A and A' agree exactly on this request: it is deterministic, B changed it
-        limits = [x for x in (pair.d_aa, band) if x is not None]
-        if limits and pair.d_ab <= max(limits):
-            pair.verdict = "within-noise"
-    return pairs
 
 
 def _render_jobs(

@@ -1,0 +1,122 @@
+"""The HTML report's pictures for the most severe rows: full-size files, masks, heatmaps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from traces import (
+    MissingBlobError,
+    TraceError,
+    TraceFormatError,
+    extension_for,
+    sniff_media_type,
+)
+
+from .metrics import (
+    DecodedImage,
+    ImageDecodeError,
+    decode_image,
+    max_yiq_delta,
+    small_gray,
+)
+from .options import Thresholds
+from .pictures import encode_jpeg, encode_png, heatmap, mask_thumbnail, thumbnail
+from .records import Cell, Rendered, RenderJob, WorkerFailure
+from .state import WorkerState, current
+
+__all__ = ["THUMB_SIDE", "render_in_worker", "render_rows"]
+
+THUMB_SIDE = 240
+
+
+def render_in_worker(jobs: list[RenderJob]) -> list[Rendered] | WorkerFailure:
+    return render_rows(current(), jobs)
+
+
+def _write_asset(directory: Path, name: str, data: bytes, *, replace: bool = False) -> str:
+    target = directory / name
+    if replace or not target.exists():
+        # Several workers may write the same input: write whole files, then rename.
+        temp = directory / f".{name}.{os.getpid()}.tmp"
+        temp.write_bytes(data)
+        os.replace(temp, target)
+    return name
+
+
+def _image_cell(
+    directory: Path, name: str, data: bytes, max_pixels: int
+) -> tuple[Cell | None, DecodedImage | None]:
+    stored = _write_asset(directory, f"{name}.{extension_for(sniff_media_type(data))}", data)
+    try:
+        image = decode_image(data, max_pixels=max_pixels)
+    except ImageDecodeError:
+        return None, None
+    thumb = encode_jpeg(thumbnail(image.rgb, THUMB_SIDE))
+    return Cell(thumb=thumb, href=stored, width=image.width, height=image.height), image
+
+
+def _render_one(state: WorkerState, job: RenderJob) -> Rendered:
+    assert state.assets_dir is not None
+    directory = Path(state.assets_dir)
+    limit = state.thresholds.max_pixels
+    cells: dict[str, Cell] = {}
+    sources = [("a", "base", job.a), ("b", "cand", job.b), ("noise", "noise", job.noise)]
+    sources += [(f"input{n}", "trace", digest) for n, digest in enumerate(job.inputs)]
+    decoded: dict[str, DecodedImage] = {}
+    for key, role, digest in sources:
+        if digest is None or role not in state.paths:
+            continue
+        try:
+            data = state.blob(role, digest)
+        except MissingBlobError:
+            continue
+        # Files are named by digest: identical outputs and repeated inputs are stored once.
+        cell, image = _image_cell(directory, digest[:20], data, limit)
+        if cell is not None and image is not None:
+            cells[key] = cell
+            decoded[key] = image
+    if job.diff and "a" in decoded and "b" in decoded:
+        cells.update(
+            _diff_cells(directory, job.index, decoded["a"], decoded["b"], state.thresholds)
+        )
+    return Rendered(index=job.index, cells=cells)
+
+
+def _diff_cells(
+    directory: Path, index: int, a: DecodedImage, b: DecodedImage, th: Thresholds
+) -> dict[str, Cell]:
+    b_rgb, b_gray = b.rgb, b.small_gray
+    if b_rgb.shape != a.rgb.shape:
+        resized = Image.fromarray(b.rgb).resize((a.width, a.height), Image.Resampling.BILINEAR)
+        b_rgb, b_gray = np.asarray(resized), small_gray(resized.convert("L"))
+    full_mask, small_mask = mask_thumbnail(
+        a.rgb, b_rgb, max_yiq_delta(th.yiq_threshold), THUMB_SIDE
+    )
+    heat = heatmap(a.rgb, a.small_gray, b_gray)
+    mask_name = _write_asset(
+        directory, f"row{index:05d}-mask.png", encode_png(full_mask), replace=True
+    )
+    # A smooth picture for the eye: JPEG is a fraction of the PNG's size and encoding time.
+    heat_jpeg = encode_jpeg(heat, quality=88)
+    heat_name = _write_asset(directory, f"row{index:05d}-heatmap.jpg", heat_jpeg, replace=True)
+    return {
+        "mask": Cell(thumb=encode_png(small_mask), href=mask_name, width=a.width, height=a.height),
+        "heatmap": Cell(
+            thumb=encode_jpeg(heat.resize(small_mask.size, Image.Resampling.BOX)), href=heat_name,
+            width=a.width, height=a.height,
+        ),
+    }  # fmt: skip
+
+
+def render_rows(state: WorkerState, jobs: list[RenderJob]) -> list[Rendered] | WorkerFailure:
+    """Write full-size files and diff pictures into the assets folder; return thumbnails."""
+    try:
+        return [_render_one(state, job) for job in jobs]
+    except TraceFormatError as exc:
+        return WorkerFailure(exc.path, exc.offset, exc.problem)
+    except TraceError as exc:
+        return WorkerFailure("", None, str(exc))
