@@ -50,6 +50,9 @@ def trial(folder: Path, seed: int, requests: int) -> tuple[bool, bool]:
         stop_process(variant_process)
     same = gate(runs["a"], runs["a2"], runs["a3"])
     changed = gate(runs["a"], runs["b"], runs["a3"])
+    for result in (same, changed):
+        if result.returncode not in (0, 1):
+            raise SystemExit(f"compare failed (exit {result.returncode}): {result.stderr}")
     return same.returncode == 0, changed.returncode == 1
 
 
