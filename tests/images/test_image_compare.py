@@ -248,6 +248,12 @@ def test_arguments_defaults_and_ranges() -> None:
     assert (th.visual_min_ssim, th.gate_absolute, th.render_limit) == (0.99, 0.01, 5)
     with pytest.raises(UsageError, match="--image-threshold 2.0 is out of range"):
         thresholds_from_args(parser.parse_args(["--image-threshold", "2"]))
+    colour = thresholds_from_args(parser.parse_args(
+        ["--visual-cast", "3", "--visual-local", "7.5", "--noise-margin", "2"]
+    ))  # fmt: skip
+    assert (colour.visual_max_cast, colour.visual_max_local, colour.noise_margin) == (3, 7.5, 2)
+    with pytest.raises(UsageError, match="--noise-margin 0.5 is out of range"):
+        thresholds_from_args(parser.parse_args(["--noise-margin", "0.5"]))
     fresh = argparse.ArgumentParser()
     add_image_arguments(fresh)
     assert fresh.parse_args(["--jobs", "2"]).jobs == 2
