@@ -7,7 +7,8 @@ Where each part lives:
 - `colour`: the perceptual colour difference (CIELAB, CIEDE2000 per block);
 - `verdict`: **the verdict of one output pair** (the ladder) and the per-request noise rule;
 - `noise`: the run-level judgement against the A/A noise (paired test, gate);
-- `work`: the per-request work in worker processes (decoding, matching outputs, metrics);
+- `records`: the small structs that cross between processes (`PairResult`, `ImageInfo`);
+- `state`, `work`: the per-request work in worker processes (decoding, matching, metrics);
 - `render`, `pictures`: the HTML report's pictures (mask, heatmap, thumbnails);
 - `report`: `ImageReport`: tables, JSON, `--fail-on` rules;
 - `compare`: `compare_run_images`, which reads the runs and drives the workers.

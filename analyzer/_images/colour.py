@@ -57,6 +57,8 @@ class ColourDifference(msgspec.Struct, frozen=True, kw_only=True):
     """Largest CIEDE2000 over 8x8-pixel windows, after forgiving 1-pixel shifts."""
     local_windows: int
     """Windows over the local threshold after the shift tolerance."""
+    local_box: tuple[int, int, int, int] | None = None
+    """Where those windows are: (left, top, right, bottom) in pixels, right and bottom excluded."""
 
 
 def srgb_to_lab(rgb: F64) -> F64:
@@ -203,6 +205,16 @@ def colour_difference(a: U8, b: U8, *, local_threshold: float) -> ColourDifferen
     if len(rows):
         side = BLOCK if windows_a.shape == means_a.shape else 2 * BLOCK
         local[rows, cols] = _shift_tolerant(a, b, rows, cols, side)
-    over = int(np.count_nonzero(local > local_threshold)) if len(rows) else 0
+    over_rows, over_cols = np.nonzero(local > local_threshold) if len(rows) else (rows, cols)
+    box = None
+    if len(over_rows):
+        side = BLOCK if windows_a.shape == means_a.shape else 2 * BLOCK
+        height, width = a.shape[:2]
+        box = (
+            int(over_cols.min()) * BLOCK,
+            int(over_rows.min()) * BLOCK,
+            min(width, int(over_cols.max()) * BLOCK + side),
+            min(height, int(over_rows.max()) * BLOCK + side),
+        )
     peak = float(local.max()) if local.size else 0.0
-    return ColourDifference(cast=cast, local=peak, local_windows=over)
+    return ColourDifference(cast=cast, local=peak, local_windows=len(over_rows), local_box=box)

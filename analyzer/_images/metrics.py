@@ -320,6 +320,8 @@ class PairMetrics(msgspec.Struct, frozen=True, kw_only=True):
     """Local colour change: largest CIEDE2000 over 8x8-pixel windows, 1-pixel shifts forgiven."""
     local_windows: int = 0
     """8x8 windows over the local threshold."""
+    local_box: tuple[int, int, int, int] | None = None
+    """(left, top, right, bottom) pixels around those windows."""
     ssim_shifted: float | None = None
     """When SSIM was under the visual threshold: the best SSIM with B moved by up to a pixel."""
     resized: bool = False
@@ -418,6 +420,7 @@ def pair_metrics(
         cast=colour.cast,
         local=colour.local,
         local_windows=colour.local_windows,
+        local_box=colour.local_box,
         ssim_shifted=shifted,
         resized=resized,
     )

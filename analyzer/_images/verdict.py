@@ -38,7 +38,7 @@ def _describe(metrics: PairMetrics, broken: dict[str, float], th: Thresholds) ->
     words = {
         "cast": f"colour cast dE00 {metrics.cast:.1f} > {th.visual_max_cast:g}",
         "local": f"local dE00 {metrics.local:.1f} > {th.visual_max_local:g} "
-        f"({metrics.local_windows} 8x8 windows)",
+        f"({metrics.local_windows} 8x8 windows{_where(metrics.local_box)})",
         "ssim": f"SSIM {max(metrics.ssim, metrics.ssim_shifted or -1.0):.3f} "
         f"< {th.visual_min_ssim:g}",
         "phash": f"pHash {metrics.phash} > {th.visual_max_phash}",
@@ -46,6 +46,10 @@ def _describe(metrics: PairMetrics, broken: dict[str, float], th: Thresholds) ->
         f"threshold > {th.visual_max_block_ratio * 100:g}%",
     }
     return "; ".join(words[name] for name in broken)
+
+
+def _where(box: tuple[int, int, int, int] | None) -> str:
+    return "" if box is None else f" in x {box[0]}-{box[2]}, y {box[1]}-{box[3]}"
 
 
 def ladder(

@@ -147,3 +147,15 @@ def test_tiny_and_thin_pictures_are_measured(height: int, width: int) -> None:
     assert same.cast == pytest.approx(0, abs=1e-3) and same.local == pytest.approx(0, abs=1e-3)
     inverted = colour_difference(a, 255 - a, local_threshold=5)
     assert inverted.local > 5 and inverted.local_windows >= 1
+
+
+def test_the_local_change_says_where_it_is() -> None:
+    a = scene(256, seed=8)
+    b = a.copy()
+    b[101:117, 57:73] = 255 - b[101:117, 57:73]
+    box = colour_difference(a, b, local_threshold=5).local_box
+    assert box is not None
+    left, top, right, bottom = box
+    assert left <= 57 and right >= 73 and top <= 101 and bottom >= 117
+    assert right - left <= 16 + 16 and bottom - top <= 16 + 16
+    assert colour_difference(a, a.copy(), local_threshold=5).local_box is None
