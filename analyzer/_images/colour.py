@@ -24,7 +24,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-__all__ = ["BLOCK", "ColourDifference", "ciede2000", "colour_difference", "srgb_to_lab"]
+__all__ = [
+    "BLOCK",
+    "ColourDifference",
+    "ciede2000",
+    "colour_difference",
+    "local_map",
+    "srgb_to_lab",
+    "window_offset",
+]
 
 F64 = npt.NDArray[np.float32]
 """Colours and differences in float32: ample for differences of 0.01 and twice as fast."""
@@ -194,10 +202,22 @@ def _shift_tolerant(
     return best
 
 
-def colour_difference(a: U8, b: U8, *, local_threshold: float) -> ColourDifference:
-    """The colour difference of two same-sized 8-bit RGB images."""
-    means_a, means_b = _block_means(a), _block_means(b)
-    cast = float(ciede2000(srgb_to_lab(_coarse(means_a)), srgb_to_lab(_coarse(means_b))).mean())
+def window_offset(local: F64, height: int, width: int) -> int:
+    """Pixels from the picture's corner to the centre block of the first window of `local`."""
+    return 0 if local.shape[:2] == _block_count(height, width) else BLOCK // 2
+
+
+def _block_count(height: int, width: int) -> tuple[int, int]:
+    return -(-height // BLOCK), -(-width // BLOCK)
+
+
+def local_map(a: U8, b: U8, *, local_threshold: float) -> F64:
+    """CIEDE2000 of every 8x8 window (every 4 pixels), the windows over the threshold forgiven
+    1-pixel shifts: the local rule's own view, for the report's heatmap."""
+    return _local(a, b, _block_means(a), _block_means(b), local_threshold)
+
+
+def _local(a: U8, b: U8, means_a: F64, means_b: F64, local_threshold: float) -> F64:
     windows_a = _windows(means_a)
     lab_a = srgb_to_lab(windows_a)
     local = ciede2000(lab_a, srgb_to_lab(_windows(means_b)))
@@ -205,10 +225,18 @@ def colour_difference(a: U8, b: U8, *, local_threshold: float) -> ColourDifferen
     if len(rows):
         side = BLOCK if windows_a.shape == means_a.shape else 2 * BLOCK
         local[rows, cols] = _shift_tolerant(a, b, rows, cols, side)
-    over_rows, over_cols = np.nonzero(local > local_threshold) if len(rows) else (rows, cols)
+    return local
+
+
+def colour_difference(a: U8, b: U8, *, local_threshold: float) -> ColourDifference:
+    """The colour difference of two same-sized 8-bit RGB images."""
+    means_a, means_b = _block_means(a), _block_means(b)
+    cast = float(ciede2000(srgb_to_lab(_coarse(means_a)), srgb_to_lab(_coarse(means_b))).mean())
+    local = _local(a, b, means_a, means_b, local_threshold)
+    over_rows, over_cols = np.nonzero(local > local_threshold)
     box = None
     if len(over_rows):
-        side = BLOCK if windows_a.shape == means_a.shape else 2 * BLOCK
+        side = BLOCK if local.shape[:2] == means_a.shape[:2] else 2 * BLOCK
         height, width = a.shape[:2]
         box = (
             int(over_cols.min()) * BLOCK,

@@ -1,4 +1,4 @@
-"""Diff pictures: a pixelmatch-style mask, a heatmap of local dissimilarity, and thumbnails."""
+"""Diff pictures: a pixelmatch-style mask, a heatmap of local colour difference, thumbnails."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from .metrics import F32, U8, downscale_factor, ssim_map, yiq_delta
+from .colour import BLOCK, window_offset
+from .metrics import F32, U8, yiq_delta
 
 __all__ = [
     "CHANGED",
@@ -76,21 +77,19 @@ def diff_mask(a: U8, delta: F32, limit: float) -> Image.Image:
     return mask
 
 
-def heatmap(a: U8, small_a: F32, small_b: F32) -> Image.Image:
-    """1 - SSIM per window, coloured (inferno) and blended over a faded grey copy of `a`.
+def heatmap(a: U8, local: F32, limit: float) -> Image.Image:
+    """The local rule's view: CIEDE2000 per 8x8 window, coloured (inferno) over a grey `a`.
 
-    `small_a` and `small_b` are the grey images SSIM compared (reduced by Wang's factor).
+    Dark is alike; the local threshold `limit` is the middle of the scale, twice it is the
+    brightest yellow, so what the verdict calls a local change stands out.
     """
-    smap = ssim_map(small_a, small_b, downscale=False)
-    dissimilar = np.sqrt(np.clip(1.0 - smap, 0.0, 1.0))
-    # The SSIM map covers the 'valid' windows of the reduced image; stretch it back over the
-    # whole picture so that it lines up with A and B.
-    level = Image.fromarray((dissimilar * 255).astype(np.uint8))
     height, width = a.shape[:2]
-    border = 5 * downscale_factor(height, width)
-    inner = (max(1, width - 2 * border), max(1, height - 2 * border))
+    level = np.clip(local / (2 * max(limit, 1e-6)), 0.0, 1.0)
+    small = Image.fromarray((np.sqrt(level) * 255).astype(np.uint8))
+    offset = window_offset(local, height, width)
+    size = (max(1, min(width, local.shape[1] * BLOCK)), max(1, min(height, local.shape[0] * BLOCK)))
     stretched = Image.new("L", (width, height), 0)
-    stretched.paste(level.resize(inner, Image.Resampling.BILINEAR), (border, border))
+    stretched.paste(small.resize(size, Image.Resampling.BILINEAR), (offset, offset))
     colour = stretched.copy()
     colour.putpalette(_LUT.tobytes())  # an L image with a palette: grey levels index the LUT
     weight = stretched.point([round(255 * (0.25 + 0.65 * v / 255)) for v in range(256)])

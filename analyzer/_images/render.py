@@ -16,12 +16,12 @@ from traces import (
     sniff_media_type,
 )
 
+from .colour import local_map
 from .metrics import (
     DecodedImage,
     ImageDecodeError,
     decode_image,
     max_yiq_delta,
-    small_gray,
 )
 from .options import Thresholds
 from .pictures import encode_jpeg, encode_png, heatmap, mask_thumbnail, thumbnail
@@ -89,14 +89,15 @@ def _render_one(state: WorkerState, job: RenderJob) -> Rendered:
 def _diff_cells(
     directory: Path, index: int, a: DecodedImage, b: DecodedImage, th: Thresholds
 ) -> dict[str, Cell]:
-    b_rgb, b_gray = b.rgb, b.small_gray
+    b_rgb = b.rgb
     if b_rgb.shape != a.rgb.shape:
         resized = Image.fromarray(b.rgb).resize((a.width, a.height), Image.Resampling.BILINEAR)
-        b_rgb, b_gray = np.asarray(resized), small_gray(resized.convert("L"))
+        b_rgb = np.asarray(resized)
     full_mask, small_mask = mask_thumbnail(
         a.rgb, b_rgb, max_yiq_delta(th.yiq_threshold), THUMB_SIDE
     )
-    heat = heatmap(a.rgb, a.small_gray, b_gray)
+    local = local_map(a.rgb, b_rgb, local_threshold=th.visual_max_local)
+    heat = heatmap(a.rgb, local, th.visual_max_local)
     mask_name = _write_asset(
         directory, f"row{index:05d}-mask.png", encode_png(full_mask), replace=True
     )

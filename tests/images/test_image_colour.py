@@ -159,3 +159,17 @@ def test_the_local_change_says_where_it_is() -> None:
     assert left <= 57 and right >= 73 and top <= 101 and bottom >= 117
     assert right - left <= 16 + 16 and bottom - top <= 16 + 16
     assert colour_difference(a, a.copy(), local_threshold=5).local_box is None
+
+
+def test_the_heatmap_shows_what_the_local_rule_sees() -> None:
+    from analyzer._images.colour import local_map
+    from analyzer._images.pictures import heatmap
+
+    a = scene(256, seed=9)
+    b = a.copy()
+    b[96:128, 64:96] = 255 - b[96:128, 64:96]
+    picture = np.asarray(heatmap(a, local_map(a, b, local_threshold=5), 5.0)).astype(int)
+    assert picture.shape == a.shape
+    red, green, blue = picture[112, 80]
+    assert red > 220 and green > 220 and blue < 200  # the top of the scale: bright yellow
+    assert picture[10:40, 180:240, 1].max() < 200  # alike: a dark tint over faded grey
