@@ -77,9 +77,9 @@ def ladder(
 def within_noise(pair: PairResult, th: Thresholds) -> bool:
     """Whether a `changed` output differs from A no more than A' of the same request does.
 
-    Each rule that made B `changed` must be broken by A' too, by at least 1/margin as much: a
-    local edit is not excused by a noisy A' whose differences are a faint cast, and noise
-    elsewhere in the run excuses nothing.
+    For each rule that made B `changed`, A' must reach at least 1/margin of B's figure on that
+    same rule: a local edit is not excused by an A' whose differences are a faint cast or grain,
+    and noise in other requests excuses nothing.
     """
     if pair.metrics is None or pair.noise_metrics is None:
         return False
