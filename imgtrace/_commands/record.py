@@ -21,25 +21,19 @@ __all__ = ["parse_listen", "register"]
 
 USER_KEY_ENV = "IMGTRACE_USER_KEY"
 
-_ALL_INTERFACES = {"0.0.0.0", "::"}
-
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `:PORT` or `PORT` → (host, port); warns loudly for all interfaces."""
+    """`HOST:PORT`, `:PORT` or `PORT` → (host, port); warns loudly unless loopback."""
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]") if host.startswith("[") else host
     host = host or "127.0.0.1"  # `:8080` and `8080` keep the safe default
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
-    if host in _ALL_INTERFACES:
-        print(
-            "imgtrace: WARNING: --listen "
-            f"{text} binds ALL network interfaces: anyone who can reach this machine can send "
-            "requests through the proxy to the upstream, with its credentials, and have them "
-            "recorded. Use 127.0.0.1 unless that is what you want.",
-            file=sys.stderr,
-            flush=True,
-        )
+    from recorder import exposure_warning
+
+    warning = exposure_warning(host, text)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     return host, int(port_text)
 
 
@@ -102,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen",
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:8080; binding 0.0.0.0 warns loudly)",
+        help="address to listen on (default 127.0.0.1:8080; any address but loopback warns loudly)",
     )
     parser.add_argument(
         "-o",
@@ -242,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     # forwarded requests' latency.
     sys.setswitchinterval(0.0005)
 
-    from recorder import Recorder, RecordingProxy, check_output
+    from recorder import Recorder, RecordingProxy, check_output, listen_url
 
     check_output(Path(args.output), options, args.force)
     listener = _bind(host, port)
@@ -283,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(
-        f"imgtrace: recording http://{host}:{port} -> {upstream} into {args.output} "
+        f"imgtrace: recording {listen_url(host, port)} -> {upstream} into {args.output} "
         f"(paths {', '.join(options.paths)}); stop with Ctrl-C",
         file=sys.stderr,
         flush=True,

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx
 import openai
+import pytest
 from recorder_helpers import (
     SECRET_COOKIE,
     SECRET_SET_COOKIE,
@@ -25,6 +30,7 @@ from recorder_helpers import (
     requests_of,
     wait_for,
 )
+from testproc import stop_process
 
 from recorder._capture import pseudonymise
 from traces import FilePart, MultipartBody, RawBody, TextField
@@ -288,6 +294,32 @@ def test_malformed_multipart_forwarded_byte_for_byte(
     assert reader.blob(request.body.blob) == broken
 
 
+def test_malformed_multipart_logs_no_stray_line(
+    upstream: Upstream, start_proxy: StartProxy, capfd: pytest.CaptureFixture[str]
+) -> None:
+    proxy = start_proxy(upstream.url)
+    broken = b"--bX\r\nnot a part"
+    # As under `imgtrace record`, where no logging is configured (pytest's own log capture
+    # would otherwise swallow what reaches stderr there).
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        response = httpx.post(
+            proxy.url + "/v1/images/edits",
+            content=broken,
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+        assert response.status_code == 400  # the upstream's own verdict, passed on
+        (request,) = requests_of(proxy.close())
+    finally:
+        root.handlers[:] = saved
+    # The parser's complaint is kept in the trace, in imgtrace's words, and nowhere else.
+    assert isinstance(request.body, RawBody)
+    assert "Did not find CR at end of boundary" in (request.body.parse_error or "")
+    assert "Did not find CR" not in capfd.readouterr().err
+
+
 def test_max_body_and_sampling(upstream: Upstream, start_proxy: StartProxy) -> None:
     proxy = start_proxy(upstream.url, paths=("/echo",), max_body=1000, sample=0.5)
     bodies = [f"request {i}".encode() * (1 if i % 5 else 200) for i in range(40)]
@@ -420,3 +452,71 @@ def test_user_ids_do_not_leak_through_raw_bodies(
         stored = reader.blob(request.body.blob)
         assert pseudonymise(SECRET_USER, b"test-user-key").encode() in stored
     assert SECRET_USER.encode() not in decompressed(proxy.path)
+
+
+def test_listen_address_exposure_and_url() -> None:
+    from recorder._listen import exposure_warning, is_exposed, listen_url
+
+    for host in ("0.0.0.0", "::"):
+        warning = exposure_warning(host, f"{host}:8080")
+        assert warning is not None and "binds ALL network interfaces" in warning
+    # An address of the host's own network (not loopback) is reachable by others too.
+    for host in ("192.0.2.2", "10.1.2.3", "fd00::2"):
+        assert is_exposed(host)
+        warning = exposure_warning(host, f"{host}:8080")
+        assert warning is not None and f"binds {host}, an address other machines" in warning
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert not is_exposed(host)
+        assert exposure_warning(host, f"{host}:8080") is None
+    assert listen_url("::", 8080) == "http://[::]:8080"
+    assert listen_url("::1", 8080) == "http://[::1]:8080"
+    assert listen_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
+
+
+def test_record_warns_for_a_network_address(capsys: pytest.CaptureFixture[str]) -> None:
+    from imgtrace._commands.record import parse_listen
+
+    assert parse_listen("192.0.2.2:8080") == ("192.0.2.2", 8080)
+    assert "binds 192.0.2.2, an address other machines can reach" in capsys.readouterr().err
+    assert parse_listen("[::]:8080") == ("::", 8080)
+    assert "binds ALL network interfaces" in capsys.readouterr().err
+    assert parse_listen("[::1]:8080") == ("::1", 8080)
+    assert capsys.readouterr().err == ""
+
+
+def test_record_prints_a_bracketed_ipv6_url(tmp_path: Path) -> None:
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+            port = probe.getsockname()[1]
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgtrace",
+            "record",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--listen",
+            f"[::1]:{port}",
+            "-o",
+            str(tmp_path / "v6.imgtrace"),
+        ],
+        stderr=subprocess.PIPE,
+    )
+
+    def serving() -> bool:
+        try:
+            httpx.get(f"http://[::1]:{port}/health", timeout=1)  # 502: the upstream is down
+        except httpx.TransportError:
+            return False
+        return True
+
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline().decode()
+        wait_for(serving, timeout=20)  # a stop before uvicorn serves would not be seen
+    finally:
+        stop_process(process)
+    assert line.startswith(f"imgtrace: recording http://[::1]:{port} -> "), line
