@@ -17,8 +17,10 @@ from traces import OutputExists, UsageError
 
 PUBLIC = {
     "traces": [
+        "DEFAULT_MAX_HEADER_SIZE",
         "DEFAULT_REDACTED_HEADERS",
         "FORMAT_VERSION",
+        "HEAD_TOO_LARGE",
         "PLACEHOLDERS",
         "READABLE_VERSIONS",
         "REDACTED",

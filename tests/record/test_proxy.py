@@ -23,6 +23,7 @@ from recorder_helpers import (
     SECRET_USER,
     SERVER_PATH,
     StartProxy,
+    ThreadServer,
     Upstream,
     decompressed,
     png,
@@ -30,10 +31,12 @@ from recorder_helpers import (
     requests_of,
     wait_for,
 )
-from testproc import stop_process
+from testproc import exact_head, raw_status, stop_process
 
+from imgtrace._headlimit import uvicorn_http
+from recorder import Recorder, RecordingProxy, RecordOptions
 from recorder._capture import pseudonymise
-from traces import FilePart, MultipartBody, RawBody, TextField
+from traces import DEFAULT_MAX_HEADER_SIZE, FilePart, MultipartBody, RawBody, TextField, TraceReader
 
 SECRETS = [
     SECRET_TOKEN,
@@ -520,3 +523,40 @@ def test_record_prints_a_bracketed_ipv6_url(tmp_path: Path) -> None:
     finally:
         stop_process(process)
     assert line.startswith(f"imgtrace: recording http://[::1]:{port} -> "), line
+
+
+def test_header_over_the_limit_is_refused_and_recorded(upstream: Upstream, tmp_path: Path) -> None:
+    limit = DEFAULT_MAX_HEADER_SIZE
+    path = tmp_path / "limit.imgtrace"
+    recorder = Recorder(path, options=RecordOptions(paths=("/echo",), user_key=b"k"))
+    proxy = RecordingProxy(upstream.url, recorder)
+    # The HTTP server settings of `imgtrace record`.
+    server = ThreadServer(proxy, **uvicorn_http(limit)).start()
+    value = "HUGE-HEADER-VALUE-" * ((1 << 20) // 18)  # 1 MiB
+    try:
+        response = httpx.get(server.url + "/echo", headers={"x-kept": "yes", "x-huge": value})
+        assert response.status_code == 431
+        error = response.json()["error"]
+        assert error["code"] == "request_header_fields_too_large"
+        assert f"limit of {limit:,} bytes" in error["message"]
+        # Exactly at the limit passes; one byte more does not.
+        status, answer = raw_status(server.port, exact_head("/echo", limit))
+        assert status == 200, answer[:200]
+        assert raw_status(server.port, exact_head("/echo", limit + 1))[0] == 431
+    finally:
+        server.stop()
+        recorder.close()
+    # The upstream saw only the request within the limit.
+    assert [seen["path"] for seen in upstream.seen] == ["/echo"]
+    assert "x-huge" not in upstream.seen[0]["headers"]
+    assert b"HUGE-HEADER-VALUE" not in decompressed(path)
+    with TraceReader(path) as reader:
+        refused, passed, over_by_one = requests_of(reader)
+    assert refused.response.status == 431 and over_by_one.response.status == 431
+    assert refused.response.error.kind == "protocol"
+    assert "not forwarded" in refused.response.error.message
+    assert refused.notes["head_too_large"]["limit"] == limit
+    assert refused.notes["head_too_large"]["size"] > limit
+    assert dict(refused.headers)["x-kept"] == "yes"
+    assert "x-huge" not in dict(refused.headers)
+    assert passed.response.status == 200 and passed.response.error is None
