@@ -4,7 +4,8 @@ Every request is forwarded whatever its path; bodies stream both ways chunk by c
 reaches the upstream while it is still arriving, and each server-sent event reaches the client as
 soon as the upstream sends it). Requests on recorded paths are teed into an `Exchange` and handed
 to a `Recorder`, which never blocks this loop. The upstream leg is a lean HTTP/1.1 client
-(`_upstream.py`) that parses only the response head and relays the body in large pieces.
+(`_upstream.py`): httptools parses the response head and chunked framing, and a sized body is
+relayed in the pieces the socket gives.
 """
 
 from __future__ import annotations
