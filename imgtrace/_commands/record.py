@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ from typing import Any
 
 from traces import UsageError
 
+from .._headlimit import check_max_header_size, uvicorn_http
 from ._shared import Subparsers, parse_duration, parse_size, refuse_existing, write_json
 
 __all__ = ["parse_listen", "register"]
@@ -132,6 +132,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "forwarded in full and recorded without the body, and counted",
     )
     parser.add_argument(
+        "--max-header-size",
+        default="64K",
+        metavar="SIZE",
+        help="longest request head (request line and headers) forwarded (default 64K); a "
+        "longer one is answered 431, not forwarded, and recorded without its headers past "
+        "the limit",
+    )
+    parser.add_argument(
         "--rotate-size",
         metavar="SIZE",
         help="start a new file when the current one reaches about SIZE (e.g. 1G)",
@@ -210,21 +218,13 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
-def _http_protocol() -> str:
-    """uvicorn's protocol for the client leg: httptools (its C parser) when installed.
-
-    It takes about a quarter less CPU per forwarded image request than the pure-Python h11
-    (benchmarks/proxy_overhead.py); without it the proxy works the same, only slower.
-    """
-    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then serve until SIGINT/SIGTERM; counts go to stderr at exit."""
     upstream = _check_upstream(args.upstream)
     timeout = parse_duration(args.upstream_timeout, "--upstream-timeout")
     grace = parse_duration(args.shutdown_timeout, "--shutdown-timeout")
     options = _options(args)
+    max_header_size = check_max_header_size(parse_size(args.max_header_size, "--max-header-size"))
     refuse_existing(args.json, args.force)
     host, port = parse_listen(args.listen)
 
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         proxy,
         host=host,
         port=port,
-        http=_http_protocol(),
+        **uvicorn_http(max_header_size),
         ws="none",
         lifespan="on",
         log_level="warning",
