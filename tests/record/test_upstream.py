@@ -8,9 +8,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from recorder import _upstream_connection
+from recorder._response_parser import new_parser
 from recorder._upstream import UpstreamPool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True, params=["httptools", "h11"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with httptools, and with h11, the parser where httptools is missing."""
+    if request.param == "h11":
+
+        def h11_parser(callbacks: object, method: str) -> object:
+            return new_parser(callbacks, method, use_h11=True)
+
+        monkeypatch.setattr(_upstream_connection, "new_parser", h11_parser)
+    return str(request.param)
 
 
 class Scripted:
