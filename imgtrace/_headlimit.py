@@ -66,7 +66,7 @@ class _LingeringClose(asyncio.Transport):
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
-        super().__init__(transport.get_extra_info("extra"))
+        super().__init__()
         self._transport = transport
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
