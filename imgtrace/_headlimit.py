@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from typing import Any
+from urllib.parse import unquote
 
 from traces import HEAD_TOO_LARGE, UsageError
 
@@ -173,10 +174,11 @@ def _limited_httptools(limit: int) -> type[asyncio.Protocol]:
                 raw_path, query = b"/", b""
             scope = self.scope
             scope["method"] = method or "GET"
-            scope["path"] = self.root_path + raw_path.decode("latin-1")
+            scope["path"] = self.root_path + unquote(raw_path.decode("latin-1"))
             scope["raw_path"] = self.root_path.encode("ascii") + raw_path
             scope["query_string"] = query
-            size = self._counted + self._unparsed + len(method) + _REQUEST_LINE_EXTRA
+            # At least this many bytes: exact for a complete head, what was read of another.
+            size = max(self._counted + len(method) + _REQUEST_LINE_EXTRA + 2, self._unparsed)
             scope.setdefault("extensions", {})[HEAD_TOO_LARGE] = {"limit": limit, "size": size}
             previous = self.cycle
             self.cycle = RequestResponseCycle(
