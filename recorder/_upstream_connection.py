@@ -64,6 +64,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._length: int | None = None
+        self._chunked = False
         self.head: Head | None = None
         self.complete = False
         self._remaining: int | None = None  # of a Content-Length body, once the parser is left
@@ -145,8 +146,10 @@ class Connection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             return  # 100 Continue, 103 Early Hints: informational, not forwarded
         length = self._length
-        if any(n == b"transfer-encoding" for n, _ in self._headers):
+        codings = [v for n, v in self._headers if n == b"transfer-encoding"]
+        if codings:
             length = None  # chunked (or delimited by the close), whatever Content-Length says
+            self._chunked = codings[-1].rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         if self._bodyless or status in (204, 304):
             length = 0
         self.head = Head(status, self._headers, length, parser.should_keep_alive())
@@ -227,9 +230,7 @@ class Connection(asyncio.Protocol):
                         f"the upstream closed the connection {self._remaining} bytes before "
                         "the end of the response body"
                     )
-                if self._parser is not None and any(
-                    n == b"transfer-encoding" for n, _ in self._headers
-                ):
+                if self._parser is not None and self._chunked:
                     raise httpx.ReadError("the upstream closed the connection mid-chunked body")
                 self.complete = True  # delimited by the end of the connection
                 return b""

@@ -298,3 +298,13 @@ async def test_bytes_beyond_the_response_spoil_the_connection() -> None:
         assert await _get(pool) == (200, b"ok")
         assert await _get(pool) == (200, b"ok")  # a fresh connection, answered anew
     assert server.connections == 2
+
+
+async def test_a_body_coded_but_not_chunked_ends_with_the_connection(parser: str) -> None:
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes"
+    async with scripted(answering(response, close=True)) as pool:
+        if parser == "h11":  # h11 supports only chunked, and says so
+            with pytest.raises(httpx.RemoteProtocolError):
+                await _get(pool)
+        else:
+            assert await _get(pool) == (200, b"raw bytes")
