@@ -4,6 +4,7 @@ from ._aiperf import import_aiperf_input, import_aiperf_raw
 from ._aiperf_export import export_aiperf_input
 from ._errors import RecorderError
 from ._har import import_har
+from ._listen import exposure_warning, is_exposed, listen_url
 from ._prompts import BUILTIN_PROMPTS, load_prompts
 from ._proxy import RecordingProxy
 from ._sink import Recorder, RecorderStats, RecordOptions, check_output
@@ -26,9 +27,12 @@ __all__ = [
     "ValueSpec",
     "check_output",
     "export_aiperf_input",
+    "exposure_warning",
     "import_aiperf_input",
     "import_aiperf_raw",
     "import_har",
+    "is_exposed",
+    "listen_url",
     "load_prompts",
     "parse_schedule",
     "synthesize",

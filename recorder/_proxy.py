@@ -4,7 +4,8 @@ Every request is forwarded whatever its path; bodies stream both ways chunk by c
 reaches the upstream while it is still arriving, and each server-sent event reaches the client as
 soon as the upstream sends it). Requests on recorded paths are teed into an `Exchange` and handed
 to a `Recorder`, which never blocks this loop. The upstream leg is a lean HTTP/1.1 client
-(`_upstream.py`) that parses only the response head and relays the body in large pieces.
+(`_upstream.py`): httptools parses the response head and chunked framing, and a sized body is
+relayed in the pieces the socket gives.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import anyio
 import httpx
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from traces import HEAD_TOO_LARGE
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
 from ._sink import Recorder
@@ -79,11 +82,10 @@ class _Flow:
 
 
 def _error_body(status: int, message: str) -> bytes:
-    kind, code = (
-        ("upstream_timeout", "gateway_timeout")
-        if status == 504
-        else ("upstream_error", "bad_gateway")
-    )
+    kind, code = {
+        504: ("upstream_timeout", "gateway_timeout"),
+        431: ("invalid_request_error", "request_header_fields_too_large"),
+    }.get(status, ("upstream_error", "bad_gateway"))
     return _error_encoder.encode(
         {"error": {"message": message, "type": kind, "param": None, "code": code}}
     )
@@ -98,6 +100,10 @@ class RecordingProxy:
         upload, or to send the next bytes of its response (504 when exceeded before the
         response started).
     :param max_connections: upstream connection pool size (idle ones are kept alive).
+
+    A request head over the HTTP server's limit (marked with `traces.HEAD_TOO_LARGE`, see
+    `--max-header-size`) is answered 431, never forwarded, and recorded with
+    only the headers that fitted.
     """
 
     def __init__(
@@ -153,6 +159,10 @@ class RecordingProxy:
         query: bytes = scope.get("query_string", b"")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         exchange = self.recorder.begin(method, scope["path"], query.decode("latin-1"), headers)
+        refused = scope.get("extensions", {}).get(HEAD_TOO_LARGE)
+        if refused is not None:
+            await self._refuse_head(send, exchange, refused)
+            return
         flow = _Flow()
         target = self._prefix + raw_path.decode("latin-1")
         if query:
@@ -359,6 +369,20 @@ class RecordingProxy:
         if exchange is not None:
             exchange.client_done_ns = time.monotonic_ns()
 
+    async def _refuse_head(
+        self, send: Send, exchange: Exchange | None, refused: dict[str, int]
+    ) -> None:
+        """431 for a head over the limit; the upstream never sees the request."""
+        message = (
+            f"imgtrace record: the request head is larger than the proxy's limit of "
+            f"{refused['limit']:,} bytes (request line and headers); it was not forwarded"
+        )
+        if exchange is not None:
+            exchange.notes["head_too_large"] = refused
+        await self._answer(send, exchange, _Flow(), "protocol", 431, message)
+        if exchange is not None:
+            self.recorder.submit(exchange)
+
     async def _fail(
         self, send: Send, exchange: Exchange | None, flow: _Flow, exc: httpx.HTTPError
     ) -> None:
@@ -366,6 +390,18 @@ class RecordingProxy:
         status = 504 if kind == "timeout" else 502
         what = "did not answer in time" if status == 504 else "failed"
         message = f"imgtrace record: the upstream {self.upstream} {what}: {exc!r}"
+        await self._answer(send, exchange, flow, kind, status, message)
+
+    async def _answer(
+        self,
+        send: Send,
+        exchange: Exchange | None,
+        flow: _Flow,
+        kind: str,
+        status: int,
+        message: str,
+    ) -> None:
+        """The proxy's own error response, recorded as the exchange's error."""
         body = _error_body(status, message)
         if exchange is not None:
             exchange.fail(kind, message)

@@ -49,3 +49,21 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int
         if stream is not None:
             stream.close()
     return process.returncode
+
+
+def exact_head(path: str, size: int) -> bytes:
+    """A GET head of exactly `size` bytes (padded by one header), asking to close afterwards."""
+    start = f"GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-pad: ".encode()
+    end = b"\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+def raw_status(port: int, data: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Send `data` as is to 127.0.0.1:`port`; the status and the bytes of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = bytearray()
+        while chunk := sock.recv(65536):
+            received += chunk
+    status = int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/1.1 ") else 0
+    return status, bytes(received)

@@ -25,6 +25,7 @@ from ._errors import (
     UsageError,
 )
 from ._framing import BlobLocation, FileIndex
+from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import strip_images_from_json
 from ._media import extension_for, sniff_media_type
@@ -72,8 +73,10 @@ from ._version import __version__
 from ._writer import TraceWriter
 
 __all__ = [
+    "DEFAULT_MAX_HEADER_SIZE",
     "DEFAULT_REDACTED_HEADERS",
     "FORMAT_VERSION",
+    "HEAD_TOO_LARGE",
     "PLACEHOLDERS",
     "READABLE_VERSIONS",
     "REDACTED",

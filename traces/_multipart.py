@@ -7,6 +7,7 @@ percent-encoded on the way out and decoded on the way in, so parse(encode(parts)
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Iterable
@@ -26,6 +27,12 @@ __all__ = [
     "new_boundary",
     "parse_multipart",
 ]
+
+# python-multipart logs every parse error as a warning just before raising it. The error reaches
+# the user as imgtrace's own message (a 400 naming it, a trace's `parse_error`); the log record
+# would only repeat it on stderr, unprefixed. Its records stop here, before Python's last-resort
+# handler, unless an application configures handlers of its own for the logger.
+logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 
 _BOUNDARY_RE = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 

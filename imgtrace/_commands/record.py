@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import socket
@@ -15,31 +14,26 @@ from typing import Any
 
 from traces import UsageError
 
+from .._headlimit import check_max_header_size, uvicorn_http
 from ._shared import Subparsers, parse_duration, parse_size, refuse_existing, write_json
 
 __all__ = ["parse_listen", "register"]
 
 USER_KEY_ENV = "IMGTRACE_USER_KEY"
 
-_ALL_INTERFACES = {"0.0.0.0", "::"}
-
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `:PORT` or `PORT` → (host, port); warns loudly for all interfaces."""
+    """`HOST:PORT`, `:PORT` or `PORT` → (host, port); warns loudly unless loopback."""
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]") if host.startswith("[") else host
     host = host or "127.0.0.1"  # `:8080` and `8080` keep the safe default
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
-    if host in _ALL_INTERFACES:
-        print(
-            "imgtrace: WARNING: --listen "
-            f"{text} binds ALL network interfaces: anyone who can reach this machine can send "
-            "requests through the proxy to the upstream, with its credentials, and have them "
-            "recorded. Use 127.0.0.1 unless that is what you want.",
-            file=sys.stderr,
-            flush=True,
-        )
+    from recorder import exposure_warning
+
+    warning = exposure_warning(host, text)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     return host, int(port_text)
 
 
@@ -102,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen",
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:8080; binding 0.0.0.0 warns loudly)",
+        help="address to listen on (default 127.0.0.1:8080; any address but loopback warns loudly)",
     )
     parser.add_argument(
         "-o",
@@ -136,6 +130,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="record bodies up to SIZE (default 64M); larger ones are "
         "forwarded in full and recorded without the body, and counted",
+    )
+    parser.add_argument(
+        "--max-header-size",
+        default="64K",
+        metavar="SIZE",
+        help="longest request head (request line and headers) forwarded (default 64K); a "
+        "longer one is answered 431, not forwarded, and recorded without its headers past "
+        "the limit",
     )
     parser.add_argument(
         "--rotate-size",
@@ -216,21 +218,13 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
-def _http_protocol() -> str:
-    """uvicorn's protocol for the client leg: httptools (its C parser) when installed.
-
-    It takes about a quarter less CPU per forwarded image request than the pure-Python h11
-    (benchmarks/proxy_overhead.py); without it the proxy works the same, only slower.
-    """
-    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then serve until SIGINT/SIGTERM; counts go to stderr at exit."""
     upstream = _check_upstream(args.upstream)
     timeout = parse_duration(args.upstream_timeout, "--upstream-timeout")
     grace = parse_duration(args.shutdown_timeout, "--shutdown-timeout")
     options = _options(args)
+    max_header_size = check_max_header_size(parse_size(args.max_header_size, "--max-header-size"))
     refuse_existing(args.json, args.force)
     host, port = parse_listen(args.listen)
 
@@ -242,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     # forwarded requests' latency.
     sys.setswitchinterval(0.0005)
 
-    from recorder import Recorder, RecordingProxy, check_output
+    from recorder import Recorder, RecordingProxy, check_output, listen_url
 
     check_output(Path(args.output), options, args.force)
     listener = _bind(host, port)
@@ -262,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         proxy,
         host=host,
         port=port,
-        http=_http_protocol(),
+        **uvicorn_http(max_header_size),
         ws="none",
         lifespan="on",
         log_level="warning",
@@ -283,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(
-        f"imgtrace: recording http://{host}:{port} -> {upstream} into {args.output} "
+        f"imgtrace: recording {listen_url(host, port)} -> {upstream} into {args.output} "
         f"(paths {', '.join(options.paths)}); stop with Ctrl-C",
         file=sys.stderr,
         flush=True,

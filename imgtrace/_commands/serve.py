@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. 1048576, 500k, 64MiB; default: 64MiB)",
     )
     net.add_argument(
+        "--max-header-size",
+        type=argument_type(parse_bytes),
+        default=64 * 1024,
+        metavar="BYTES",
+        help="longest request head (request line and headers); a longer one gets 431 "
+        "(default: 64KiB)",
+    )
+    net.add_argument(
         "--max-queue",
         type=int,
         default=0,
@@ -218,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         slow_rate=args.slow_rate,
         slow_factor=args.slow_factor,
         max_body=args.max_body,
+        max_header_size=args.max_header_size,
         max_queue=args.max_queue,
         model=args.model,
         random_seed=args.random_seed,

@@ -22,6 +22,8 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from traces import HEAD_TOO_LARGE
+
 from ._config import ServerConfig
 from ._edit import Renderer, RenderInputs
 from ._engine import Engine, Job, QueueFull
@@ -137,6 +139,11 @@ class ReferenceApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        refused = scope.get("extensions", {}).get(HEAD_TOO_LARGE)
+        if refused is not None:
+            await self._error(send, _head_too_large(refused["limit"]))
+            self._count(path if path in (EDITS, GENERATIONS) else "other", 431, 0.0)
+            return
         tracked = TrackedReceive(receive)
         if path in (EDITS, GENERATIONS):
             if method != "POST":
@@ -409,6 +416,16 @@ def _base_url(scope: Scope) -> str:
             return "http://" + host.decode("latin-1")
     server = scope.get("server") or ("127.0.0.1", 80)
     return f"http://{server[0]}:{server[1]}"
+
+
+def _head_too_large(limit: int) -> ApiError:
+    return ApiError(
+        431,
+        f"the request head (request line and headers) is larger than this server's limit of "
+        f"{limit:,} bytes; send smaller headers, or restart imgtrace serve with a larger "
+        "--max-header-size",
+        code="request_header_fields_too_large",
+    )
 
 
 def _tokens(width: int, height: int) -> int:

@@ -47,6 +47,7 @@ class ServerConfig:
     slow_rate: float = 0.0
     slow_factor: float = 10.0
     max_body: int = 64 * 1024 * 1024
+    max_header_size: int = 64 * 1024
     max_queue: int = 0
     model: str = "imgtrace-reference"
     random_seed: int | None = None
@@ -72,6 +73,7 @@ class ServerConfig:
         )
         _check(self.slow_factor >= 1, "--slow-factor must be >= 1")
         _check(self.max_body >= 1024, "--max-body must be at least 1024 bytes")
+        _check(self.max_header_size >= 1024, "--max-header-size must be at least 1024 bytes")
         _check(self.max_queue >= 0, "--max-queue must be >= 0 (0 = unlimited)")
         _check(0 <= self.port <= 65535, "--port must be between 0 and 65535")
         _check(self.cache_mb >= 0, "--cache-mb must be >= 0")

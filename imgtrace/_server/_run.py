@@ -75,8 +75,11 @@ def serve(config: ServerConfig) -> int:
             self.should_exit = True
             app.begin_shutdown()
 
+    from .._headlimit import uvicorn_http
+
     uv_config = uvicorn.Config(
         app,
+        **uvicorn_http(config.max_header_size),
         lifespan="on",
         log_level=config.log_level,
         access_log=config.access_log,

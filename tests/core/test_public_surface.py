@@ -17,8 +17,10 @@ from traces import OutputExists, UsageError
 
 PUBLIC = {
     "traces": [
+        "DEFAULT_MAX_HEADER_SIZE",
         "DEFAULT_REDACTED_HEADERS",
         "FORMAT_VERSION",
+        "HEAD_TOO_LARGE",
         "PLACEHOLDERS",
         "READABLE_VERSIONS",
         "REDACTED",
@@ -96,9 +98,12 @@ PUBLIC = {
         "ValueSpec",
         "check_output",
         "export_aiperf_input",
+        "exposure_warning",
         "import_aiperf_input",
         "import_aiperf_raw",
         "import_har",
+        "is_exposed",
+        "listen_url",
         "load_prompts",
         "parse_schedule",
         "synthesize",

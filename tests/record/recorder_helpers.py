@@ -41,14 +41,14 @@ def png(seed: int, size: int = 32) -> bytes:
 class ThreadServer:
     """uvicorn serving an ASGI app on 127.0.0.1 from a background thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **settings: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
             port=self.port,
-            http="h11",
+            **{"http": "h11", **settings},
             ws="none",
             lifespan="auto",
             log_level="critical",

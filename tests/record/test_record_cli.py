@@ -29,6 +29,7 @@ from recorder_helpers import (
     raw_multipart,
     wait_for,
 )
+from testproc import exact_head, raw_status
 
 from imgtrace._cli import main
 from traces import FilePart, MultipartBody, TraceReader, TraceRecoveryWarning
@@ -412,3 +413,38 @@ def test_busy_port_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.startswith(f"imgtrace: error: cannot listen on 127.0.0.1:{port}")
     assert not out.exists()
+
+
+def test_record_refuses_a_huge_head_and_records_only_the_refusal(
+    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
+) -> None:
+    out = tmp_path / "heads.imgtrace"
+    args = ("--upstream", upstream.url, "-o", str(out), "--paths", "/echo")
+    process, url = record(*args, "--max-header-size", "2K")
+    port = int(url.rsplit(":", 1)[1])
+    value = "HUGE-HEADER-VALUE-" * ((1 << 20) // 18)  # 1 MiB
+    response = httpx.get(url + "/echo", headers={"x-huge": value}, timeout=30)
+    assert response.status_code == 431
+    assert "limit of 2,048 bytes" in response.json()["error"]["message"]
+    assert raw_status(port, exact_head("/echo", 2048))[0] == 200  # just within passes
+    assert _stop(process)[0] == 0
+    assert len(upstream.seen) == 1  # the refused request never reached the upstream
+    assert b"HUGE-HEADER-VALUE" not in decompressed(out)
+    with TraceReader(out) as reader:
+        refused, passed = sorted(reader.requests(), key=lambda r: r.offset_ns)
+    assert refused.response is not None and refused.response.status == 431
+    assert refused.response.error is not None and refused.response.error.kind == "protocol"
+    assert refused.notes["head_too_large"]["limit"] == 2048
+    assert passed.response is not None and passed.response.status == 200
+
+
+def test_record_rejects_a_tiny_header_limit(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "imgtrace", "record", "--upstream", "http://127.0.0.1:9",
+         "-o", str(tmp_path / "x.imgtrace"), "--max-header-size", "100"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "imgtrace: error: --max-header-size must be at least 1024 bytes, not 100"
+    )

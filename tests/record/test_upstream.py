@@ -8,9 +8,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from recorder import _upstream_connection
+from recorder._response_parser import new_parser
 from recorder._upstream import UpstreamPool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True, params=["httptools", "h11"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with httptools, and with h11, the parser where httptools is missing."""
+    if request.param == "h11":
+
+        def h11_parser(callbacks: object, method: str) -> object:
+            return new_parser(callbacks, method, use_h11=True)
+
+        monkeypatch.setattr(_upstream_connection, "new_parser", h11_parser)
+    return str(request.param)
 
 
 class Scripted:
@@ -235,3 +249,62 @@ async def test_a_large_chunked_body_read_late_arrives_intact() -> None:
         await first.aclose()
         assert await _get(pool) == (200, body)
     assert server.connections == 1
+
+
+async def test_a_large_sized_body_read_late_arrives_intact_and_keeps_alive() -> None:
+    body = bytes(range(256)) * (12 << 10)  # 3 MiB: more than a connection reads ahead
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    server = scripted(answering(response, response))
+    async with server as pool:
+        first = await pool.request("GET", "/big", [], b"")
+        assert first.length == len(body)
+        await asyncio.sleep(0.2)  # the upstream fills the read-ahead, then has to wait
+        assert await first.aread() == body
+        await first.aclose()
+        assert await _get(pool) == (200, body)
+    assert server.connections == 1
+
+
+async def test_chunked_events_are_handed_on_one_by_one() -> None:
+    events = [b"data: %d\n\n" % i for i in range(3)]
+    sent = asyncio.Event()
+
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for event in events:
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await sent.wait()  # the next event only after the client has seen this one
+            sent.clear()
+        writer.write(b"0\r\nX-Trailer: late\r\n\r\n")
+        await reader.read()
+
+    server = Scripted(stream)
+    async with server as pool:
+        response = await pool.request("GET", "/events", [], b"")
+        for event in events:
+            assert await response.read() == event
+            sent.set()
+        assert await response.read() == b""
+        assert all(name != b"x-trailer" for name, _ in response.headers)
+        await response.aclose()
+
+
+async def test_bytes_beyond_the_response_spoil_the_connection() -> None:
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSURPLUS"
+    server = scripted(answering(extra, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"))
+    async with server as pool:
+        assert await _get(pool) == (200, b"ok")
+        assert await _get(pool) == (200, b"ok")  # a fresh connection, answered anew
+    assert server.connections == 2
+
+
+async def test_a_body_coded_but_not_chunked_ends_with_the_connection(parser: str) -> None:
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes"
+    async with scripted(answering(response, close=True)) as pool:
+        if parser == "h11":  # h11 supports only chunked, and says so
+            with pytest.raises(httpx.RemoteProtocolError):
+                await _get(pool)
+        else:
+            assert await _get(pool) == (200, b"raw bytes")

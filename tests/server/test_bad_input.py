@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from PIL import Image
-from server_support import MAX_BODY, assert_error, edit, make_png, post_form
+from server_support import MAX_BODY, Server, assert_error, edit, make_png, post_form
+from testproc import exact_head, raw_status
 
 from traces import FormPartData
 
@@ -58,6 +59,11 @@ def test_decompression_bomb(client: httpx.Client) -> None:
     # Past Pillow's own limit, Pillow refuses first; the answer is the same kind.
     message = assert_error(edit(client, [bomb_png(100_000, 100_000)]), 422, param="image")
     assert "too large" in message
+    # ... and the message is still the server's own, with the declared size.
+    assert "it declares 100000x100000 pixels" in message
+    assert "decompression bomb" not in message.lower()
+    message = assert_error(edit(client, [bomb_png(14_000, 14_000)]), 422, param="image")
+    assert "it declares 14000x14000 pixels" in message
 
 
 def test_unsupported_image_format(client: httpx.Client) -> None:
@@ -133,6 +139,57 @@ def test_malformed_multipart(client: httpx.Client) -> None:
     assert_error(response, 400)
     no_boundary = {"content-type": "multipart/form-data"}
     assert_error(client.post("/v1/images/edits", content=b"x", headers=no_boundary), 400)
+
+
+HEAD_LIMIT = 64 * 1024  # the default --max-header-size
+
+
+@pytest.mark.parametrize("size", [1 << 20, 16 << 20])
+def test_header_over_the_limit_gets_431(client: httpx.Client, size: int) -> None:
+    response = client.get("/health", headers={"x-huge": "h" * size})
+    message = assert_error(response, 431)
+    assert f"limit of {HEAD_LIMIT:,} bytes" in message and "--max-header-size" in message
+    assert response.headers["connection"] == "close"
+    # On an image route too, before the body is read.
+    edit_response = client.post("/v1/images/edits", headers={"x-huge": "h" * size}, content=b"x")
+    assert_error(edit_response, 431)
+
+
+def test_header_limit_is_exact(fast: Server) -> None:
+    status, answer = raw_status(fast.port, exact_head("/health", HEAD_LIMIT))
+    assert status == 200, answer[:200]
+    status, answer = raw_status(fast.port, exact_head("/health", HEAD_LIMIT + 1))
+    assert status == 431, answer[:200]
+    assert b"request_header_fields_too_large" in answer
+
+
+def test_header_limit_is_configurable() -> None:
+    server = Server("--speed", "1000", "--max-header-size", "2KiB")
+    server.wait_ready()
+    try:
+        assert raw_status(server.port, exact_head("/health", 2048))[0] == 200
+        status, answer = raw_status(server.port, exact_head("/health", 2049))
+        assert status == 431 and b"limit of 2,048 bytes" in answer
+    finally:
+        server.stop()
+
+
+def test_malformed_multipart_logs_no_stray_line() -> None:
+    # python-multipart logs each parse error before raising it; the client's 400 already says
+    # what was wrong, so the server's stderr must not repeat it as a bare line.
+    server = Server("--speed", "1000")
+    server.wait_ready()
+    try:
+        headers = {"content-type": "multipart/form-data; boundary=xyz"}
+        response = httpx.post(
+            server.url + "/v1/images/edits", content=b"--xyzX\r\n", headers=headers, timeout=30
+        )
+        message = assert_error(response, 400)
+        assert "Did not find CR at end of boundary" in message
+    finally:
+        server.process.terminate()
+        _, stderr = server.process.communicate(timeout=20)
+    assert b"Did not find CR" not in stderr, stderr.decode()
 
 
 @pytest.mark.parametrize("size", [MAX_BODY + 1, 24 * MAX_BODY])

@@ -81,6 +81,7 @@ def test_ready_line_names_the_real_port_and_sigterm_exits_0() -> None:
         (["--noise", "300"], "--noise must be between 0 and 255"),
         (["--slow-factor", "0.5"], "--slow-factor must be >= 1"),
         (["--max-body", "100"], "--max-body must be at least 1024 bytes"),
+        (["--max-header-size", "100"], "--max-header-size must be at least 1024 bytes"),
     ],
 )
 def test_bad_options_are_one_line_errors(
