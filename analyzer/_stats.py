@@ -29,7 +29,6 @@ __all__ = [
     "signed_ranks",
     "t_quantile",
     "t_two_sided",
-    "variance_inflation",
     "wilcoxon",
 ]
 
@@ -221,26 +220,6 @@ def signed_ranks(differences: FloatArray) -> FloatArray:
     return result
 
 
-def variance_inflation(series: FloatArray, block: int) -> tuple[float, int]:
-    """How much serial correlation inflates the variance of a sum of `series`, by batch means.
-
-    The series (in send order) is cut into contiguous batches of about `block` values; the
-    spread of the batch sums estimates the variance of the whole sum without assuming
-    independent values. Returns the factor over the independent-values variance (at least 1)
-    and the degrees of freedom of that estimate (batches - 1), for Student-t critical values.
-    """
-    n = len(series)
-    batches = n // max(1, block)
-    if batches < 3:
-        return 1.0, 0
-    sums = np.array([part.sum() for part in np.array_split(series, batches)])
-    plain = float(series @ series - n * series.mean() ** 2)
-    if plain <= 0.0:
-        return 1.0, 0
-    correlated = float(sums.var(ddof=1)) * batches
-    return max(1.0, correlated / plain), batches - 1
-
-
 def _incomplete_beta(a: float, b: float, x: float) -> float:
     """Regularized incomplete beta I_x(a, b) by Lentz's continued fraction."""
     if x <= 0.0:
@@ -299,7 +278,7 @@ def wilcoxon(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> Te
     Zero differences are dropped (Wilcoxon's method). Exact null for n <= 50 without ties,
     else the normal approximation with the tie-corrected variance (no continuity correction).
     `inflation` > 1 widens the null variance for serially correlated differences (see
-    `variance_inflation`); the normal approximation, or Student's t with `df` degrees of
+    `analyzer._dependence`); the normal approximation, or Student's t with `df` degrees of
     freedom when df > 0, is then used.
     """
     d = differences[differences != 0.0]
@@ -317,7 +296,7 @@ def wilcoxon(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> Te
         return TestResult(t_plus, min(1.0, 2.0 * min(low, high)), "exact", n)
     mean = n * (n + 1) / 4.0
     var = (n * (n + 1) * (2 * n + 1) / 24.0 - _tie_term(ties) / 48.0) * max(1.0, inflation)
-    method = "normal" if not df else f"batch means, variance x{inflation:.2f}, t({df})"
+    method = "normal" if not df else f"serial correlation: variance x{inflation:.2f}, t({df})"
     if var <= 0:
         return TestResult(t_plus, 1.0, method, n)
     return TestResult(t_plus, t_two_sided((t_plus - mean) / math.sqrt(var), df), method, n)
@@ -429,12 +408,20 @@ def hodges_lehmann(
     return Interval(estimate, values[2], values[3])
 
 
-def sign_test(differences: FloatArray) -> TestResult:
-    """Exact two-sided sign test of a zero median (zeros dropped)."""
+def sign_test(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> TestResult:
+    """Two-sided sign test of a zero median (zeros dropped): exact, or widened.
+
+    With `inflation` > 1 (serially correlated signs) the binomial variance is widened and
+    the normal approximation, or Student's t with `df` degrees of freedom, gives p.
+    """
     positive = int((differences > 0).sum())
     negative = int((differences < 0).sum())
     n = positive + negative
-    return TestResult(float(positive), _binom_two_sided(positive, n), "exact", n)
+    if inflation <= 1.0 or n == 0:
+        return TestResult(float(positive), _binom_two_sided(positive, n), "exact", n)
+    z = (positive - n / 2.0) / math.sqrt(n / 4.0 * inflation)
+    method = f"serial correlation: variance x{inflation:.2f}, t({df})"
+    return TestResult(float(positive), t_two_sided(z, df), method, n)
 
 
 def mcnemar(only_first_failed: int, only_second_failed: int) -> TestResult:

@@ -106,6 +106,7 @@ def _compare(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
         extra_quantiles=rules.quantiles(),
+        equivalence=rules.thresholds(),
     )
     refuse_outputs(args, "json", "html")
     if rules.images and args.no_images:
