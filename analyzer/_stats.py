@@ -259,17 +259,28 @@ def t_two_sided(t: float, df: int) -> float:
 
 
 def t_quantile(p: float, df: int) -> float:
-    """The p-quantile (p > 0.5) of Student's t, by bisection on `t_two_sided`."""
+    """The p-quantile (p > 0.5) of Student's t: Newton steps on `t_two_sided`, kept inside a
+    bisection bracket so that heavy tails (df 1) cannot throw a step out."""
     if df <= 0:
         return _normal_quantile(p)
     target = 2.0 * (1.0 - p)
     lo, hi = 0.0, 1.0
     while t_two_sided(hi, df) > target:
-        hi *= 2.0
-    for _ in range(100):
-        mid = (lo + hi) / 2.0
-        lo, hi = (mid, hi) if t_two_sided(mid, df) > target else (lo, mid)
-    return (lo + hi) / 2.0
+        lo, hi = hi, hi * 2.0
+    log_density = math.lgamma((df + 1) / 2.0) - math.lgamma(df / 2.0) - 0.5 * math.log(df * math.pi)
+    t = min(max(_normal_quantile(p), lo), hi)
+    for _ in range(60):
+        error = t_two_sided(t, df) - target
+        if error > 0:
+            lo = t
+        else:
+            hi = t
+        if abs(error) <= 1e-15 * target or hi - lo <= 1e-14 * hi:
+            break
+        density = math.exp(log_density - (df + 1) / 2.0 * math.log1p(t * t / df))
+        step = t + error / (2.0 * density)
+        t = step if lo < step < hi else (lo + hi) / 2.0
+    return t
 
 
 def wilcoxon(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> TestResult:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -15,6 +19,7 @@ from server_support import Server, make_png
 from imgtrace._server._config import ServerConfig
 from imgtrace._server._engine import Engine, Job, service_seconds, step_seconds
 from imgtrace._server._metrics import Metrics
+from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
 
 PNG = make_png((512, 512))
 
@@ -174,3 +179,72 @@ async def test_two_gpus_share_the_queue_and_a_full_queue_answers_429(
     assert metric(text, 'imgtrace_requests_total{route="/v1/images/edits",status="429"}') == (
         statuses.count(429)
     )
+
+
+def _replay_trace(path: Path, requests: int, spacing_ns: int) -> Path:
+    """Image edits of 384x384 outputs from four 384x384 inputs: real decode, render and
+    encode work that the server's caches skip on every replay after the first."""
+    inputs = [make_png((384, 384), (40 * i, 200 - 30 * i, 90)) for i in range(4)]
+    with TraceWriter(path, Header(kind="trace", source="synthetic")) as writer:
+        digests = [writer.add_blob(data, "image/png") for data in inputs]
+        for index in range(requests):
+            body = MultipartBody(
+                parts=(
+                    TextField(name="prompt", value=f"paint it teal {index % 5}"),
+                    FilePart(
+                        name="image",
+                        blob=digests[index % 4],
+                        size=len(inputs[index % 4]),
+                        filename="in.png",
+                        content_type="image/png",
+                    ),
+                    TextField(name="size", value="384x384"),
+                    TextField(name="num_inference_steps", value="4"),
+                    TextField(name="seed", value=str(index)),
+                )
+            )
+            writer.write(
+                Request(
+                    id=f"e{index:03d}",
+                    offset_ns=index * spacing_ns,
+                    path="/v1/images/edits",
+                    body=body,
+                )
+            )
+    return path
+
+
+@pytest.mark.slow
+def test_three_replays_in_a_row_are_the_same_to_compare(
+    tmp_path: Path,
+    spawn_server: Callable[..., Any],
+    imgtrace: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    # Speed 2: about 64 ms of simulated time per request, of which the server's real work
+    # (decode, render and PNG-encode a 384x384 output) is a sizeable share; 100 ms apart, so
+    # no request queues. Without the budget, the cold first replay was slower than the others.
+    server = spawn_server("--speed", "2", "--jitter", "0", "--cold-start", "0", "--load-time", "0")
+    trace = _replay_trace(tmp_path / "t.imgtrace", 60, 100_000_000)
+    runs = []
+    for attempt in range(3):
+        run = tmp_path / f"run{attempt}.imgtrace"
+        result = imgtrace(
+            "replay", str(trace), "--target", server.url, "-o", str(run), "--no-progress"
+        )
+        assert result.returncode == 0, result.stderr
+        runs.append(run)
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        report = tmp_path / f"aa{first}{second}.json"
+        result = imgtrace(
+            "compare", str(runs[first]), str(runs[second]), "--no-images",
+            "--min-effect", "5%", "--json", str(report),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        effects = json.loads(report.read_text())["comparisons"][0]["effects"]
+        typical = next(e for e in effects if e["statistic"] == "typical")
+        assert typical["verdict"] == "~", (first, second, typical)
+        assert abs(typical["estimate"]) < 0.05
+    with httpx.Client(base_url=server.url) as http:
+        text = http.get("/metrics").text
+    # The work fit inside the budget, so the latency is the model's, not the CPU's.
+    assert metric(text, "imgtrace_budget_overruns_total") <= 3
