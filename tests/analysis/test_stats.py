@@ -239,3 +239,13 @@ def test_resample_weights_count_circular_blocks(n: int, block: int) -> None:
         for start in starts[row]:
             expected[(start + np.arange(block)) % n] += 1
         np.testing.assert_array_equal(weights[:, row], expected)
+
+
+def test_sign_test_widens_for_runs_of_equal_signs() -> None:
+    rng = np.random.default_rng(12)
+    signs = np.repeat(np.where(rng.random(40) < 0.7, 1.0, -1.0), 10)  # runs of ten
+    serial = dependence(signs)
+    plain, widened = _stats.sign_test(signs), _stats.sign_test(signs, serial.factor, serial.df)
+    assert plain.p < 0.001 and widened.p > 10 * plain.p
+    assert widened.statistic == plain.statistic and "serial correlation" in widened.method
+    assert _stats.sign_test(signs, 1.0, 0) == plain
