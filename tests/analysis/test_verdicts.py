@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -104,10 +105,10 @@ def test_compare_prints_and_writes_the_noise_band_of_an_inconclusive_verdict(
         write_run(name, data)
         for name, data in (("a.run", base), ("b.run", cand), ("a2.run", drifted))
     ]
-    out_json = tmp_path / "n.json"
+    out_json, out_html = tmp_path / "n.json", tmp_path / "n.html"
     code = main(
         ["compare", *map(str, paths[:2]), "--noise", str(paths[2]), "--no-images",
-         "--json", str(out_json)]
+         "--json", str(out_json), "--html", str(out_html)]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
@@ -117,3 +118,4 @@ def test_compare_prints_and_writes_the_noise_band_of_an_inconclusive_verdict(
     assert typical["verdict_text"].startswith("inconclusive (noise ±4")
     assert "inconclusive (noise ±4" in out
     assert f"b.run vs {paths[0]}: inconclusive (noise ±4" in out
+    assert "inconclusive (noise ±4" in html.unescape(out_html.read_text(encoding="utf-8"))
