@@ -172,8 +172,8 @@ class Engine:
 
     async def _executor(self, index: int) -> None:
         cold = self.config.cold_start > 0
+        free = -math.inf  # idle since it started: a request's decoding never waited for it
         while True:
-            free = anyio.current_time()
             batch = [await self._next()]
             self._fill(batch)
             window = 0.0
@@ -189,6 +189,7 @@ class Engine:
             begin = min(anyio.current_time(), max(free, arrived) + window)
             await self._run_batch(index, batch, cold, begin)
             cold = False
+            free = anyio.current_time()
 
     def _images(self, batch: list[Job]) -> int:
         return sum(job.n for job in batch)

@@ -92,6 +92,76 @@ async def test_batch_window_waits_for_more_same_shape_work() -> None:
     assert other.started > first.started  # another step count: not batched
 
 
+async def _run_jobs(engine: Engine, jobs: list[Job]) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(engine.run)
+        for job in jobs:
+            group.start_soon(engine.process, job)
+        with anyio.fail_after(10):
+            for job in jobs:
+                await job.done.wait()
+        group.cancel_scope.cancel()
+
+
+async def test_the_real_work_is_inside_the_simulated_time() -> None:
+    config = ServerConfig(speed=1, jitter=0, cold_start=0)
+    budget = service_seconds(64, 64, 4, 1)
+    done: list[float] = []
+
+    async def work() -> None:
+        await anyio.sleep(budget / 2)  # half the budget: the executor sleeps only the rest
+        done.append(anyio.current_time())
+
+    job = Job(64, 64, 4, 1, work=work)
+    started = anyio.current_time()
+    await _run_jobs(Engine(config, Metrics(), random.Random(0)), [job])
+    assert job.finished - started == pytest.approx(budget, abs=0.03)
+    assert done and done[0] < job.finished and not job.overran
+    # Work done before the job was queued (decoding) counts too, when no GPU was busy.
+    early = Job(64, 64, 4, 1, arrived=anyio.current_time())
+    await anyio.sleep(budget / 2)
+    await _run_jobs(Engine(config, Metrics(), random.Random(0)), [early])
+    assert early.finished - early.arrived == pytest.approx(budget, abs=0.03)  # type: ignore[operator]
+    assert early.queue_seconds == 0
+
+
+async def test_work_beyond_the_budget_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = ServerConfig(speed=100, jitter=0, cold_start=0)
+    metrics = Metrics()
+
+    async def slow_work() -> None:
+        await anyio.sleep(0.05)  # the budget is 64x64, 4 steps at speed 100: about 1.8 ms
+
+    jobs = [Job(64, 64, 4, 1, work=slow_work), Job(64, 64, 4, 1, work=slow_work)]
+    with caplog.at_level("WARNING", logger="imgtrace.serve"):
+        await _run_jobs(Engine(config, metrics, random.Random(0)), jobs)
+    assert metrics.budget_overruns == 2 and all(job.overran for job in jobs)
+    assert "imgtrace_budget_overruns_total 2" in metrics.render()
+    # Logged once (at most every 10 s), saying what ran late.
+    messages = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
+    assert len(messages) == 1 and "64x64" in messages[0]
+
+
+async def test_a_failing_work_fails_its_request_not_the_executor() -> None:
+    config = ServerConfig(speed=1000, jitter=0, cold_start=0)
+
+    async def broken() -> None:
+        raise ValueError("render failed")
+
+    engine = Engine(config, Metrics(), random.Random(0))
+    bad, good = Job(64, 64, 4, 1, work=broken), Job(64, 64, 4, 1)
+    async with anyio.create_task_group() as group:
+        group.start_soon(engine.run)
+        with pytest.raises(ValueError, match="render failed"):
+            await engine.process(bad)
+        with anyio.fail_after(10):
+            await engine.process(good)  # the executor still runs
+        group.cancel_scope.cancel()
+    assert good.done.is_set()
+
+
 def server_cpu_seconds(server: Server) -> float:
     with open(f"/proc/{server.process.pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
