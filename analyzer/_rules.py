@@ -12,8 +12,8 @@ Grammar: comma-separated rules, each `METRIC:+NUMBER[%]`:
 A latency rule is violated in a stratum when the change there is significant (CI excludes no
 change, Holm-corrected p < alpha) and its whole CI lies beyond the rule and the A/A noise band:
 a point estimate over the threshold is not enough, so a true +3% change does not break
-`median:+5%` by chance. An error rule is violated when the rise in failures is significant and
-beyond the rule.
+`median:+5%` by chance. An error rule likewise needs the rise in failures to be significant and
+the lower bound of its CI (in points, or times the pairs for a count) beyond the rule.
 """
 
 from __future__ import annotations
@@ -198,10 +198,11 @@ def violations(analysis: PairAnalysis, rules: Rules, settings: Settings) -> list
             extra = counts.only_cand_failed - counts.only_base_failed
             if not effect.significant or effect.estimate <= 0:
                 continue
+            # As for latency, the whole interval must lie beyond the rule, not just the estimate.
             beyond = (
-                effect.estimate * 100 > error_rule.value
+                effect.lo * 100 > error_rule.value
                 if error_rule.percent
-                else extra > error_rule.value
+                else effect.lo * counts.pairs > error_rule.value
             )
             if beyond:
                 found.append(

@@ -119,3 +119,15 @@ def test_compare_prints_and_writes_the_noise_band_of_an_inconclusive_verdict(
     assert "inconclusive (noise ±4" in out
     assert f"b.run vs {paths[0]}: inconclusive (noise ±4" in out
     assert "inconclusive (noise ±4" in html.unescape(out_html.read_text(encoding="utf-8"))
+
+
+def test_error_rules_need_the_whole_interval_beyond(write_run: WriteRun, tmp_path: Path) -> None:
+    base, cand = simulate_pairs(400, 2)
+    failing = [0 if i % 25 == 3 else 200 for i in range(400)]  # 4% timeouts in CAND only
+    a = write_run("a.run", base)
+    b = write_run("b.run", cand, statuses=failing)
+    # +4 points, CI about +2.1 to +5.9: beyond +1%, not beyond +3% although the estimate is.
+    assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+1%"]) == 1
+    assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+3%"]) == 0
+    assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+5"]) == 1
+    assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+12"]) == 0
