@@ -2,7 +2,8 @@
 
 Queueing makes neighbouring requests' latencies correlated: a slow request delays the ones
 behind it. An i.i.d. bootstrap treats them as independent and gives intervals that are too
-narrow. Resampling contiguous blocks of requests (in send order) keeps that correlation, and
+narrow. Resampling contiguous blocks of requests (in send order; the length comes from the
+measured autocorrelation, `analyzer._dependence.block_length`) keeps that correlation, and
 resampling the same blocks on both sides keeps the pairing, so the request mix cancels out.
 
 Each resample is represented by weights (how many times each request was drawn), which turns a
@@ -11,7 +12,6 @@ quantile of the resample into a search in a cumulative sum: no copying of sample
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +19,10 @@ import numpy.typing as npt
 
 from ._stats import FloatArray
 
-__all__ = ["BootstrapResult", "block_length", "quantile_ratios", "quantile_ratios_by_group"]
+__all__ = ["BootstrapResult", "quantile_ratios", "quantile_ratios_by_group"]
 
 # Resamples are built in chunks so memory stays at a few tens of MB for 100,000 pairs.
 _CHUNK_CELLS = 2_000_000
-# Blocks never grow past n / _MIN_BLOCKS, so even a short run has enough blocks to resample.
-_MIN_BLOCKS = 20
 
 
 @dataclass(frozen=True)
@@ -38,19 +36,6 @@ class BootstrapResult:
     p: FloatArray
     block: int
     resamples: int
-
-
-def block_length(n: int, send_ns: FloatArray, seconds: float = 10.0) -> int:
-    """Block size: the larger of n^(1/3) and the requests sent in `seconds` of traffic.
-
-    Capped so that at least 20 blocks fit in the sample.
-    """
-    if n <= 1:
-        return 1
-    span = float(np.nanmax(send_ns) - np.nanmin(send_ns)) if len(send_ns) else 0.0
-    per_window = n * seconds * 1e9 / span if span > 0 else float(n)
-    length = max(math.ceil(n ** (1.0 / 3.0)), round(per_window))
-    return int(max(1, min(length, n // _MIN_BLOCKS)))
 
 
 def _weighted_quantiles(

@@ -7,15 +7,15 @@ error effect is a difference in failure rate. Strata are request classes plus "a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from traces import UsageError
-
 from . import _stats
-from ._bootstrap import BootstrapResult, block_length, quantile_ratios_by_group
+from ._bootstrap import BootstrapResult, quantile_ratios_by_group
+from ._dependence import block_length, dependence
+from ._effect import DECILES, REPORTED, Effect, Settings, quantile_name
 from ._load import BoolArray, FloatArray, Join, ObjArray, Rows
 from ._stats import Interval, TestResult
 
@@ -35,116 +35,7 @@ __all__ = [
     "quantile_name",
 ]
 
-DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-REPORTED = (0.5, 0.9, 0.99)
 MIN_PAIRS = 6  # the fewest pairs whose Wilcoxon-inverted 95% CI is bounded
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Knobs of the analysis (command-line flags)."""
-
-    alpha: float = 0.05
-    confidence: float = 0.95
-    min_effect: float = 0.02
-    resamples: int = 2000
-    seed: int = 1
-    extra_quantiles: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 0.5:
-            raise UsageError("--alpha must be between 0 and 0.5, e.g. 0.05")
-        if not 0.0 < self.confidence < 1.0:
-            raise UsageError(f"confidence {self.confidence:g}: give a level between 0 and 1")
-        if not 0.0 <= self.min_effect < 1.0:
-            raise UsageError(f"min_effect {self.min_effect:g}: give a fraction from 0 to 1")
-        if self.resamples < 100:
-            raise UsageError("--resamples must be at least 100 (2000 is the default)")
-
-    @property
-    def quantiles(self) -> tuple[float, ...]:
-        return tuple(sorted({*DECILES, *REPORTED, *self.extra_quantiles}))
-
-
-def quantile_name(q: float) -> str:
-    """0.5 -> "p50", 0.999 -> "p99.9"."""
-    return f"p{q * 100:g}"
-
-
-@dataclass
-class Effect:
-    """One statistic of one stratum: an estimate with its CI, test, correction and verdict."""
-
-    stratum: str
-    statistic: str
-    n: int
-    estimate: float
-    lo: float
-    hi: float
-    p: float
-    method: str
-    kind: str = "log_ratio"
-    """log_ratio (latency: ln CAND/BASE) or rate_difference (errors: CAND - BASE rate)."""
-    p_holm: float = math.nan
-    noise_band: float = 0.0
-    verdict: str = "inconclusive"
-    significant: bool = False
-    """The CI excludes no change and the Holm-corrected p is below alpha (set by `decide`)."""
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def bounded(self) -> bool:
-        return math.isfinite(self.lo) and math.isfinite(self.hi)
-
-    def band(self, settings: Settings) -> float:
-        """The smallest effect that counts: the minimum effect or the A/A noise band."""
-        floor = math.log1p(settings.min_effect) if self.kind == "log_ratio" else 0.0
-        return max(floor, self.noise_band)
-
-    def decide(self, settings: Settings) -> None:
-        p = self.p_holm if not math.isnan(self.p_holm) else self.p
-        excludes_zero = self.bounded and (self.lo > 0 or self.hi < 0)
-        self.significant = excludes_zero and not math.isnan(p) and p < settings.alpha
-        threshold = self.band(settings)
-        if not self.bounded:
-            self.verdict = "inconclusive"
-        elif self.significant and abs(self.estimate) > threshold:
-            if self.kind == "log_ratio":
-                self.verdict = "slower" if self.estimate > 0 else "faster"
-            else:
-                self.verdict = "more errors" if self.estimate > 0 else "fewer errors"
-        elif -threshold <= self.lo and self.hi <= threshold:
-            self.verdict = "~"
-        elif self.kind == "rate_difference" and not self.significant:
-            # Failures are rare; no significant change in them is all a user can act on.
-            self.verdict = "~"
-        else:
-            self.verdict = "inconclusive"
-
-    def to_json(self) -> dict[str, object]:
-        def num(value: float) -> float | None:
-            return value if math.isfinite(value) else None
-
-        ratio = self.kind == "log_ratio"
-        return {
-            "stratum": self.stratum,
-            "statistic": self.statistic,
-            "kind": self.kind,
-            "n": self.n,
-            "estimate": num(math.expm1(self.estimate) if ratio else self.estimate),
-            "ci": [
-                num(math.expm1(self.lo) if ratio else self.lo),
-                num(math.expm1(self.hi) if ratio else self.hi),
-            ],
-            "log_ratio": num(self.estimate) if ratio else None,
-            "p": num(self.p),
-            "p_holm": num(self.p_holm),
-            "method": self.method,
-            "noise_band": num(math.expm1(self.noise_band) if ratio else self.noise_band),
-            "verdict": self.verdict,
-            "significant": self.significant,
-            "warnings": self.warnings,
-        }
 
 
 @dataclass(frozen=True)
@@ -226,12 +117,12 @@ def _stratum_labels(join: Join) -> tuple[ObjArray, ObjArray]:
     )
 
 
-def _typical(
-    name: str, ratios: FloatArray, bandwidth: int, settings: Settings
-) -> tuple[Effect, TestResult]:
+def _typical(name: str, ratios: FloatArray, settings: Settings) -> tuple[Effect, TestResult]:
     """The typical per-request change, with tests widened for correlation in send order."""
     n = len(ratios)
-    inflation, df = _stats.variance_inflation(_stats.signed_ranks(ratios), bandwidth)
+    # The rank scores drive both the test and the interval, so their dependence sets the widening.
+    serial = dependence(_stats.signed_ranks(ratios))
+    inflation, df = serial.factor, serial.df
     wilcoxon = _stats.wilcoxon(ratios, inflation, df)
     if n == 0:
         effect = Effect(name, "typical", 0, math.nan, -math.inf, math.inf, math.nan, "none")
@@ -247,6 +138,7 @@ def _typical(
         interval.hi,
         wilcoxon.p,
         f"Hodges-Lehmann, Wilcoxon signed-rank ({wilcoxon.method})",
+        variance_factor=inflation,
     )
     if n < MIN_PAIRS:
         effect.warnings.append(f"need >= {MIN_PAIRS} paired successes for a confidence interval")
@@ -276,6 +168,11 @@ def _tail_effects(
     return effects
 
 
+def _sign(ratios: FloatArray) -> TestResult:
+    serial = dependence(np.sign(ratios[ratios != 0.0]))
+    return _stats.sign_test(ratios, serial.factor, serial.df)
+
+
 def _errors(name: str, base_ok: BoolArray, cand_ok: BoolArray) -> tuple[Effect, ErrorCounts]:
     n = len(base_ok)
     only_base = int((~base_ok & cand_ok).sum())
@@ -295,9 +192,17 @@ def _errors(name: str, base_ok: BoolArray, cand_ok: BoolArray) -> tuple[Effect, 
             kind="rate_difference",
         ), counts
     difference = (only_cand - only_base) / n
+    # Failures come in bursts (a restart, a full queue): widen for their correlation in send order.
+    serial = dependence((base_ok & ~cand_ok).astype(np.float64) - (~base_ok & cand_ok))
     # Wald interval for a paired difference of proportions.
     spread = math.sqrt(max(0.0, only_base + only_cand - (only_cand - only_base) ** 2 / n)) / n
-    z = 1.959963984540054
+    spread *= math.sqrt(serial.factor)
+    z = _stats.t_quantile(0.975, serial.df)
+    method = "McNemar (exact)"
+    p = test.p
+    if serial.factor > 1.0 and spread > 0:
+        p = _stats.t_two_sided(difference / spread, serial.df)
+        method = f"McNemar (serial correlation: variance x{serial.factor:.2f}, t({serial.df}))"
     effect = Effect(
         name,
         "errors",
@@ -305,9 +210,10 @@ def _errors(name: str, base_ok: BoolArray, cand_ok: BoolArray) -> tuple[Effect, 
         difference,
         difference - z * spread,
         difference + z * spread,
-        test.p,
-        "McNemar (exact)",
+        p,
+        method,
         kind="rate_difference",
+        variance_factor=serial.factor,
     )
     return effect, counts
 
@@ -326,10 +232,16 @@ def _measured_ok(rows: Rows, labels: ObjArray, name: str) -> FloatArray:
     return result
 
 
+def _block(base_lat: FloatArray, cand_lat: FloatArray) -> int:
+    """Block length from the stronger serial correlation: the pairs' or the base run's own."""
+    ratios, base = np.log(cand_lat / base_lat), np.log(base_lat)
+    rho = max(dependence(ratios).rho, dependence(base).rho)
+    return block_length(len(base_lat), rho)
+
+
 def _bootstrap(
     base_lat: FloatArray,
     cand_lat: FloatArray,
-    send: FloatArray,
     members: dict[str, IntpArray | None],
     settings: Settings,
 ) -> dict[str, BootstrapResult]:
@@ -345,7 +257,7 @@ def _bootstrap(
         cand_lat,
         list(groups.values()),
         settings.quantiles,
-        block=block_length(n, send),
+        block=_block(base_lat, cand_lat),
         resamples=settings.resamples,
         rng=np.random.default_rng(settings.seed),
         confidence=settings.confidence,
@@ -364,7 +276,6 @@ def analyze_pair(join: Join, settings: Settings) -> PairAnalysis:
     positive = (base_lat_all > 0) & (cand_lat_all > 0)
     both = base_ok & cand_ok
     excluded = int((both & ~positive).sum())
-    send = join.base.intended[join.base_index]
     names = ["all"]
     classes = sorted({label for label in pair_labels.tolist() if label != "?"})
     if len(classes) > 1:
@@ -374,17 +285,14 @@ def analyze_pair(join: Join, settings: Settings) -> PairAnalysis:
         name: np.flatnonzero(pair_labels[usable_all] == name) if name != "all" else None
         for name in names
     }
-    results = _bootstrap(
-        base_lat_all[usable_all], cand_lat_all[usable_all], send[usable_all], members, settings
-    )
+    results = _bootstrap(base_lat_all[usable_all], cand_lat_all[usable_all], members, settings)
     strata = []
     for name in names:
         in_stratum = np.ones(join.pairs, bool) if name == "all" else pair_labels == name
         usable = in_stratum & usable_all
         base_lat, cand_lat = base_lat_all[usable], cand_lat_all[usable]
         ratios = np.log(cand_lat / base_lat)
-        bandwidth = block_length(len(ratios), send[usable])
-        typical, wilcoxon = _typical(name, ratios, bandwidth, settings)
+        typical, wilcoxon = _typical(name, ratios, settings)
         result = results.get(name)
         quantiles = _tail_effects(name, len(ratios), result, settings)
         errors, counts = _errors(name, base_ok[in_stratum], cand_ok[in_stratum])
@@ -404,7 +312,7 @@ def analyze_pair(join: Join, settings: Settings) -> PairAnalysis:
                 ok_pairs=int(usable.sum()),
                 typical=typical,
                 wilcoxon=wilcoxon,
-                sign=_stats.sign_test(ratios),
+                sign=_sign(ratios),
                 quantiles=quantiles,
                 errors=errors,
                 error_counts=counts,

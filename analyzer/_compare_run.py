@@ -69,7 +69,7 @@ def summary_line(analysis: PairAnalysis) -> str:
     typical = analysis.all.typical
     change = fmt_ratio_ci(typical.estimate, typical.lo, typical.hi)
     return (
-        f"{analysis.join.cand.path} vs {analysis.join.base.path}: {typical.verdict} "
+        f"{analysis.join.cand.path} vs {analysis.join.base.path}: {typical.verdict_text} "
         f"(typical per-request change {change}, {analysis.all.ok_pairs} pairs)"
     )
 

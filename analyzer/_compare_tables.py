@@ -49,7 +49,12 @@ def _marks(effect: Effect, notes: Footnotes) -> str:
 
 def _effect_cell(effect: Effect, notes: Footnotes, *, verdict: bool = True) -> str:
     cell = fmt_ratio_ci(effect.estimate, effect.lo, effect.hi) + _marks(effect, notes)
-    return f"{cell} {effect.verdict}" if verdict else cell
+    return f"{cell} {effect.verdict_text}" if verdict else cell
+
+
+def typical_factor(analysis: PairAnalysis) -> str:
+    """The widening of the "all" row's typical change, as people read it: "x1.00"."""
+    return f"x{analysis.all.typical.variance_factor:.2f}"
 
 
 def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Table:
@@ -71,7 +76,7 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
         ]
         if noise:
             row.append("±" + fmt_percent(math.expm1(typical.noise_band), signed=False))
-        row += [typical.verdict, fmt_p(typical.p_holm), fmt_count(stratum.ok_pairs)]
+        row += [typical.verdict_text, fmt_p(typical.p_holm), fmt_count(stratum.ok_pairs)]
         rows.append(row)
         classes.append(ROW_CLASS[typical.verdict])
     mean, warnings = geomean(analysis)
@@ -87,7 +92,12 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
         f"verdict: faster/slower when the CI excludes 0, p < {settings.alpha:g} and the change "
         f"exceeds {fmt_percent(settings.min_effect, signed=False)}"
         + (" and the A/A noise band" if noise else "")
-        + "; ~ when the CI lies inside that band; otherwise inconclusive",
+        + "; ~ when the CI lies inside that band"
+        + f" and the band is no wider than {fmt_percent(settings.min_effect, signed=False)}"
+        + "; otherwise inconclusive, with the reason: (noise ±X%) means the A/A replays "
+        "differ by more than the change that matters, so this setup cannot tell",
+        "CIs and tests allow for serial correlation between neighbouring requests "
+        f"(variance factor {typical_factor(analysis)})",
     ]
     if not noise:
         footnotes.append("no A/A noise band: replay BASE twice and pass the second with --noise")
@@ -118,7 +128,9 @@ def _shift_table(stratum: Stratum, settings: Settings) -> Table:
     notes = Footnotes()
     rows = []
     for q, effect in stratum.quantiles.items():
-        rows.append([quantile_name(q), _effect_cell(effect, notes, verdict=False), effect.verdict])
+        rows.append(
+            [quantile_name(q), _effect_cell(effect, notes, verdict=False), effect.verdict_text]
+        )
     return Table(
         title=f"Shift function [{stratum.name}]: change of each quantile CAND/BASE",
         columns=["quantile", "change [95% CI]", "verdict"],
@@ -170,7 +182,7 @@ def _errors_table(analysis: PairAnalysis) -> Table:
                 fmt_count(counts.only_cand_failed),
                 fmt_percent(effect.estimate),
                 fmt_p(effect.p_holm),
-                effect.verdict,
+                effect.verdict_text,
             ]
         )
     return Table(
@@ -250,7 +262,7 @@ def noise_table(noise: PairAnalysis) -> Table:
             s.name,
             _effect_cell(s.typical, notes, verdict=False),
             _effect_cell(s.quantiles[0.99], notes, verdict=False),
-            s.typical.verdict,
+            s.typical.verdict_text,
         ]
         for s in noise.strata
     ]

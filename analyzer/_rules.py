@@ -9,8 +9,11 @@ Grammar: comma-separated rules, each `METRIC:+NUMBER[%]`:
 - `images:VERDICT OP NUMBER[%]` (e.g. `images:changed>5%`, `images:missing>0`): handed to the
   image report, which counts requests per image verdict.
 
-A latency or error rule is violated in a stratum when the change there is significant (CI
-excludes no change, Holm-corrected p < alpha), beyond the A/A noise band, and beyond the rule.
+A latency rule is violated in a stratum when the change there is significant (CI excludes no
+change, Holm-corrected p < alpha) and its whole CI lies beyond the rule and the A/A noise band:
+a point estimate over the threshold is not enough, so a true +3% change does not break
+`median:+5%` by chance. An error rule likewise needs the rise in failures to be significant and
+the lower bound of its CI (in points, or times the pairs for a count) beyond the rule.
 """
 
 from __future__ import annotations
@@ -92,6 +95,14 @@ class Rules:
         """Quantiles the rules need beyond the default set."""
         return tuple(rule.quantile for rule in self.latency if rule.quantile is not None)
 
+    def thresholds(self) -> tuple[tuple[str, float], ...]:
+        """(statistic, threshold) of each latency rule, the tightest per statistic: within it a
+        statistic may be called unchanged (`Settings.equivalence`)."""
+        tightest: dict[str, float] = {}
+        for rule in self.latency:
+            tightest[rule.statistic] = min(rule.threshold, tightest.get(rule.statistic, math.inf))
+        return tuple(tightest.items())
+
     def __bool__(self) -> bool:
         return bool(self.latency or self.errors or self.images)
 
@@ -165,7 +176,7 @@ def _latency_effect(analysis: PairAnalysis, rule: LatencyRule, stratum: int) -> 
 
 
 def violations(analysis: PairAnalysis, rules: Rules, settings: Settings) -> list[str]:
-    """One line per (rule, stratum) whose regression is significant and beyond the rule."""
+    """One line per (rule, stratum) whose regression is significant, its CI beyond the rule."""
     found: list[str] = []
     label = str(analysis.join.cand.path)
     for index, stratum in enumerate(analysis.strata):
@@ -175,7 +186,7 @@ def violations(analysis: PairAnalysis, rules: Rules, settings: Settings) -> list
             if effect is None or not effect.significant or effect.estimate <= 0:
                 continue
             limit = max(math.log1p(rule.threshold), effect.noise_band)
-            if effect.estimate > limit:
+            if effect.lo > limit:
                 change = fmt_percent(math.expm1(effect.estimate))
                 low = fmt_percent(math.expm1(effect.lo))
                 found.append(
@@ -187,10 +198,11 @@ def violations(analysis: PairAnalysis, rules: Rules, settings: Settings) -> list
             extra = counts.only_cand_failed - counts.only_base_failed
             if not effect.significant or effect.estimate <= 0:
                 continue
+            # As for latency, the whole interval must lie beyond the rule, not just the estimate.
             beyond = (
-                effect.estimate * 100 > error_rule.value
+                effect.lo * 100 > error_rule.value
                 if error_rule.percent
-                else extra > error_rule.value
+                else effect.lo * counts.pairs > error_rule.value
             )
             if beyond:
                 found.append(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ._distributions import t_quantile, t_two_sided
+
 __all__ = [
     "Interval",
     "TestResult",
@@ -29,7 +31,6 @@ __all__ = [
     "signed_ranks",
     "t_quantile",
     "t_two_sided",
-    "variance_inflation",
     "wilcoxon",
 ]
 
@@ -163,42 +164,6 @@ def _tie_term(tie_sizes: npt.NDArray[np.int64]) -> float:
     return float((t**3 - t).sum())
 
 
-def _normal_two_sided(z: float) -> float:
-    return min(1.0, math.erfc(abs(z) / math.sqrt(2.0)))
-
-
-def _normal_quantile(p: float) -> float:
-    """Inverse standard normal CDF (Acklam's rational approximation, refined by Newton)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError("p must be in (0, 1)")
-    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-         1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
-    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-         6.680131188771972e01, -1.328068155288572e01)  # fmt: skip
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-         -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
-         3.754408661907416e00)  # fmt: skip
-    if p < 0.02425:
-        r = math.sqrt(-2 * math.log(p))
-        x = (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / (
-            (((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1
-        )
-    elif p > 1 - 0.02425:
-        return -_normal_quantile(1 - p)
-    else:
-        r = (p - 0.5) ** 2
-        x = (
-            (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
-            * (p - 0.5)
-            / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
-        )
-    for _ in range(2):
-        error = 0.5 * math.erfc(-x / math.sqrt(2.0)) - p
-        x -= error * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
-    return x
-
-
 # -- Wilcoxon signed-rank and Hodges-Lehmann -----------------------------------------------
 
 
@@ -221,85 +186,13 @@ def signed_ranks(differences: FloatArray) -> FloatArray:
     return result
 
 
-def variance_inflation(series: FloatArray, block: int) -> tuple[float, int]:
-    """How much serial correlation inflates the variance of a sum of `series`, by batch means.
-
-    The series (in send order) is cut into contiguous batches of about `block` values; the
-    spread of the batch sums estimates the variance of the whole sum without assuming
-    independent values. Returns the factor over the independent-values variance (at least 1)
-    and the degrees of freedom of that estimate (batches - 1), for Student-t critical values.
-    """
-    n = len(series)
-    batches = n // max(1, block)
-    if batches < 3:
-        return 1.0, 0
-    sums = np.array([part.sum() for part in np.array_split(series, batches)])
-    plain = float(series @ series - n * series.mean() ** 2)
-    if plain <= 0.0:
-        return 1.0, 0
-    correlated = float(sums.var(ddof=1)) * batches
-    return max(1.0, correlated / plain), batches - 1
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b) by Lentz's continued fraction."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-        + a * math.log(x) + b * math.log1p(-x)
-    )  # fmt: skip
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    fraction = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            fraction *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * fraction / a
-
-
-def t_two_sided(t: float, df: int) -> float:
-    """Two-sided p-value of Student's t with `df` degrees of freedom (df 0 means normal)."""
-    if df <= 0:
-        return _normal_two_sided(t)
-    return min(1.0, _incomplete_beta(df / 2.0, 0.5, df / (df + t * t)))
-
-
-def t_quantile(p: float, df: int) -> float:
-    """The p-quantile (p > 0.5) of Student's t, by bisection on `t_two_sided`."""
-    if df <= 0:
-        return _normal_quantile(p)
-    target = 2.0 * (1.0 - p)
-    lo, hi = 0.0, 1.0
-    while t_two_sided(hi, df) > target:
-        hi *= 2.0
-    for _ in range(100):
-        mid = (lo + hi) / 2.0
-        lo, hi = (mid, hi) if t_two_sided(mid, df) > target else (lo, mid)
-    return (lo + hi) / 2.0
-
-
 def wilcoxon(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> TestResult:
     """Wilcoxon signed-rank test of symmetry about 0, two-sided.
 
     Zero differences are dropped (Wilcoxon's method). Exact null for n <= 50 without ties,
     else the normal approximation with the tie-corrected variance (no continuity correction).
     `inflation` > 1 widens the null variance for serially correlated differences (see
-    `variance_inflation`); the normal approximation, or Student's t with `df` degrees of
+    `analyzer._dependence`); the normal approximation, or Student's t with `df` degrees of
     freedom when df > 0, is then used.
     """
     d = differences[differences != 0.0]
@@ -317,7 +210,7 @@ def wilcoxon(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> Te
         return TestResult(t_plus, min(1.0, 2.0 * min(low, high)), "exact", n)
     mean = n * (n + 1) / 4.0
     var = (n * (n + 1) * (2 * n + 1) / 24.0 - _tie_term(ties) / 48.0) * max(1.0, inflation)
-    method = "normal" if not df else f"batch means, variance x{inflation:.2f}, t({df})"
+    method = "normal" if not df else f"serial correlation: variance x{inflation:.2f}, t({df})"
     if var <= 0:
         return TestResult(t_plus, 1.0, method, n)
     return TestResult(t_plus, t_two_sided((t_plus - mean) / math.sqrt(var), df), method, n)
@@ -429,12 +322,20 @@ def hodges_lehmann(
     return Interval(estimate, values[2], values[3])
 
 
-def sign_test(differences: FloatArray) -> TestResult:
-    """Exact two-sided sign test of a zero median (zeros dropped)."""
+def sign_test(differences: FloatArray, inflation: float = 1.0, df: int = 0) -> TestResult:
+    """Two-sided sign test of a zero median (zeros dropped): exact, or widened.
+
+    With `inflation` > 1 (serially correlated signs) the binomial variance is widened and
+    the normal approximation, or Student's t with `df` degrees of freedom, gives p.
+    """
     positive = int((differences > 0).sum())
     negative = int((differences < 0).sum())
     n = positive + negative
-    return TestResult(float(positive), _binom_two_sided(positive, n), "exact", n)
+    if inflation <= 1.0 or n == 0:
+        return TestResult(float(positive), _binom_two_sided(positive, n), "exact", n)
+    z = (positive - n / 2.0) / math.sqrt(n / 4.0 * inflation)
+    method = f"serial correlation: variance x{inflation:.2f}, t({df})"
+    return TestResult(float(positive), t_two_sided(z, df), method, n)
 
 
 def mcnemar(only_first_failed: int, only_second_failed: int) -> TestResult:

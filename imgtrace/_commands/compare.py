@@ -20,17 +20,14 @@ Compare CAND runs against BASE, request by request (paired by request id and loo
 typical per-request change (Hodges-Lehmann with a Wilcoxon-inverted CI), Wilcoxon signed-rank
 and sign tests, McNemar for errors, p50/p90/p99 ratios with moving-block bootstrap CIs, a
 decile shift function, and benchstat-style unpaired medians with Mann-Whitney U. p-values are
-Holm-corrected across classes and candidates. Verdicts: faster, slower, ~ (no change beyond
-the noise band) or inconclusive. Output images are compared too unless --no-images."""
+Holm-corrected across classes and candidates. Verdicts: faster, slower, ~ (no change that
+matters) or inconclusive (with its reason, e.g. the noise band). Output images are compared
+too unless --no-images."""
 
 FAIL_ON_HELP = """\
 comma-separated regression rules, e.g. 'p99:+10%%,median:+5%%,errors:+1%%,images:changed>5%%';
-exit code 1 when a rule's regression is significant (see docs/analyzing.md)"""
-
-
-FAIL_ON_HELP = """\
-comma-separated regression rules, e.g. 'p99:+10%%,median:+5%%,errors:+1%%,images:changed>5%%';
-exit code 1 when a rule's regression is significant (see docs/analyzing.md)"""
+exit code 1 when a rule's regression is significant with its whole CI beyond the rule (see
+docs/analyzing.md)"""
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -106,6 +103,7 @@ def _compare(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
         extra_quantiles=rules.quantiles(),
+        equivalence=rules.thresholds(),
     )
     refuse_outputs(args, "json", "html")
     if rules.images and args.no_images:

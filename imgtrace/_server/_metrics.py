@@ -62,6 +62,7 @@ class Metrics:
     images: int = 0
     batches: int = 0
     cold_starts: int = 0
+    budget_overruns: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     latency: dict[str, Histogram] = field(default_factory=dict)
@@ -98,6 +99,12 @@ class Metrics:
         lines.append(f"imgtrace_batches_total {self.batches}")
         family("imgtrace_cold_starts_total", "counter", "Batches that paid --cold-start.")
         lines.append(f"imgtrace_cold_starts_total {self.cold_starts}")
+        family(
+            "imgtrace_budget_overruns_total",
+            "counter",
+            "Batches whose real decode/render/encode work outlasted the simulated time.",
+        )
+        lines.append(f"imgtrace_budget_overruns_total {self.budget_overruns}")
         family("imgtrace_images_generated_total", "counter", "Output images produced.")
         lines.append(f"imgtrace_images_generated_total {self.images}")
         family("imgtrace_injected_faults_total", "counter", "Injected faults, by kind.")
@@ -109,7 +116,11 @@ class Metrics:
         lines += self.batch_size.lines("imgtrace_batch_size")
         family("imgtrace_queue_wait_seconds", "histogram", "Time from enqueue to batch start.")
         lines += self.queue_wait.lines("imgtrace_queue_wait_seconds")
-        family("imgtrace_service_seconds", "histogram", "Simulated compute per batch (wall s).")
+        family(
+            "imgtrace_service_seconds",
+            "histogram",
+            "Wall time per batch: the simulated compute, including the real work inside it.",
+        )
         lines += self.service.lines("imgtrace_service_seconds")
         family("imgtrace_request_duration_seconds", "histogram", "Request latency, by route.")
         for route, histogram in sorted(self.latency.items()):

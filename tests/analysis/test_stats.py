@@ -17,6 +17,7 @@ from analyzer._bootstrap import (
     quantile_ratios,
     quantile_ratios_by_group,
 )
+from analyzer._dependence import block_length, dependence
 
 
 @pytest.mark.parametrize("n", [1, 5, 6, 20, 100, 367, 368, 1000, 5000])
@@ -158,8 +159,33 @@ def test_variance_inflation_sees_correlation() -> None:
     rng = np.random.default_rng(3)
     independent = rng.normal(size=4000)
     correlated = np.repeat(rng.normal(size=400), 10)  # runs of ten equal values
-    assert _stats.variance_inflation(independent, 40)[0] < 1.5
-    assert _stats.variance_inflation(correlated, 40)[0] > 5
+    assert dependence(independent).factor < 1.5
+    assert dependence(correlated).factor > 5
+    # Runs of ten make the long-run variance ten times the plain one; AR(1) errs high (safe).
+    assert dependence(correlated).factor < 25
+    assert dependence(correlated).df < 400
+
+
+def test_dependence_matches_the_ar1_variance_factor() -> None:
+    rng = np.random.default_rng(9)
+    for rho in (0.5, 0.8):
+        factors = []
+        for _ in range(40):
+            series = np.empty(3000)
+            series[0] = rng.normal()
+            shocks = rng.normal(0, math.sqrt(1 - rho * rho), 3000)
+            for i in range(1, 3000):
+                series[i] = rho * series[i - 1] + shocks[i]
+            factors.append(dependence(series).factor)
+        # AR(1): the variance of a long sum is (1 + rho) / (1 - rho) times the plain one.
+        assert float(np.mean(factors)) == pytest.approx((1 + rho) / (1 - rho), rel=0.1)
+
+
+def test_block_length_follows_the_autocorrelation() -> None:
+    assert block_length(300, 0.0) == math.ceil(300 ** (1 / 3))
+    assert block_length(300, 0.5) > block_length(300, 0.0)
+    assert block_length(300, 0.8) > block_length(300, 0.5)
+    assert block_length(300, 0.95) == 15  # at least 20 blocks
 
 
 def test_weighted_quantiles_match_numpy_on_repeated_values() -> None:
@@ -213,3 +239,13 @@ def test_resample_weights_count_circular_blocks(n: int, block: int) -> None:
         for start in starts[row]:
             expected[(start + np.arange(block)) % n] += 1
         np.testing.assert_array_equal(weights[:, row], expected)
+
+
+def test_sign_test_widens_for_runs_of_equal_signs() -> None:
+    rng = np.random.default_rng(12)
+    signs = np.repeat(np.where(rng.random(40) < 0.7, 1.0, -1.0), 10)  # runs of ten
+    serial = dependence(signs)
+    plain, widened = _stats.sign_test(signs), _stats.sign_test(signs, serial.factor, serial.df)
+    assert plain.p < 0.001 and widened.p > 10 * plain.p
+    assert widened.statistic == plain.statistic and "serial correlation" in widened.method
+    assert _stats.sign_test(signs, 1.0, 0) == plain

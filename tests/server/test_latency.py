@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import re
+import subprocess
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -15,6 +21,7 @@ from server_support import Server, make_png
 from imgtrace._server._config import ServerConfig
 from imgtrace._server._engine import Engine, Job, service_seconds, step_seconds
 from imgtrace._server._metrics import Metrics
+from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
 
 PNG = make_png((512, 512))
 
@@ -85,6 +92,76 @@ async def test_batch_window_waits_for_more_same_shape_work() -> None:
         group.cancel_scope.cancel()
     assert late.started == first.started and first.batch_images == 2
     assert other.started > first.started  # another step count: not batched
+
+
+async def _run_jobs(engine: Engine, jobs: list[Job]) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(engine.run)
+        for job in jobs:
+            group.start_soon(engine.process, job)
+        with anyio.fail_after(10):
+            for job in jobs:
+                await job.done.wait()
+        group.cancel_scope.cancel()
+
+
+async def test_the_real_work_is_inside_the_simulated_time() -> None:
+    config = ServerConfig(speed=1, jitter=0, cold_start=0)
+    budget = service_seconds(64, 64, 4, 1)
+    done: list[float] = []
+
+    async def work() -> None:
+        await anyio.sleep(budget / 2)  # half the budget: the executor sleeps only the rest
+        done.append(anyio.current_time())
+
+    job = Job(64, 64, 4, 1, work=work)
+    started = anyio.current_time()
+    await _run_jobs(Engine(config, Metrics(), random.Random(0)), [job])
+    assert job.finished - started == pytest.approx(budget, abs=0.03)
+    assert done and done[0] < job.finished and not job.overran
+    # Work done before the job was queued (decoding) counts too, when no GPU was busy.
+    early = Job(64, 64, 4, 1, arrived=anyio.current_time())
+    await anyio.sleep(budget / 2)
+    await _run_jobs(Engine(config, Metrics(), random.Random(0)), [early])
+    assert early.finished - early.arrived == pytest.approx(budget, abs=0.03)  # type: ignore[operator]
+    assert early.queue_seconds == 0
+
+
+async def test_work_beyond_the_budget_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = ServerConfig(speed=100, jitter=0, cold_start=0)
+    metrics = Metrics()
+
+    async def slow_work() -> None:
+        await anyio.sleep(0.05)  # the budget is 64x64, 4 steps at speed 100: about 1.8 ms
+
+    jobs = [Job(64, 64, 4, 1, work=slow_work), Job(64, 64, 4, 1, work=slow_work)]
+    with caplog.at_level("WARNING", logger="imgtrace.serve"):
+        await _run_jobs(Engine(config, metrics, random.Random(0)), jobs)
+    assert metrics.budget_overruns == 2 and all(job.overran for job in jobs)
+    assert "imgtrace_budget_overruns_total 2" in metrics.render()
+    # Logged once (at most every 10 s), saying what ran late.
+    messages = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
+    assert len(messages) == 1 and "64x64" in messages[0]
+
+
+async def test_a_failing_work_fails_its_request_not_the_executor() -> None:
+    config = ServerConfig(speed=1000, jitter=0, cold_start=0)
+
+    async def broken() -> None:
+        raise ValueError("render failed")
+
+    engine = Engine(config, Metrics(), random.Random(0))
+    bad, good = Job(64, 64, 4, 1, work=broken), Job(64, 64, 4, 1)
+    async with anyio.create_task_group() as group:
+        group.start_soon(engine.run)
+        with pytest.raises(ValueError, match="render failed"):
+            await engine.process(bad)
+        with anyio.fail_after(10):
+            await engine.process(good)  # the executor still runs
+        group.cancel_scope.cancel()
+    assert good.done.is_set()
 
 
 def server_cpu_seconds(server: Server) -> float:
@@ -174,3 +251,95 @@ async def test_two_gpus_share_the_queue_and_a_full_queue_answers_429(
     assert metric(text, 'imgtrace_requests_total{route="/v1/images/edits",status="429"}') == (
         statuses.count(429)
     )
+
+
+def _replay_trace(path: Path, requests: int, spacing_ns: int) -> Path:
+    """Image edits of 768x768 outputs from four 768x768 inputs: real decode, render and
+    encode work that the server's caches skip on every replay after the first."""
+    inputs = [make_png((768, 768), (40 * i, 200 - 30 * i, 90)) for i in range(4)]
+    with TraceWriter(path, Header(kind="trace", source="synthetic")) as writer:
+        digests = [writer.add_blob(data, "image/png") for data in inputs]
+        for index in range(requests):
+            body = MultipartBody(
+                parts=(
+                    TextField(name="prompt", value=f"paint it teal {index % 5}"),
+                    FilePart(
+                        name="image",
+                        blob=digests[index % 4],
+                        size=len(inputs[index % 4]),
+                        filename="in.png",
+                        content_type="image/png",
+                    ),
+                    TextField(name="size", value="768x768"),
+                    TextField(name="num_inference_steps", value="4"),
+                    TextField(name="seed", value=str(index)),
+                )
+            )
+            writer.write(
+                Request(
+                    id=f"e{index:03d}",
+                    offset_ns=index * spacing_ns,
+                    path="/v1/images/edits",
+                    body=body,
+                )
+            )
+    return path
+
+
+@pytest.mark.slow
+def test_three_replays_in_a_row_are_the_same_to_compare(
+    tmp_path: Path,
+    spawn_server: Callable[..., Any],
+    imgtrace: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    # Speed 4: about 105 ms of simulated time per request. The server's real work (decode,
+    # render and PNG-encode a 768x768 output, ~20 ms; ~3 ms when cached) fits in it with room
+    # for a busy machine; 150 ms apart, so no request queues. Without the budget the work came
+    # on top, and the cached second replay was `faster` than the first by over 10%.
+    server = spawn_server("--speed", "4", "--jitter", "0", "--cold-start", "0", "--load-time", "0")
+    trace = _replay_trace(tmp_path / "t.imgtrace", 60, 150_000_000)
+    runs = []
+    for attempt in range(3):
+        run = tmp_path / f"run{attempt}.imgtrace"
+        result = imgtrace(
+            "replay", str(trace), "--target", server.url, "-o", str(run), "--no-progress"
+        )
+        assert result.returncode == 0, result.stderr
+        runs.append(run)
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        report = tmp_path / f"aa{first}{second}.json"
+        result = imgtrace(
+            "compare", str(runs[first]), str(runs[second]), "--no-images",
+            "--min-effect", "5%", "--json", str(report),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        effects = json.loads(report.read_text())["comparisons"][0]["effects"]
+        typical = next(e for e in effects if e["statistic"] == "typical")
+        seen = (first, second, typical["estimate"], typical["ci"])
+        assert typical["verdict"] == "~", (*seen, "overruns", overruns(server.url))
+        assert abs(typical["estimate"]) < 0.05
+    # The work fit inside the budget, so the latency is the model's, not the CPU's.
+    assert overruns(server.url) <= 3
+
+
+def overruns(url: str) -> float:
+    """imgtrace_budget_overruns_total, NaN if the server does not report it."""
+    text = httpx.get(url + "/metrics").text
+    match = re.search(r"^imgtrace_budget_overruns_total (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else math.nan
+
+
+def test_responses_are_not_held_back_by_delayed_acks(fast: Server) -> None:
+    # With Nagle on, a body written after its headers waits for the client's delayed ACK:
+    # about every other response then takes 40 ms more to arrive after its first byte.
+    files = [("image", ("a.png", make_png((128, 128)), "image/png"))]
+    slow = 0
+    with httpx.Client(base_url=fast.url, timeout=30) as http:
+        for seed in range(12):
+            data = {"prompt": "teal", "seed": str(seed)}
+            with http.stream("POST", "/v1/images/edits", files=files, data=data) as response:
+                first_byte = time.perf_counter()
+                response.read()
+                slow += time.perf_counter() - first_byte > 0.025
+            assert response.status_code == 200
+    assert slow <= 2
