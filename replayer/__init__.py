@@ -9,6 +9,7 @@ The command line is `imgtrace replay` (docs/replaying.md).
 """
 
 from ._errors import ReplayError
+from ._partition import Partition, PartPlan, parse_shard, part_of
 from ._progress import LagHealth, Stats
 from ._results import InterleavedResult, ReplayResult
 from ._runner import (
@@ -31,13 +32,17 @@ from ._schedule import (
     parse_window,
 )
 from ._shaping import Prepared, SeedPolicy, Shaper, parse_header, parse_seed, parse_set
+from ._start import DEFAULT_GRACE_S, StartAt, clock_facts, group_id, parse_start_at
 from ._targets import Target, Targets, send_order
 
 __all__ = [
+    "DEFAULT_GRACE_S",
     "DryRun",
     "Filter",
     "InterleavedResult",
     "LagHealth",
+    "PartPlan",
+    "Partition",
     "Plan",
     "Prepared",
     "ReplayConfig",
@@ -47,17 +52,23 @@ __all__ = [
     "Selection",
     "Shaper",
     "Slot",
+    "StartAt",
     "Stats",
     "Target",
     "Targets",
     "Timing",
+    "clock_facts",
     "dry_run",
+    "group_id",
     "parse_arrival",
     "parse_filter",
     "parse_header",
     "parse_seed",
     "parse_set",
+    "parse_shard",
+    "parse_start_at",
     "parse_window",
+    "part_of",
     "replay",
     "replay_async",
     "replay_interleaved",

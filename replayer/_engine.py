@@ -43,6 +43,7 @@ from ._results import ReplayResult
 from ._schedule import Plan, Slot
 from ._sender import Clock
 from ._shaping import Prepared, public_target
+from ._start import clock_at, scale_out_metadata
 from ._targetrun import TargetRun
 from ._targets import send_order
 
@@ -162,8 +163,11 @@ class Engine:
     ) -> list[ReplayResult]:
         # t0 lies a little ahead, so the headers can name it and the writers, outcome threads
         # and warm-up are ready before the first deadline.
-        self.clock = Clock(start_in_ns=START_DELAY_NS)
         config = self.config
+        if config.start_at is None:
+            self.clock = Clock(start_in_ns=START_DELAY_NS)
+        else:
+            self.clock = clock_at(config.start_at)
         redaction = Redaction(redact=[name for name, _ in config.headers])
         finished: list[ReplayResult] = []
         try:
@@ -395,7 +399,12 @@ class Engine:
             target=public_target(run.shaper.url),
             options=config.options(run.shaper),
             start_wall_ns=self.clock.t0_wall,
-            metadata={"planned": self.plan.total},
+            metadata={
+                "planned": self.plan.total,
+                **scale_out_metadata(
+                    config.shard, config.start_at, config.group, self._trace_digest, self.clock
+                ),
+            },
             interleave=interleave,
         )
 

@@ -22,9 +22,11 @@ from traces import OutputExists, TraceError, TraceReader, UsageError
 
 from ._engine import Engine, Group
 from ._errors import ReplayError
+from ._partition import Partition, PartPlan
 from ._results import InterleavedResult, ReplayResult
 from ._schedule import DryRun, Plan, Selection, Timing, check_positive
 from ._shaping import Shaper, parse_seed, public_target
+from ._start import StartAt
 from ._targetrun import TargetRun
 from ._targets import Target, new_group_id, new_order_seed
 
@@ -75,6 +77,12 @@ class ReplayConfig:
     """Where the live progress bar goes (stderr); None shows none."""
     targets: Sequence[Target] = ()
     order_seed: int | None = None
+    shard: Partition | None = None
+    """Send only this part of the schedule (`--shard I/N`), at the unsharded offsets."""
+    start_at: StartAt | None = None
+    """Offset zero at this wall-clock instant (`--start-at`), shared by every shard."""
+    group: str | None = None
+    """The id of the shards of one replay; derived from the trace and the start when None."""
 
     def __post_init__(self) -> None:
         check_positive(self.timeout, "--timeout")
@@ -89,6 +97,8 @@ class ReplayConfig:
             )
         if self.order_seed is not None and self.order_seed < 0:
             raise UsageError(f"--order-seed {self.order_seed}: expected a non-negative integer")
+        if self.group is not None and (self.shard is None or not self.group.strip()):
+            raise UsageError("--group: a non-empty id for the shards of one replay (with --shard)")
 
     def shaper(self, target: str | None = None) -> Shaper:
         return Shaper(
@@ -112,6 +122,10 @@ class ReplayConfig:
         )
         if self.model is not None:
             out["model"] = self.model
+        if self.shard is not None:
+            out["shard"] = self.shard.label
+        if self.start_at is not None:
+            out.update(start_at_ns=self.start_at.wall_ns, start_grace=self.start_at.grace_s)
         return out
 
     @property
@@ -146,11 +160,17 @@ def _open(config: ReplayConfig) -> tuple[TraceReader, list[Shaper], Plan]:
     else:
         shapers = [config.shaper()]
     _check_outputs(config)
+    if config.start_at is not None:
+        config.start_at.check_not_passed()  # before the survey, which may take a while
     reader = TraceReader(config.trace)
     try:
         if reader.kind != "trace" and reader.kind != "run":
             raise ReplayError(f"{config.trace}: not a trace (kind {reader.kind!r})")
-        plan = Plan(reader, config.selection, config.timing, shapers[0])
+        plan = (
+            Plan(reader, config.selection, config.timing, shapers[0])
+            if config.shard is None
+            else PartPlan(reader, config.selection, config.timing, shapers[0], config.shard)
+        )
         plan.run_survey()
     except BaseException:
         reader.close()

@@ -29,6 +29,7 @@ from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import strip_images_from_json
 from ._media import extension_for, sniff_media_type
+from ._merge import MergeResult, ShardInfo, merge_files, shard_metadata, shard_of
 from ._multipart import (
     FormPartData,
     StreamingFormParser,
@@ -95,6 +96,7 @@ __all__ = [
     "Header",
     "Interleave",
     "JsonBody",
+    "MergeResult",
     "MissingBlobError",
     "MultipartBody",
     "MultipartError",
@@ -106,6 +108,7 @@ __all__ = [
     "Redaction",
     "Request",
     "Response",
+    "ShardInfo",
     "StreamingFormParser",
     "TextField",
     "TraceError",
@@ -128,12 +131,15 @@ __all__ = [
     "form_parts",
     "format_summary",
     "internal_address",
+    "merge_files",
     "new_boundary",
     "parse_multipart",
     "redact_envelope",
     "redact_query",
     "restore_images",
     "secret_header_name",
+    "shard_metadata",
+    "shard_of",
     "sniff_media_type",
     "strip_images",
     "strip_images_from_json",

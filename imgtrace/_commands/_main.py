@@ -14,7 +14,19 @@ from types import ModuleType
 
 from traces import TraceError, __version__
 
-from . import compare, demo, export, import_, inspect, record, replay, report, serve, synth
+from . import (
+    compare,
+    demo,
+    export,
+    import_,
+    inspect,
+    merge,
+    record,
+    replay,
+    report,
+    serve,
+    synth,
+)
 from ._shared import error_line, exit_code_for
 
 __all__ = ["build_parser", "main"]
@@ -29,6 +41,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     export,
     inspect,
     replay,
+    merge,
     report,
     compare,
 )

@@ -163,6 +163,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     shaping.add_argument("--model", metavar="NAME", help="set the model field of every request")
 
+    scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
+    scale.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="send only shard I of N (0-based): send k of the schedule goes to shard k mod N, "
+        "at its unsharded time; join the N runs with `imgtrace merge`",
+    )
+    scale.add_argument(
+        "--start-at",
+        metavar="TIME",
+        help="offset zero at this wall-clock time, ISO 8601 with a UTC offset "
+        "(2026-12-01T10:00:00Z) or Unix seconds: every shard starts together",
+    )
+    scale.add_argument(
+        "--start-grace",
+        type=float,
+        metavar="S",
+        help="refuse to start when --start-at passed more than S seconds ago (default 1)",
+    )
+    scale.add_argument(
+        "--group",
+        metavar="ID",
+        help="the id shared by the shards of one replay (default: from the trace and "
+        "--start-at); merge checks it",
+    )
+
     sending = parser.add_argument_group("sending and output")
     sending.add_argument(
         "--timeout",
@@ -272,6 +298,7 @@ def config_from_args(
         keep_images=not args.no_images,
         force=args.force,
         handle_signals=True,
+        **_scale_out(args),
     )
     if not args.dry_run:
         if not args.target:
@@ -280,6 +307,27 @@ def config_from_args(
             raise UsageError("replay needs -o RUN (the run file to write; -o DIR for NAME=URL)")
     refuse_existing(args.json, args.force)
     return config
+
+
+def _scale_out(args: argparse.Namespace) -> dict[str, Any]:
+    """--shard, --start-at, --start-grace and --group as `ReplayConfig` fields."""
+    from replayer import DEFAULT_GRACE_S, StartAt, parse_shard, parse_start_at
+
+    if args.start_grace is not None and args.start_at is None:
+        raise UsageError("--start-grace applies to --start-at TIME")
+    if args.group is not None and args.shard is None:
+        raise UsageError("--group names the shards of one replay and needs --shard I/N")
+    if args.group is not None and not args.group.strip():
+        raise UsageError("--group: give a non-empty id")
+    start_at = None
+    if args.start_at is not None:
+        grace = DEFAULT_GRACE_S if args.start_grace is None else args.start_grace
+        start_at = StartAt(parse_start_at(args.start_at), grace)
+    return {
+        "shard": None if args.shard is None else parse_shard(args.shard),
+        "start_at": start_at,
+        "group": args.group,
+    }
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -1,0 +1,74 @@
+"""`imgtrace merge`: the shard runs of one replay, or traces from several recorders, as one file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._shared import EXIT_OK, Subparsers, progress, refuse_existing, write_json
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+Merge files into one ordinary trace or run file, every per-request record kept exactly and every
+blob stored once.
+
+Runs: the N runs of one `replay --shard I/N` (the same trace and group, each shard exactly
+once) become the run of the whole schedule; statistics are then computed from the raw samples
+by report and compare, as for any run. Traces: traces recorded by several proxies become one,
+interleaved by wall time; a request id already used by an earlier input gets its file's name as
+a prefix (NAME/ID). docs/scale-out.md explains the workflow."""
+
+EPILOG = """\
+exit codes: 0 merged; 2 usage or input error (shards of different traces or groups, a shard
+missing or given twice, runs mixed with traces); nothing is written then."""
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add `merge` to `imgtrace`."""
+    parser = subparsers.add_parser(
+        "merge",
+        help="join shard runs, or traces from several recorders, into one file",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs", type=Path, nargs="+", metavar="FILE", help="shard runs, or traces"
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE", help="the file to write"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite the output if it exists (else refused)"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the summary as JSON to FILE ('-' for stdout)"
+    )
+    parser.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from traces import merge_files
+
+    refuse_existing(args.output, args.force, "-o")
+    refuse_existing(args.json, args.force, "--json")
+    with progress("merging") as update:
+        result = merge_files(args.inputs, args.output, force=args.force, progress=update)
+    if result.kind == "run":
+        print(
+            f"merged {result.shards} shards of group {result.group}: {result.records} sends, "
+            f"{result.blobs} blobs → {result.output}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"merged {result.inputs} traces: {result.records} requests by wall time, "
+            f"{result.blobs} blobs → {result.output}",
+            file=sys.stderr,
+        )
+    for note in result.notes:
+        print(f"imgtrace: note: {note}", file=sys.stderr)
+    write_json(args.json, result.as_dict())
+    return EXIT_OK

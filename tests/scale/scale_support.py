@@ -1,0 +1,150 @@
+"""Helpers for the scale-out tests: small traces, synthetic shard runs, the reference server."""
+
+from __future__ import annotations
+
+import io
+import select
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image
+from testproc import stop_process
+
+from traces import (
+    FilePart,
+    Header,
+    MultipartBody,
+    Outcome,
+    Request,
+    TextField,
+    TraceWriter,
+    shard_metadata,
+)
+
+MS = 1_000_000
+
+
+def png(seed: int, size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (seed % 256, 40, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_trace(
+    path: Path,
+    offsets_ms: Sequence[float],
+    *,
+    prefix: str = "r",
+    start_wall_ns: int | None = None,
+    image_seed: int = 1,
+) -> Path:
+    """Image edits at the given offsets; request i has id {prefix}{i:04d}; one shared image."""
+    header = Header(source="synthetic", start_wall_ns=start_wall_ns)
+    with TraceWriter(path, header) as writer:
+        digest = writer.add_blob(png(image_seed), "image/png")
+        for i, offset in enumerate(offsets_ms):
+            parts: tuple[TextField | FilePart, ...] = (
+                TextField(name="prompt", value=f"edit {i}"),
+                TextField(name="seed", value=str(100 + i)),
+                TextField(name="num_inference_steps", value="2"),
+                TextField(name="size", value="64x64"),
+                FilePart(name="image", blob=digest, size=0, filename="in.png"),
+            )
+            offset_ns = round(offset * MS)
+            writer.write(
+                Request(
+                    id=f"{prefix}{i:04d}",
+                    offset_ns=offset_ns,
+                    path="/v1/images/edits",
+                    body=MultipartBody(parts=parts),
+                    wall_ns=None if start_wall_ns is None else start_wall_ns + offset_ns,
+                )
+            )
+    return path
+
+
+def write_shard_run(
+    path: Path,
+    *,
+    index: int,
+    count: int,
+    total: int,
+    group: str = "g1",
+    digest: str = "d" * 64,
+    start_wall_ns: int = 1_800_000_000 * 1_000_000_000,
+    gap_ns: int = 10 * MS,
+    with_shard: bool = True,
+) -> Path:
+    """A run as `replay --shard index/count` writes it: sends k ≡ index (mod count) of `total`,
+    each returning one image; images repeat across shards (so the merge must store them once)."""
+    metadata = {"planned": len(range(index, total, count))}
+    if with_shard:
+        metadata.update(shard_metadata(index, count, group))
+    header = Header(
+        kind="run",
+        source="replay",
+        trace_digest=digest,
+        target="http://127.0.0.1:1",
+        start_wall_ns=start_wall_ns,
+        metadata=metadata,
+    )
+    with TraceWriter(path, header) as writer:
+        for seq in range(index, total, count):
+            image = writer.add_blob(png(seq % 3), "image/png")
+            intended = seq * gap_ns
+            writer.write(
+                Outcome(
+                    request_id=f"r{seq:06d}",
+                    seq=seq,
+                    intended_ns=intended,
+                    sent_ns=intended + 100_000,
+                    upload_done_ns=intended + 200_000,
+                    first_byte_ns=intended + 5 * MS,
+                    done_ns=intended + 6 * MS + seq,
+                    status=200,
+                    bytes_up=1000,
+                    bytes_down=2000,
+                    envelope={"data": [{"b64_json": {"$blob": image}}]},
+                    images=(image,),
+                )
+            )
+    return path
+
+
+@contextmanager
+def reference_server(*args: str, timeout: float = 30.0) -> Iterator[str]:
+    """`imgtrace serve` on 127.0.0.1, port 0, fast; yields its URL from the readiness line."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgtrace",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--speed",
+            "1000",
+            "--load-time",
+            "0",
+            "--cold-start",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        readable, _, _ = select.select([process.stdout], [], [], timeout)
+        line = process.stdout.readline().decode() if readable else ""
+        prefix = "imgtrace serve: ready on "
+        if not line.startswith(prefix):
+            raise RuntimeError(f"no readiness line from imgtrace serve: {line!r}")
+        yield line[len(prefix) :].split()[0]
+    finally:
+        stop_process(process)
