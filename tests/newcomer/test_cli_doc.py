@@ -18,5 +18,5 @@ def test_cli_reference_is_current() -> None:
 def test_every_subcommand_is_documented() -> None:
     text = DOC.read_text()
     for command in ("serve", "record", "synth", "import", "export", "show", "cat", "extract",
-                    "replay", "report", "compare", "demo"):  # fmt: skip
+                    "replay", "merge", "report", "compare", "demo"):  # fmt: skip
         assert f"### `imgtrace {command}`" in text
