@@ -38,6 +38,7 @@ from ._multipart import (
     new_boundary,
     parse_multipart,
 )
+from ._part import copy_part
 from ._reader import Damage, TraceReader
 from ._redact import (
     DEFAULT_REDACTED_HEADERS,
@@ -124,6 +125,7 @@ __all__ = [
     "body_from_parts",
     "boundary_of",
     "cat_lines",
+    "copy_part",
     "encode_body",
     "encode_multipart",
     "extension_for",

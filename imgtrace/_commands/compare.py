@@ -11,7 +11,14 @@ from traces import UsageError
 
 from ._analysis import add_common_arguments, refuse_outputs
 from ._image_flags import add_image_arguments, thresholds_from_args
-from ._shared import EXIT_OK, EXIT_REGRESSION, Subparsers, progress, write_json
+from ._shared import (
+    EXIT_OK,
+    EXIT_REGRESSION,
+    Subparsers,
+    progress,
+    refuse_existing,
+    write_json,
+)
 
 __all__ = ["register"]
 
@@ -79,6 +86,25 @@ def add_arguments(compare: argparse.ArgumentParser) -> None:
         "existing output files",
     )
     add_image_arguments(compare)
+    spread = compare.add_argument_group(
+        "image comparison over several machines (docs/scale-out.md)"
+    )
+    spread.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="compare only shard I of N of the image pairs and write them to --images-out; "
+        "no latency statistics",
+    )
+    spread.add_argument(
+        "--images-out", type=Path, metavar="FILE", help="with --shard: the partial image result"
+    )
+    spread.add_argument(
+        "--images-from",
+        type=Path,
+        metavar="FILE",
+        help="take the image comparison from FILE (the `imgtrace merge` of every shard's "
+        "--images-out) instead of comparing images here",
+    )
 
 
 def _parse_min_effect(text: str) -> float:
@@ -108,7 +134,52 @@ def _compare(args: argparse.Namespace) -> int:
     refuse_outputs(args, "json", "html")
     if rules.images and args.no_images:
         raise UsageError("--fail-on has image rules, but --no-images turns the comparison off")
+    if args.shard is not None or args.images_out is not None:
+        return _image_shard(args)
+    if args.images_from is not None:
+        if args.no_images:
+            raise UsageError("--images-from gives the image comparison; --no-images drops it")
+        if len(args.cands) > 1:
+            raise UsageError("--images-from holds the images of one CAND: give one")
+        if args.html is not None:
+            raise UsageError(
+                "--images-from has no diff pictures for --html: compare the images here instead"
+            )
     return _run(args, settings, rules)
+
+
+def _image_shard(args: argparse.Namespace) -> int:
+    """`--shard I/N --images-out FILE`: one shard of the image pairs, as a partial result."""
+    from analyzer._imageshards import compare_images_part, write_partial
+    from replayer import parse_shard
+
+    if args.shard is None or args.images_out is None:
+        raise UsageError("--shard I/N and --images-out FILE go together")
+    if args.no_images or args.images_from is not None or args.html is not None:
+        raise UsageError("--shard compares images only: drop --no-images, --images-from, --html")
+    if len(args.cands) > 1:
+        raise UsageError("--shard compares one CAND with BASE: give one")
+    part = parse_shard(args.shard)
+    refuse_existing(args.images_out, args.force, "--images-out")
+    with progress("comparing images"):
+        partial = compare_images_part(
+            args.base,
+            args.cands[0],
+            args.noise,
+            index=part.index,
+            count=part.count,
+            thresholds=thresholds_from_args(args),
+            jobs=args.jobs,
+            force=args.force,
+            salvage=args.salvage,
+        )
+    write_partial(partial, args.images_out)
+    print(
+        f"image shard {part.label}: {len(partial.pairs)} output pairs → {args.images_out} "
+        "(merge every shard with imgtrace merge, then compare --images-from)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
@@ -170,7 +241,12 @@ def _image_reports(args: argparse.Namespace, rules: Any) -> tuple[list[Any], lis
     if args.html is not None:
         assets = args.html.with_name(args.html.stem + "_files")
     reports, found = [], []
-    for index, cand in enumerate(args.cands):
+    if args.images_from is not None:
+        from analyzer._imageshards import read_partial, report_from_partial
+
+        partial = read_partial(args.images_from)
+        reports.append(report_from_partial(partial, args.base, args.cands[0], args.noise))
+    for index, cand in enumerate([] if args.images_from is not None else args.cands):
         # The HTML report draws the first candidate's images; the others' verdicts still count.
         with progress("comparing images") as update:
             image_report = analyzer.compare_run_images(
@@ -185,6 +261,7 @@ def _image_reports(args: argparse.Namespace, rules: Any) -> tuple[list[Any], lis
                 progress=lambda step, done, total: update(done, total, step),
             )
         reports.append(image_report)
+    for cand, image_report in zip(args.cands, reports, strict=True):
         for rule in rules.images:
             message = image_report.violation(rule)
             if message:

@@ -67,6 +67,7 @@ PUBLIC = {
         "body_from_parts",
         "boundary_of",
         "cat_lines",
+        "copy_part",
         "encode_body",
         "encode_multipart",
         "extension_for",
