@@ -12,10 +12,10 @@ The shard a run belongs to is a meaning both the replayer (which writes it) and 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -27,6 +27,7 @@ from ._writer import TraceWriter
 __all__ = ["MergeResult", "ShardInfo", "merge_files", "shard_metadata", "shard_of"]
 
 SHARD_KEY = "shard"
+R = TypeVar("R", Request, Outcome)
 Progress = Callable[[int, int], None]
 
 
@@ -143,6 +144,7 @@ class _Merge:
         self.out = out
         self.progress = progress
         self.blobs = 0
+        self.interrupted = False
 
     def run(self) -> MergeResult:
         raise NotImplementedError
@@ -155,6 +157,9 @@ class _Merge:
                     self.blobs += 1
             elif isinstance(record, Request | Outcome):
                 keep(record)
+        self.interrupted = self.interrupted or bool(reader.metadata().get("interrupted"))
+        # Done with this input: its cache of decompressed frames (up to 64 MB) goes now.
+        reader.close()
 
     def _report(self, done: int) -> None:
         if self.progress is not None:
@@ -193,7 +198,9 @@ class _RunMerge(_Merge):
             start_wall_ns=zero,
             metadata=metadata,
         )
-        outcomes: list[Outcome] = []
+        # Held encoded (a few hundred bytes each) rather than as objects (about 2 KB with their
+        # envelopes): 200,000 sends then fit in tens of MB.
+        held = _Held(Outcome)
         with TraceWriter(self.out, header, force=True) as writer:
             for position, (reader, shard) in enumerate(zip(self.readers, shards, strict=True)):
                 start = reader.header.start_wall_ns
@@ -212,21 +219,20 @@ class _RunMerge(_Merge):
                             f"{path}: send {record.seq} is not part of shard {shard.label}; "
                             "the file was not written by `replay --shard`"
                         )
-                    outcomes.append(_shift_outcome(record, shift) if shift else record)
+                    held.add(record.seq, _shift_outcome(record, shift) if shift else record)
 
                 self._copy(writer, reader, keep)
                 self._report(position + 1)
-            outcomes.sort(key=lambda outcome: outcome.seq)
-            _check_disjoint(outcomes)
-            for outcome in outcomes:
+            seqs = held.order()
+            _check_disjoint(seqs)
+            for outcome in held.records():
                 writer.write(outcome)
-            interrupted = any(r.metadata().get("interrupted") for r in self.readers)
-            writer.note(interrupted=interrupted, sent=len(outcomes))
+            writer.note(interrupted=self.interrupted, sent=len(seqs))
         return MergeResult(
             output=self.out,
             kind="run",
             inputs=len(self.readers),
-            records=len(outcomes),
+            records=len(seqs),
             blobs=self.blobs,
             shards=count,
             group=group,
@@ -277,10 +283,34 @@ class _RunMerge(_Merge):
         return shards
 
 
-def _check_disjoint(outcomes: list[Outcome]) -> None:
-    for before, after in zip(outcomes, outcomes[1:], strict=False):
-        if before.seq == after.seq:
-            raise UsageError(f"send {after.seq} appears in two inputs: the shards overlap")
+class _Held(Generic[R]):
+    """Records kept encoded until every input is read, then given back in key order."""
+
+    def __init__(self, kind: type[R]) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder: msgspec.msgpack.Decoder[R] = msgspec.msgpack.Decoder(kind)
+        self._keys: list[Any] = []
+        self._data: list[bytes] = []
+        self._order: list[int] = []
+
+    def add(self, key: Any, record: R) -> None:
+        self._keys.append(key)
+        self._data.append(self._encoder.encode(record))
+
+    def order(self) -> list[Any]:
+        """Sorts by key (stable: equal keys keep input order); returns the keys in order."""
+        self._order = sorted(range(len(self._keys)), key=self._keys.__getitem__)
+        return [self._keys[i] for i in self._order]
+
+    def records(self) -> Iterator[R]:
+        for i in self._order:
+            yield self._decoder.decode(self._data[i])
+
+
+def _check_disjoint(seqs: list[int]) -> None:
+    for before, after in zip(seqs, seqs[1:], strict=False):
+        if before == after:
+            raise UsageError(f"send {after} appears in two inputs: the shards overlap")
 
 
 def _shift_outcome(outcome: Outcome, shift: int) -> Outcome:
@@ -305,7 +335,7 @@ class _TraceMerge(_Merge):
             if digest in digests:
                 raise UsageError(f"{digests[digest]} and {reader.path} are the same trace")
             digests[digest] = reader.path
-        held: list[tuple[int, int, Request]] = []  # (wall time, input, request)
+        held = _Held(Request)  # keyed by (wall time, input)
         zeros: list[int | None] = []  # each input's time zero, as wall time
         starts = [r.header.start_wall_ns for r in self.readers]
         # Time zero of the merge: the earliest recorder's, when every header names one; else
@@ -323,14 +353,14 @@ class _TraceMerge(_Merge):
                 zeros.append(reader.header.start_wall_ns)
                 self._copy(writer, reader, self._holder(position, zeros, held))
                 self._report(position + 1)
-            if not held:
+            keys = held.order()
+            if not keys:
                 raise UsageError("nothing to merge: the traces hold no requests")
-            held.sort(key=lambda item: (item[0], item[1]))
             merged_zero = (
                 known_start if known_start is not None else min(z for z in zeros if z is not None)
             )
             used: set[str] = set()
-            for wall, position, request in held:
+            for (wall, position), request in zip(keys, held.records(), strict=True):
                 request_id = request.id
                 if request_id in used:
                     request_id = _unique(f"{self.readers[position].path.stem}/{request.id}", used)
@@ -340,7 +370,7 @@ class _TraceMerge(_Merge):
                 assert zero is not None  # set by the input's first request
                 shift = zero - merged_zero
                 writer.write(_moved_request(request, request_id, shift, wall))
-            result.records = len(held)
+            result.records = len(keys)
             result.blobs = self.blobs
         if result.renamed:
             result.notes.append(
@@ -350,7 +380,7 @@ class _TraceMerge(_Merge):
         return result
 
     def _holder(
-        self, position: int, zeros: list[int | None], held: list[tuple[int, int, Request]]
+        self, position: int, zeros: list[int | None], held: _Held[Request]
     ) -> Callable[[Any], None]:
         reader = self.readers[position]
 
@@ -366,7 +396,7 @@ class _TraceMerge(_Merge):
                     )
                 zero = zeros[position] = record.wall_ns - record.offset_ns
             wall = record.wall_ns if record.wall_ns is not None else zero + record.offset_ns
-            held.append((wall, position, record))
+            held.add((wall, position), record)
 
         return keep
 
