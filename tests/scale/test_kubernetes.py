@@ -105,6 +105,25 @@ def test_merge_job_joins_every_shard_the_replay_job_writes() -> None:
     assert merge["spec"]["completions"] == 1
 
 
+def test_compare_images_job_spreads_image_shards_over_an_indexed_job() -> None:
+    (job,) = load("compare-images-job.yaml")
+    spec = job["spec"]
+    main = container(job)
+    shards = int(env_of(main)["SHARDS"]["value"])
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == shards
+    assert main["command"] == ["imgtrace"]
+    args = main["args"]
+    assert args[0] == "compare"
+    assert args[args.index("--shard") + 1] == "$(JOB_COMPLETION_INDEX)/$(SHARDS)"
+    outs = {expand(args[args.index("--images-out") + 1], {"JOB_COMPLETION_INDEX": str(i)})
+            for i in range(shards)}  # fmt: skip
+    assert len(outs) == shards
+    assert int(args[args.index("--jobs") + 1]) == int(main["resources"]["requests"]["cpu"])
+    env = env_of(main)
+    assert env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == INDEX_ANNOTATION
+
+
 def test_dockerfile_runs_the_readme_install_command() -> None:
     """Docker is not run here: the Dockerfile's steps are checked to be the README's own."""
     runs = dockerfile_instructions("RUN")
