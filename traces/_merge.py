@@ -145,6 +145,7 @@ class _Merge:
         self.progress = progress
         self.blobs = 0
         self.interrupted = False
+        self.notes: list[str] = []
 
     def run(self) -> MergeResult:
         raise NotImplementedError
@@ -221,7 +222,9 @@ class _RunMerge(_Merge):
                         )
                     held.add(record.seq, _shift_outcome(record, shift) if shift else record)
 
+                before = len(held)
                 self._copy(writer, reader, keep)
+                self._note_short(reader, shard, len(held) - before)
                 self._report(position + 1)
             seqs = held.order()
             _check_disjoint(seqs)
@@ -236,7 +239,17 @@ class _RunMerge(_Merge):
             blobs=self.blobs,
             shards=count,
             group=group,
+            notes=self.notes,
         )
+
+    def _note_short(self, reader: TraceReader, shard: ShardInfo, recorded: int) -> None:
+        """A shard that stopped early is merged as it is, and said so."""
+        planned = reader.header.metadata.get("planned")
+        if isinstance(planned, int) and recorded < planned:
+            self.notes.append(
+                f"{reader.path}: shard {shard.label} recorded {recorded} of its {planned} "
+                "planned sends (interrupted or stopped early)"
+            )
 
     def _check_shards(self) -> list[ShardInfo]:
         shards: list[ShardInfo] = []
@@ -301,6 +314,9 @@ class _Held(Generic[R]):
         """Sorts by key (stable: equal keys keep input order); returns the keys in order."""
         self._order = sorted(range(len(self._keys)), key=self._keys.__getitem__)
         return [self._keys[i] for i in self._order]
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
     def records(self) -> Iterator[R]:
         for i in self._order:

@@ -77,10 +77,13 @@ def write_shard_run(
     start_wall_ns: int = 1_800_000_000 * 1_000_000_000,
     gap_ns: int = 10 * MS,
     with_shard: bool = True,
+    planned: int | None = None,
 ) -> Path:
     """A run as `replay --shard index/count` writes it: sends k ≡ index (mod count) of `total`,
     each returning one image; images repeat across shards (so the merge must store them once)."""
-    metadata = {"planned": len(range(index, total, count))}
+    metadata: dict[str, object] = {
+        "planned": len(range(index, total, count)) if planned is None else planned
+    }
     if with_shard:
         metadata.update(shard_metadata(index, count, group))
     header = Header(

@@ -78,6 +78,21 @@ def test_merge_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "merged 2 shards of group g1" in captured.err
 
 
+def test_a_shard_that_stopped_early_is_merged_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write_shard_run(tmp_path / "a.imgtrace", index=0, count=2, total=10)
+    b = write_shard_run(tmp_path / "b.imgtrace", index=1, count=2, total=10, planned=8)
+    out = tmp_path / "m.imgtrace"
+    assert main(["merge", str(a), str(b), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "shard 1/2 recorded 5 of its 8 planned sends" in err
+    assert "shard 0/2" not in err
+    with TraceReader(out) as reader:
+        assert reader.header.metadata["planned"] == 13
+        assert len(list(reader.outcomes())) == 10
+
+
 def test_missing_shard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inputs = shards(tmp_path, 3)
     out = tmp_path / "m.imgtrace"
