@@ -13,7 +13,8 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ NS = 1_000_000_000
 # The kernel's clock states (adjtimex(2)): TIME_ERROR means "not synchronized".
 _TIME_ERROR = 5
 _TIMEX_BYTES = 512  # larger than struct timex on every Linux ABI; only `modes` (0) is read
+# Nanoseconds since the epoch are stored as 64-bit integers: they last until April 2262.
+_LAST_S = (2**63 - 1) // NS
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CLOCKSOURCE = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource")
 
 
@@ -48,13 +52,16 @@ def parse_start_at(text: str) -> int:
     """
     stripped = text.strip()
     try:
-        seconds = float(stripped)
-    except ValueError:
+        # Decimal, not float: 1796119200.123456789 is exact to the nanosecond.
+        seconds = Decimal(stripped)
+    except InvalidOperation:
         pass
     else:
-        if math.isfinite(seconds) and seconds > 0:
-            return round(seconds * NS)
-        raise UsageError(f"--start-at {text!r}: Unix seconds must be a positive number")
+        if seconds.is_finite() and 0 < seconds < _LAST_S:
+            return int(seconds * NS)
+        raise UsageError(
+            f"--start-at {text!r}: Unix seconds must be a positive number before year 2262"
+        )
     try:
         moment = datetime.fromisoformat(stripped)
     except ValueError:
@@ -67,8 +74,10 @@ def parse_start_at(text: str) -> int:
             f"--start-at {text!r}: give a UTC offset (e.g. {stripped}Z), so every shard reads "
             "the same instant"
         )
-    whole = int(moment.timestamp())
-    return whole * NS + moment.microsecond * 1000
+    wall_ns = (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    if not 0 < wall_ns < _LAST_S * NS:
+        raise UsageError(f"--start-at {text!r}: give a time between 1970 and 2262")
+    return wall_ns
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def test_start_at_forms() -> None:
     assert parse_start_at("2026-12-01T11:00:00+01:00") == 1_796_119_200 * 10**9
     assert parse_start_at("2026-12-01T10:00:00.25Z") == 1_796_119_200_250_000_000
     assert parse_start_at("1796119200.5") == 1_796_119_200_500_000_000
+    assert parse_start_at("1796119200.123456789") == 1_796_119_200_123_456_789
+    assert parse_start_at("2026-12-01T09:59:59.999999Z") == 1_796_119_199_999_999_000
 
 
 @pytest.mark.parametrize(
@@ -71,6 +73,7 @@ def test_start_at_forms() -> None:
         ("2026-12-01T10:00:00", "give a UTC offset"),
         ("-5", "positive"),
         ("nan", "positive"),
+        ("inf", "positive"),
     ],
 )
 def test_bad_start_at(text: str, fragment: str) -> None:
@@ -130,3 +133,29 @@ def test_a_shard_keeps_the_unsharded_rate_schedule(tmp_path: Path) -> None:
             assert part.total == len(range(index, 24, 5))
             merged.update((slot.seq, slot.intended_ns) for slot in part.slots())
     assert merged == whole
+
+
+@given(st.integers(1000, 9_000_000_000 * 10**9))
+def test_start_at_round_trips_unix_seconds_and_iso(wall_ns: int) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    seconds, rest = divmod(wall_ns, 10**9)
+    assert parse_start_at(f"{seconds}.{rest:09d}") == wall_ns
+    micro = wall_ns // 1000 * 1000
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micro // 1000)
+    assert parse_start_at(moment.isoformat()) == micro
+    assert parse_start_at(moment.isoformat().replace("+00:00", "Z")) == micro
+
+
+@given(st.text(max_size=30))
+def test_start_at_never_fails_other_than_usage_error(text: str) -> None:
+    try:
+        parse_start_at(text)
+    except UsageError as exc:
+        assert str(exc).startswith("--start-at ")
+
+
+@pytest.mark.parametrize("text", ["1e30", "9999999999999", "1969-12-31T00:00:00Z"])
+def test_start_at_outside_the_representable_range(text: str) -> None:
+    with pytest.raises(UsageError, match="--start-at"):
+        parse_start_at(text)
