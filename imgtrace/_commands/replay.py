@@ -317,8 +317,6 @@ def _scale_out(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--start-grace applies to --start-at TIME")
     if args.group is not None and args.shard is None:
         raise UsageError("--group names the shards of one replay and needs --shard I/N")
-    if args.group is not None and not args.group.strip():
-        raise UsageError("--group: give a non-empty id")
     start_at = None
     if args.start_at is not None:
         grace = DEFAULT_GRACE_S if args.start_grace is None else args.start_grace

@@ -159,3 +159,14 @@ def test_start_at_never_fails_other_than_usage_error(text: str) -> None:
 def test_start_at_outside_the_representable_range(text: str) -> None:
     with pytest.raises(UsageError, match="--start-at"):
         parse_start_at(text)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"group": "g"}, {"group": " ", "shard": Partition(0, 2)}],
+)
+def test_replay_config_refuses_a_group_without_a_shard_or_an_empty_one(
+    options: dict[str, object],
+) -> None:
+    with pytest.raises(UsageError, match="--group"):
+        ReplayConfig(Path("t.imgtrace"), "http://127.0.0.1", **options)  # type: ignore[arg-type]
