@@ -189,12 +189,12 @@ class _RunMerge(_Merge):
                 "clocks": [r.header.metadata.get("clock") for r in self.readers],
             },
         )
-        header = Header(
-            kind="run",
-            source=first.header.source,
-            trace_digest=first.header.trace_digest,
-            trace_path=first.header.trace_path,
-            target=first.header.target,
+        # The shards' header with what differs: every other field (the target, an interleaved
+        # replay's group) is the same in every shard.
+        header = msgspec.structs.replace(
+            first.header,
+            created_ns=0,
+            tool_version="",
             options=options,
             start_wall_ns=zero,
             metadata=metadata,
