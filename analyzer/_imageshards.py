@@ -4,9 +4,11 @@ Shard I of N compares the outputs of the requests whose (request id, loop) falls
 (`pair_part`, a stable hash, so BASE, CAND and the noise run agree without talking) and writes
 a *partial image result*: a JSON file with its pairs as compared, the thresholds and the three
 runs' names. Merging checks that the partials are the shards of one comparison, complete and
-disjoint, and re-applies the noise band to all pairs at once (the band is a quantile over every
-A/A distance, so a shard's own band is not the comparison's). The merged result then stands in
-for the image part of `compare` (`--images-from`), verdicts and `--fail-on` rules included.
+disjoint, and decides the noise rule again over all the pairs (it is per request today, so this
+changes nothing; a rule over the whole run would be decided here, never per shard). Everything
+run-level (the noise summary, the paired test, the gate, the tables) is computed from the
+merged pairs. The merged result then stands in for the image part of `compare`
+(`--images-from`), verdicts and `--fail-on` rules included.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import msgspec
 
 from traces import UsageError, copy_part
 
-from ._imageoptions import Thresholds
-from ._imagereport import ImageReport, RequestInfo, severity_key, summarize_noise
-from ._imagework import PairResult
+from ._images.noise import summarize_noise
+from ._images.options import Thresholds
+from ._images.records import PairResult, RequestInfo
+from ._images.report import ImageReport, severity_key
 
 __all__ = [
     "PartialImages",
@@ -74,7 +77,7 @@ def compare_images_part(
     salvage: bool = False,
 ) -> PartialImages:
     """Compare shard `index` of `count` of the image pairs (the runs' parts are copied aside)."""
-    from ._images import compare_run_images
+    from ._images.compare import compare_run_images
 
     def keep(request_id: str, loop: int) -> bool:
         return pair_part(request_id, loop, count) == index
@@ -189,9 +192,9 @@ def merge_partials(paths: Sequence[Path]) -> PartialImages:
 
 
 def _with_noise(pairs: list[PairResult], thresholds: Thresholds, noise: bool) -> list[PairResult]:
-    from ._images import _apply_noise
+    from ._images.verdict import apply_noise
 
-    return _apply_noise(pairs, thresholds, noise)
+    return apply_noise(pairs, thresholds, noise)
 
 
 def report_from_partial(
