@@ -4,6 +4,7 @@ Everything else (recorder, replayer, analyzer) builds on this package and on not
 other. See docs/trace-format.md for the specification.
 """
 
+from ._arrivals import ArrivalKind, ArrivalProcess, GapSource
 from ._body import (
     BlobSink,
     BlobSource,
@@ -14,6 +15,7 @@ from ._body import (
     restore_images,
     strip_images,
 )
+from ._classes import CLASS_FIELDS, MAX_CLASSES, class_labels, request_classes, request_features
 from ._errors import (
     MissingBlobError,
     MultipartError,
@@ -24,8 +26,10 @@ from ._errors import (
     UnsupportedTraceVersion,
     UsageError,
 )
+from ._failures import ERROR_KINDS, ErrorKind, error_kind, error_kind_named
 from ._framing import BlobLocation, FileIndex
 from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
+from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import strip_images_from_json
 from ._media import extension_for, sniff_media_type
@@ -37,7 +41,8 @@ from ._multipart import (
     new_boundary,
     parse_multipart,
 )
-from ._reader import Damage, TraceReader
+from ._quantile import Ascending, quantile, quantile_index
+from ._reader import Damage, RecordKind, TraceReader
 from ._redact import (
     DEFAULT_REDACTED_HEADERS,
     PLACEHOLDERS,
@@ -69,18 +74,28 @@ from ._schema import (
     Response,
     TextField,
 )
+from ._units import parse_byte_size
 from ._version import __version__
+from ._view import ExchangeView, view_exchange
 from ._writer import TraceWriter
 
 __all__ = [
     "DEFAULT_MAX_HEADER_SIZE",
+    "CLASS_FIELDS",
     "DEFAULT_REDACTED_HEADERS",
+    "ERROR_KINDS",
     "FORMAT_VERSION",
     "HEAD_TOO_LARGE",
+    "IMAGE_FIELDS",
+    "MASK_FIELDS",
+    "MAX_CLASSES",
     "PLACEHOLDERS",
     "READABLE_VERSIONS",
     "REDACTED",
     "SECRET_QUERY_PARAMS",
+    "ArrivalKind",
+    "ArrivalProcess",
+    "Ascending",
     "Blob",
     "BlobLocation",
     "BlobSink",
@@ -88,10 +103,13 @@ __all__ = [
     "Body",
     "Damage",
     "ErrorInfo",
+    "ErrorKind",
+    "ExchangeView",
     "FileIndex",
     "FilePart",
     "FormPart",
     "FormPartData",
+    "GapSource",
     "Header",
     "Interleave",
     "JsonBody",
@@ -103,6 +121,7 @@ __all__ = [
     "OutputExists",
     "RawBody",
     "Record",
+    "RecordKind",
     "Redaction",
     "Request",
     "Response",
@@ -121,21 +140,32 @@ __all__ = [
     "body_from_parts",
     "boundary_of",
     "cat_lines",
+    "class_labels",
     "encode_body",
     "encode_multipart",
+    "error_kind",
+    "error_kind_named",
     "extension_for",
     "extract_images",
     "form_parts",
     "format_summary",
+    "input_images",
+    "input_masks",
     "internal_address",
     "new_boundary",
+    "parse_byte_size",
     "parse_multipart",
+    "quantile",
+    "quantile_index",
     "redact_envelope",
     "redact_query",
+    "request_classes",
+    "request_features",
     "restore_images",
     "secret_header_name",
     "sniff_media_type",
     "strip_images",
     "strip_images_from_json",
     "summarize",
+    "view_exchange",
 ]
