@@ -387,7 +387,7 @@ class RecordingProxy:
         self, send: Send, exchange: Exchange | None, flow: _Flow, exc: httpx.HTTPError
     ) -> None:
         kind = error_kind(exc)
-        status = 504 if kind == "timeout" else 502
+        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
         what = "did not answer in time" if status == 504 else "failed"
         message = f"imgtrace record: the upstream {self.upstream} {what}: {exc!r}"
         await self._answer(send, exchange, flow, kind, status, message)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import random
 import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from traces import (
+    ArrivalKind,
+    ArrivalProcess,
     FilePart,
     JsonBody,
     MultipartBody,
@@ -26,6 +28,7 @@ from traces import (
     TextField,
     TraceReader,
     UsageError,
+    input_images,
 )
 
 from ._errors import ReplayError
@@ -346,8 +349,7 @@ class Plan:
         """Every send of the replay, in send order, with its intended offset."""
         survey = self.survey
         timing = self.timing
-        rng = random.Random(timing.arrival_seed)
-        next_rate_ns = 0.0
+        arrivals = self._arrivals() if timing.mode == "rate" else iter(())
         seq = 0
         for loop in range(self.selection.loop):
             base = loop * survey.period_ns
@@ -357,12 +359,23 @@ class Plan:
                     relative = base + request.offset_ns - survey.first_ns
                     intended = max(0, round(relative / timing.speed))
                 elif timing.mode == "rate":
-                    intended = round(next_rate_ns)
-                    next_rate_ns += _gap_ns(rng, timing)
+                    intended = round(next(arrivals) * NS)
                 else:
                     intended = None
                 yield Slot(seq, request, loop, intended, seq < self.selection.warmup)
                 seq += 1
+
+    def _arrivals(self) -> Iterator[float]:
+        """Send times in seconds under --rate: the arrival process `synth` uses, seeded."""
+        timing = self.timing
+        process = ArrivalProcess.steady(
+            cast(ArrivalKind, timing.arrival), timing.rate, burstiness=timing.shape
+        )
+        if process.kind == "constant":
+            return process.arrivals(None)
+        import numpy as np
+
+        return process.arrivals(np.random.default_rng(timing.arrival_seed))
 
     def _in_send_order(self) -> Iterator[Request]:
         """One pass in file order; in time order when original timing meets an unsorted file.
@@ -390,7 +403,7 @@ class Plan:
                 value = field_value(shaped, name)
                 if value is not None:
                     result.mix.setdefault(name, Counter())[value] += 1
-            images = _image_count(shaped)
+            images = len(input_images(shaped.body))
             result.mix.setdefault("input images", Counter())[str(images)] += 1
             if slot.intended_ns is None:
                 continue
@@ -406,27 +419,6 @@ class Plan:
                 # n sends over the span between the first and the last: n - 1 gaps.
                 result.mean_rate = (result.sends - 1) / result.duration_s
         return result
-
-
-def _image_count(request: Request) -> int:
-    body = request.body
-    if not isinstance(body, MultipartBody):
-        return 0
-    return sum(
-        1
-        for part in body.parts
-        if isinstance(part, FilePart) and part.name in ("image", "image[]", "images", "images[]")
-    )
-
-
-def _gap_ns(rng: random.Random, timing: Timing) -> float:
-    mean = NS / timing.rate
-    if timing.arrival == "constant":
-        return mean
-    if timing.arrival == "poisson":
-        return rng.expovariate(1.0) * mean
-    # Shape k, scale mean/k: the mean gap stays 1/rate whatever the burstiness.
-    return rng.gammavariate(timing.shape, mean / timing.shape)
 
 
 def check_positive(value: float | None, flag: str, *, integer: bool = False) -> None:

@@ -47,22 +47,19 @@ class ArrivalProcess(msgspec.Struct, frozen=True, kw_only=True):
         if self.kind not in _KINDS:
             raise UsageError(f"arrival process {self.kind!r}: expected one of {', '.join(_KINDS)}")
         if not (math.isfinite(self.burstiness) and self.burstiness > 0):
-            raise UsageError(f"burstiness {self.burstiness:g}: expected a positive number")
-        if not self.schedule or self.schedule[0][0] != 0:
-            raise UsageError("a rate schedule starts at time 0")
-        if not all(math.isfinite(v) and v >= 0 for segment in self.schedule for v in segment):
-            raise UsageError("the times and rates of a schedule must be >= 0")
+            raise UsageError("--burstiness must be positive")
+        rates = [rate for _, rate in self.schedule]
+        if not all(math.isfinite(r) and r >= 0 for r in rates) or not any(r > 0 for r in rates):
+            raise UsageError("--rate must be positive (and finite)")
         starts = [start for start, _ in self.schedule]
+        if starts[0] != 0 or not all(math.isfinite(s) for s in starts):
+            raise UsageError("a rate schedule starts at time 0, and its times are finite")
         if any(b <= a for a, b in zip(starts, starts[1:], strict=False)):
             raise UsageError("the segment start times of a schedule must increase")
-        if all(rate == 0 for _, rate in self.schedule):
-            raise UsageError("every rate of the schedule is 0")
 
     @classmethod
     def steady(cls, kind: ArrivalKind, rate: float, burstiness: float = 1.0) -> ArrivalProcess:
         """One rate for ever."""
-        if not (math.isfinite(rate) and rate > 0):
-            raise UsageError(f"rate {rate:g}: expected a positive number of requests per second")
         return cls(kind=kind, schedule=((0.0, float(rate)),), burstiness=burstiness)
 
     def gap(self, rng: GapSource | None) -> float:

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from replay_helpers import MS, write_trace
 
 from replayer import Plan, Selection, Shaper, Timing
 from replayer._schedule import parse_arrival, parse_filter, parse_window
-from traces import TraceReader, UsageError
+from traces import ArrivalProcess, TraceReader, UsageError
 
 OFFSETS = [0, 30, 60, 150, 200, 420]
 
@@ -81,6 +82,16 @@ def test_poisson_and_gamma_are_seeded_and_have_the_right_mean(tmp_path: Path) ->
         assert statistics.mean(gaps) == pytest.approx(10 * MS, rel=0.1)
     other = Timing("rate", rate=100.0, arrival="poisson", arrival_seed=8)
     assert [s.intended_ns for s in plan(path, other).slots()] != first
+
+
+def test_rate_retiming_is_the_arrival_process_synth_uses(tmp_path: Path) -> None:
+    path = write_trace(tmp_path / "many.imgtrace", list(range(300)))
+    timing = Timing("rate", rate=40.0, arrival="gamma", shape=0.5, arrival_seed=11)
+    selection = Selection(loop=2)
+    process = ArrivalProcess.steady("gamma", 40.0, burstiness=0.5)
+    # The same seed and process give `synth` its arrivals; a second pass continues the process.
+    expected = process.times(np.random.default_rng(11), 600, None)
+    assert times(plan(path, timing, selection)) == [round(t * 1e9) for t in expected]
 
 
 def test_gamma_shape_changes_burstiness(tmp_path: Path) -> None:
