@@ -19,7 +19,7 @@ import httpx
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from traces import HEAD_TOO_LARGE
+from traces import HEAD_TOO_LARGE, ErrorKind
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
 from ._sink import Recorder
@@ -397,7 +397,7 @@ class RecordingProxy:
         send: Send,
         exchange: Exchange | None,
         flow: _Flow,
-        kind: str,
+        kind: ErrorKind,
         status: int,
         message: str,
     ) -> None:

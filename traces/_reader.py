@@ -112,9 +112,11 @@ class TraceReader:
             self._check_signature()
             self.index: FileIndex | None = self._read_index()
             self._data_end = self._index_offset if self.index is not None else self._size
+            self._trace_digest: str | None = None
             if self.index is not None:
                 self._blobs = dict(self.index.blobs)
                 self._scanned = True
+                self._trace_digest = self.index.trace_digest or None
             self.header = self._read_header()
         except BaseException:
             self._file.close()
@@ -143,8 +145,14 @@ class TraceReader:
         """
         wanted = None if kinds is None else frozenset(kinds)
         self._yielded = self._seen = 0
+        # A file without index learns its trace digest from any full pass over its requests.
+        digest = hashlib.sha256() if self._trace_digest is None else None
+        if wanted is not None and "request" not in wanted:
+            digest = None
         for frame_offset, content in self._frames():
             for position, record in self._decode_frame(frame_offset, content, wanted):
+                if digest is not None and isinstance(record, Request):
+                    digest.update(request_identity(record))
                 if isinstance(record, Blob):
                     if record.digest not in self._blobs:
                         self._blobs[record.digest] = BlobLocation(
@@ -154,6 +162,8 @@ class TraceReader:
                         continue  # decoded only to learn where it is
                 self._yielded += 1
                 yield record
+        if digest is not None:
+            self._trace_digest = digest.hexdigest()
         if self.damage is None:
             self._scanned = True
 
@@ -203,12 +213,11 @@ class TraceReader:
 
     def trace_digest(self) -> str:
         """Digest of the requests (ids, timing, bodies), which names this trace in run headers."""
-        if self.index is not None and self.index.trace_digest:
-            return self.index.trace_digest
-        digest = hashlib.sha256()
-        for request in self.requests():
-            digest.update(request_identity(request))
-        return digest.hexdigest()
+        if self._trace_digest is None:
+            for _ in self.requests():
+                pass
+        assert self._trace_digest is not None
+        return self._trace_digest
 
     def close(self) -> None:
         self._file.close()

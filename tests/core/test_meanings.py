@@ -260,3 +260,41 @@ def test_a_file_without_index_still_finds_blobs_after_a_filtered_read(tmp_path: 
         assert isinstance(body, MultipartBody)
         digest = input_images(body)[0].blob
         assert reader.blob(digest).startswith(b"\x89PNG")
+
+
+def test_every_tool_counts_an_image_and_a_mask_alike(tmp_path: Path) -> None:
+    from tracefiles import png
+
+    from analyzer._images import _request_info
+    from replayer import Plan, Selection, Shaper, Timing
+    from traces import FormPartData, Header, TraceWriter, body_from_parts
+    from traces._inspect import summarize
+
+    path = tmp_path / "edits.imgtrace"
+    with TraceWriter(path, Header(source="test")) as writer:
+        for index, (size, names) in enumerate(
+            [("512x512", ["image", "mask"]), ("1024x1024", ["image[]", "image[]"])]
+        ):
+            parts = [FormPartData("prompt", b"sky"), FormPartData("size", size.encode())]
+            parts += [
+                FormPartData(name, png(8 + i, 8, (i, 0, 0)), f"{name}.png", "image/png")
+                for i, name in enumerate(names)
+            ]
+            body = body_from_parts(parts, "b0undary", writer.add_blob)
+            writer.write(Request(id=f"r{index}", offset_ns=index, path="/v1/images/edits",
+                                 body=body))  # fmt: skip
+    with TraceReader(path) as reader:
+        summary = summarize(reader)
+        requests = list(reader.requests())
+        dry = Plan(reader, Selection(), Timing(), Shaper("http://127.0.0.1:9"))
+        dry.run_survey()
+        mix = dry.dry_run().mix
+    assert summary.images_per_request == {"1": 1, "2": 1}
+    assert summary.masks_per_request == {"0": 1, "1": 1}
+    assert dict(mix["input images"]) == {"1": 1, "2": 1}
+    assert [request_features(r)["images"] for r in requests] == ["1", "2"]
+    assert [len(_request_info(r).inputs) for r in requests] == [1, 2]
+    assert request_classes(requests) == {
+        "r0": "size=512x512 images=1",
+        "r1": "size=1024x1024 images=2",
+    }

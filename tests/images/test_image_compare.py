@@ -119,7 +119,8 @@ def test_every_verdict_without_noise(runs: Path) -> None:
     assert report.noise_summary is None
     verdict_table = report.tables()[0]
     assert any("--noise BASE2" in note for note in verdict_table.footnotes)
-    assert verdict_table.rows[0][:2] == ["size=512x512 n=1", str(len(report.pairs))]
+    # One request class, as in the latency tables: nothing in the trace varies.
+    assert verdict_table.rows[0][:2] == ["all", str(len(report.pairs))]
 
 
 def test_noise_run_calibrates_the_verdicts(runs: Path) -> None:
@@ -208,7 +209,7 @@ def test_moved_trace_leaves_the_input_column_empty(runs: Path) -> None:
     report = _compare(runs, assets_dir=runs / "files")
     assert any("trace this run replayed was not found" in note for note in report.notes)
     assert all("input0" not in row.cells for row in report.rendered.values())
-    assert {p.request_class for p in report.pairs} == {"all requests"}
+    assert {p.request_class for p in report.pairs} == {"all"}
 
 
 def test_wrong_trace_is_not_used_for_inputs(runs: Path) -> None:
