@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -235,7 +234,6 @@ class Survey:
     first_ns: int = 0
     last_ns: int = 0
     raw_bodies: int = 0
-    out_of_order: int = 0
 
     @property
     def span_ns(self) -> int:
@@ -278,19 +276,18 @@ class Plan:
         return self.survey.count * self.selection.loop
 
     def selected(self) -> Iterator[Request]:
-        """One pass over the selected requests, in trace order."""
+        """One pass over the selected requests, in arrival order (`requests_by_arrival`)."""
         start, end = self.selection.window
         start_ns = None if start is None else int(start * NS)
         end_ns = None if end is None else int(end * NS)
         count = 0
-        for request in self.reader.requests():
+        for request in self.reader.requests_by_arrival():
             if self.selection.limit is not None and count >= self.selection.limit:
                 return
             if start_ns is not None and request.offset_ns < start_ns:
                 continue
             if end_ns is not None and request.offset_ns >= end_ns:
-                # Traces are written in arrival order, but imported ones may not be: keep going.
-                continue
+                return
             if all(f.matches(request) for f in self.selection.filters):
                 count += 1
                 yield request
@@ -300,13 +297,9 @@ class Plan:
         survey = Survey()
         needed: dict[str, str] = {}
         names = [name for name, _ in self.shaper.sets]
-        previous = 0
         for request in self.selected():
             if survey.count == 0:
                 survey.first_ns = request.offset_ns
-            elif request.offset_ns < previous:
-                survey.out_of_order += 1
-            previous = request.offset_ns
             survey.count += 1
             survey.last_ns = max(survey.last_ns, request.offset_ns)
             body = request.body
@@ -335,13 +328,6 @@ class Plan:
                 f"{self.reader.path}: no request to replay (the trace is empty, or --window, "
                 "--filter or --limit selected nothing)"
             )
-        if survey.out_of_order and self.timing.mode == "original":
-            warnings.warn(
-                f"{self.reader.path}: {survey.out_of_order} requests come before the previous "
-                "one in time (e.g. a recording whose writer stopped before it could sort its "
-                "file); they are sent in time order, which holds the request records in memory",
-                stacklevel=2,
-            )
         self.survey = survey
         return survey
 
@@ -353,7 +339,7 @@ class Plan:
         seq = 0
         for loop in range(self.selection.loop):
             base = loop * survey.period_ns
-            for request in self._in_send_order():
+            for request in self.selected():
                 intended: int | None
                 if timing.mode == "original":
                     relative = base + request.offset_ns - survey.first_ns
@@ -376,16 +362,6 @@ class Plan:
         import numpy as np
 
         return process.arrivals(np.random.default_rng(timing.arrival_seed))
-
-    def _in_send_order(self) -> Iterator[Request]:
-        """One pass in file order; in time order when original timing meets an unsorted file.
-
-        Sending an unsorted file in file order would make every early request wait for the late
-        one before it; sorting needs the records in memory, so only unsorted files pay for it.
-        """
-        if self.survey.out_of_order and self.timing.mode == "original":
-            return iter(sorted(self.selected(), key=lambda request: request.offset_ns))
-        return self.selected()
 
     def dry_run(self) -> DryRun:
         """Duration, mean and peak (busiest second) rate and the request mix of the schedule."""

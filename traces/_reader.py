@@ -33,6 +33,7 @@ from ._framing import (
     FileIndex,
     is_skippable,
 )
+from ._order import ArrivalOrder, arrival_order
 from ._schema import READABLE_VERSIONS, Blob, Header, Note, Outcome, Record, Request
 from ._writer import request_identity
 
@@ -113,6 +114,7 @@ class TraceReader:
             self.index: FileIndex | None = self._read_index()
             self._data_end = self._index_offset if self.index is not None else self._size
             self._trace_digest: str | None = None
+            self._arrival: ArrivalOrder | None = None
             if self.index is not None:
                 self._blobs = dict(self.index.blobs)
                 self._scanned = True
@@ -143,6 +145,11 @@ class TraceReader:
         Records of other kinds are skipped undecoded, so `kinds={"request"}` never copies an
         image blob's bytes.
         """
+        for _, _, record in self._located(kinds):
+            yield record
+
+    def _located(self, kinds: Iterable[RecordKind] | None) -> Iterator[tuple[int, int, Record]]:
+        """`records()` with where each record is: (frame offset, position in the frame, record)."""
         wanted = None if kinds is None else frozenset(kinds)
         self._yielded = self._seen = 0
         # A file without index learns its trace digest from any full pass over its requests.
@@ -161,16 +168,27 @@ class TraceReader:
                     if wanted is not None and "blob" not in wanted:
                         continue  # decoded only to learn where it is
                 self._yielded += 1
-                yield record
+                yield frame_offset, position, record
         if digest is not None:
             self._trace_digest = digest.hexdigest()
         if self.damage is None:
             self._scanned = True
 
     def requests(self) -> Iterator[Request]:
+        """The requests in file order (a recording writes them as they finish)."""
         for record in self.records(kinds=("request",)):
             assert isinstance(record, Request)
             yield record
+
+    def requests_by_arrival(self) -> Iterator[Request]:
+        """The requests in arrival order: by `offset_ns`, ties in file order.
+
+        A file already in that order streams; any other holds one small entry per request,
+        never the records (see `traces._order`).
+        """
+        if self._arrival is None:
+            self._arrival = arrival_order(self)
+        return self._arrival.requests(self)
 
     def outcomes(self) -> Iterator[Outcome]:
         for record in self.records(kinds=("outcome",)):
@@ -201,10 +219,7 @@ class TraceReader:
         location = self._locate(digest)
         if location is None:
             raise self._missing(digest)
-        content = self._cached_frame(location.frame_offset)
-        (length,) = LENGTH_PREFIX.unpack_from(content, location.position)
-        start = location.position + 4
-        record = _record_decoder.decode(content[start : start + length])
+        record = self._record_at(location.frame_offset, location.position)
         if not isinstance(record, Blob) or record.digest != digest:
             raise TraceFormatError(
                 self.path, location.frame_offset, f"index points to the wrong record for {digest}"
@@ -422,6 +437,14 @@ class TraceReader:
             self._scanned = True
             location = self._blobs.get(digest)
         return location
+
+    def _record_at(self, frame_offset: int, position: int) -> Record:
+        """The record whose length prefix starts at `position` in the frame at `frame_offset`."""
+        content = self._cached_frame(frame_offset)
+        (length,) = LENGTH_PREFIX.unpack_from(content, position)
+        start = position + 4
+        record: Record = _record_decoder.decode(content[start : start + length])
+        return record
 
     def _missing(self, digest: str) -> MissingBlobError:
         return MissingBlobError(

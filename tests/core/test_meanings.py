@@ -298,3 +298,42 @@ def test_every_tool_counts_an_image_and_a_mask_alike(tmp_path: Path) -> None:
         "r0": "size=512x512 images=1",
         "r1": "size=1024x1024 images=2",
     }
+
+
+# -- arrival order ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clean_close", [True, False])
+def test_requests_come_back_in_arrival_order_whatever_the_file_order(
+    tmp_path: Path, clean_close: bool
+) -> None:
+    from traces import Header, TraceWriter
+
+    path = tmp_path / "finished.imgtrace"
+    offsets = {"a": 30, "b": 10, "c": 20, "d": 10, "e": 0}
+    writer = TraceWriter(path, Header(source="test"), flush_records=2)
+    for request_id, offset in offsets.items():
+        writer.write(Request(id=request_id, offset_ns=offset, path="/v1/images/edits"))
+    if clean_close:
+        writer.close()
+    else:
+        writer.flush()
+        writer.abandon()  # as a killed recorder leaves it: no index
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reader = TraceReader(path)
+    with reader:
+        assert [r.id for r in reader.requests()] == list(offsets)
+        # By offset; the two at 10 ns keep their file order.
+        assert [r.id for r in reader.requests_by_arrival()] == ["e", "b", "d", "c", "a"]
+        assert [r.id for r in reader.requests_by_arrival()] == ["e", "b", "d", "c", "a"]
+        if clean_close:
+            assert reader.index is not None and not reader.index.arrival_sorted
+
+
+def test_a_sorted_file_says_so_in_its_index(tmp_path: Path) -> None:
+    path = tmp_path / "t.imgtrace"
+    written = write_trace(path, 8)
+    with TraceReader(path) as reader:
+        assert reader.index is not None and reader.index.arrival_sorted
+        assert [r.id for r in reader.requests_by_arrival()] == [r.id for r in written]
