@@ -229,7 +229,8 @@ class FileContents:
         return [request for request in self.requests if request.response is not None]
 
 
-_contents_cache: OrderedDict[tuple[Path, int, int, bool], FileContents] = OrderedDict()
+_FileKey = tuple[Path, int, int, int, int, bool]
+_contents_cache: OrderedDict[_FileKey, FileContents] = OrderedDict()
 _CACHED_FILES = 8
 
 
@@ -238,14 +239,23 @@ def read_contents(path: str | os.PathLike[str], *, salvage: bool = False) -> Fil
 
     A command that needs the same file twice (`compare`: the latency analysis, the image
     comparison, the request classes of the trace) reads it once: the contents are kept for
-    the few files last read, keyed by path, size and modification time.
+    the few files last read, keyed by path, inode, size and change times.
     """
     path = Path(path)
+    key: _FileKey | None = None
     try:
         stat = path.stat()
-        key = (path.resolve(), stat.st_mtime_ns, stat.st_size, salvage)
     except OSError:
-        key = None  # TraceReader names the problem
+        pass  # TraceReader names the problem
+    else:
+        key = (
+            path.resolve(),
+            stat.st_ino,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+            stat.st_size,
+            salvage,
+        )
     if key is not None and key in _contents_cache:
         _contents_cache.move_to_end(key)
         return _contents_cache[key]

@@ -299,3 +299,29 @@ def test_a_dying_worker_is_one_clear_error(runs: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(images, "compare_in_worker", _die)
     with pytest.raises(AnalysisError, match="worker died.*--jobs 1"):
         _compare(runs, jobs=2)
+
+
+def test_compare_reads_each_file_once_and_skips_image_bytes(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `imgtrace compare` does in its own process: the latency rows of both runs, the
+    # request classes from their trace, then the image comparison (blobs fetched by index).
+    from collections import Counter
+
+    from analyzer._load import load_rows
+    from traces import TraceReader
+
+    passes: Counter[tuple[str, frozenset[str] | None]] = Counter()
+    located = TraceReader._located
+
+    def counted(self: TraceReader, kinds: object) -> object:
+        passes[(self.path.name, frozenset(kinds) if kinds else None)] += 1  # type: ignore[arg-type]
+        return located(self, kinds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TraceReader, "_located", counted)
+    for name in ("a.run", "b.run"):
+        load_rows(runs / name)
+    report = _compare(runs)
+    assert report.requests  # the trace's inputs and classes were found
+    wanted = frozenset({"request", "outcome"})
+    assert passes == {("a.run", wanted): 1, ("b.run", wanted): 1, ("t.imgtrace", wanted): 1}
