@@ -31,9 +31,9 @@ from traces import (
     Response,
     TextField,
     body_from_bytes,
+    json_envelope,
     redact_query,
     strip_images,
-    strip_images_from_json,
 )
 from traces import error_kind as classify
 
@@ -322,11 +322,8 @@ def _response(
             body_blob = add_blob(raw, content_type)
         elif media == "text/event-stream":
             envelope, images = _sse_envelope(data, add_blob)
-        elif media == "application/json" or media.endswith("+json"):
-            try:
-                envelope, images = strip_images_from_json(data, add_blob)
-            except msgspec.DecodeError:
-                body_blob = add_blob(data, content_type)
+        elif (split := json_envelope(content_type, data, add_blob)) is not None:
+            envelope, images = split
         else:
             body_blob = add_blob(data, content_type)
     return Response(

@@ -12,9 +12,7 @@ import threading
 from collections import deque
 from typing import Any
 
-import msgspec
-
-from traces import BlobSink, Outcome, TraceWriter, strip_images_from_json
+from traces import Outcome, TraceWriter, json_envelope
 
 from ._sender import Exchange
 
@@ -88,7 +86,7 @@ class OutcomeSink:
         body = exchange.body
         if body:
             sink = self.writer.add_blob if self.keep_images else _digest_only
-            split = _json_images(exchange.content_type, body, sink)
+            split = json_envelope(exchange.content_type, body, sink)
             if split is not None:
                 envelope, images = split
             elif self.keep_images or not (exchange.content_type or "").startswith("image/"):
@@ -115,16 +113,3 @@ class OutcomeSink:
             warmup=exchange.warmup,
             loop=exchange.loop,
         )
-
-
-def _json_images(
-    content_type: str | None, body: bytes, sink: BlobSink
-) -> tuple[Any, tuple[str, ...]] | None:
-    """Envelope and image digests of a JSON body; None when the body is not JSON."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        return None
-    try:
-        return strip_images_from_json(body, sink)
-    except msgspec.DecodeError:
-        return None

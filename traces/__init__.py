@@ -31,7 +31,7 @@ from ._framing import BlobLocation, FileIndex
 from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
 from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
-from ._jsonimages import strip_images_from_json
+from ._jsonimages import is_json_media, json_envelope, strip_images_from_json
 from ._media import extension_for, sniff_media_type
 from ._multipart import (
     FormPartData,
@@ -152,6 +152,8 @@ __all__ = [
     "input_images",
     "input_masks",
     "internal_address",
+    "is_json_media",
+    "json_envelope",
     "new_boundary",
     "parse_byte_size",
     "parse_multipart",

@@ -89,6 +89,8 @@ PUBLIC = {
         "input_images",
         "input_masks",
         "internal_address",
+        "is_json_media",
+        "json_envelope",
         "new_boundary",
         "parse_byte_size",
         "parse_multipart",
