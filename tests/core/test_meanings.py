@@ -337,3 +337,27 @@ def test_a_sorted_file_says_so_in_its_index(tmp_path: Path) -> None:
     with TraceReader(path) as reader:
         assert reader.index is not None and reader.index.arrival_sorted
         assert [r.id for r in reader.requests_by_arrival()] == [r.id for r in written]
+
+
+@given(
+    st.sampled_from(["blob", "request", "outcome", "note", "header"]),
+    st.text(max_size=40),
+    st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1), max_size=20),
+)
+def test_the_tag_of_any_record_is_read_without_decoding_it(
+    tag: str, text: str, metadata: dict[str, int]
+) -> None:
+    import msgspec
+
+    from traces import Header, Note
+    from traces._reader import _peek_tag
+
+    record = {
+        "blob": Blob(digest=text, media_type="image/png", data=text.encode()),
+        "request": Request(id=text, offset_ns=1, path="/", notes=dict(metadata)),
+        "outcome": Outcome(request_id=text, seq=1, intended_ns=2),
+        "note": Note(metadata=dict(metadata)),
+        "header": Header(source=text, metadata=dict(metadata)),
+    }[tag]
+    assert _peek_tag(memoryview(msgspec.msgpack.encode(record))) == tag
+    assert _peek_tag(memoryview(msgspec.msgpack.encode({"kind": tag}))) is None
