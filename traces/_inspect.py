@@ -356,17 +356,17 @@ def extract_images(
 def _image_refs(
     reader: TraceReader, inputs: bool, outputs: bool
 ) -> Iterator[tuple[str, str, str, str]]:
-    for record in reader.records():
-        if isinstance(record, Request):
-            if inputs and isinstance(record.body, MultipartBody):
-                for part in record.body.parts:
-                    if not isinstance(part, FilePart):
-                        continue
-                    if reader.blob_media_type(part.blob).startswith("image/"):
-                        yield record.id, "input", part.name, part.blob
-            if outputs and record.response is not None:
-                for index, digest in enumerate(record.response.images):
-                    yield record.id, "output", f"data[{index}]", digest
-        elif isinstance(record, Outcome) and outputs:
-            for index, digest in enumerate(record.images):
-                yield record.request_id, "output", f"data[{index}]", digest
+    # Blobs are fetched by digest as they are needed: the pass itself decodes none of them.
+    for record in reader.records(kinds=("request", "outcome")):
+        if not isinstance(record, Request | Outcome):
+            continue
+        if inputs and isinstance(record, Request) and isinstance(record.body, MultipartBody):
+            for part in record.body.parts:
+                if not isinstance(part, FilePart):
+                    continue
+                if reader.blob_media_type(part.blob).startswith("image/"):
+                    yield record.id, "input", part.name, part.blob
+        exchange = view_exchange(record) if outputs else None
+        if exchange is not None:
+            for index, digest in enumerate(exchange.images):
+                yield exchange.request_id, "output", f"data[{index}]", digest
