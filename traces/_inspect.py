@@ -8,14 +8,14 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from ._errors import OutputExists, UsageError
 from ._inputs import input_images, input_masks
 from ._media import extension_for, image_size
-from ._reader import TraceReader
+from ._reader import RecordKind, TraceReader
 from ._schema import Blob, FilePart, Header, MultipartBody, Note, Outcome, Record, Request
 from ._view import ExchangeView, view_exchange
 
@@ -309,10 +309,8 @@ def _metadata_lines(metadata: dict[str, Any]) -> list[str]:
 
 def cat_lines(reader: TraceReader, kinds: frozenset[str] | None = None) -> Iterator[bytes]:
     """Every record as one JSON line; blobs as digest, size and media type, never their bytes."""
-    for record in reader.records():
-        tag = type(record).__struct_config__.tag
-        if kinds is not None and tag not in kinds:
-            continue
+    wanted = None if kinds is None else cast("frozenset[RecordKind]", kinds)
+    for record in reader.records(kinds=wanted):
         if isinstance(record, Blob):
             builtin: Any = {
                 "type": "blob",
