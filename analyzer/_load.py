@@ -1,15 +1,15 @@
 """Turn run files and traces with recorded responses into per-request numpy rows, and join them.
 
 One adapter serves both kinds: a run's `Outcome` records and a recorded trace's
-`Request.response` become the same columns (times in ns from the file's time zero), so a
-production recording can be the BASE of a comparison with a replay.
+`Request.response` are one `traces.ExchangeView` and become the same columns (times in ns from
+the file's time zero), so a production recording can be the BASE of a comparison with a replay.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,20 +17,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from traces import JsonBody, MultipartBody, Outcome, Request, TextField, TraceReader
+from traces import (
+    ExchangeView,
+    Header,
+    Outcome,
+    Request,
+    TraceReader,
+    request_classes,
+    view_exchange,
+)
 
 from ._errors import AnalysisError
 
-__all__ = ["Join", "Rows", "join_rows", "load_rows"]
+__all__ = ["FileContents", "Join", "Rows", "join_rows", "load_rows", "read_contents"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
 
-# Request features that define a request class, when the trace varies them.
-CLASS_FIELDS = ("path", "size", "quality", "n", "num_inference_steps", "images")
-MAX_CLASSES = 24
 _NAN = math.nan
 
 
@@ -143,49 +148,6 @@ def _error_class(status: int | None, error_kind: str | None, done: int | None) -
     return ""
 
 
-def request_features(request: Request) -> dict[str, str]:
-    """The request-class features of one request (see CLASS_FIELDS)."""
-    features = {"path": request.path}
-    body = request.body
-    if isinstance(body, MultipartBody):
-        images = 0
-        for part in body.parts:
-            if isinstance(part, TextField):
-                if part.name in CLASS_FIELDS:
-                    features[part.name] = part.value
-            elif part.name.startswith("image"):
-                images += 1
-        features["images"] = str(images)
-    elif isinstance(body, JsonBody) and isinstance(body.value, dict):
-        for name in CLASS_FIELDS:
-            if name in body.value and name != "path":
-                features[name] = str(body.value[name])
-    return features
-
-
-def class_labels(features: dict[str, dict[str, str]]) -> dict[str, str]:
-    """A short label per request id, naming only the features that vary across the trace."""
-    if not features:
-        return {}
-    combos = {
-        request_id: tuple(feature.get(name, "-") for name in CLASS_FIELDS)
-        for request_id, feature in features.items()
-    }
-    # Decide on the distinct combinations only: a trace has few, however many requests.
-    distinct = set(combos.values())
-    values = [{combo[i] for combo in distinct} for i in range(len(CLASS_FIELDS))]
-    varying = [i for i in range(len(CLASS_FIELDS)) if len(values[i]) > 1]
-    # Too many classes would leave each too small to test; drop the most varied features.
-    while varying and len({tuple(c[i] for i in varying) for c in distinct}) > MAX_CLASSES:
-        varying.remove(max(varying, key=lambda i: len(values[i])))
-    if not varying:
-        return dict.fromkeys(features, "all")
-    names = {
-        combo: " ".join(f"{CLASS_FIELDS[i]}={combo[i]}" for i in varying) for combo in distinct
-    }
-    return {request_id: names[combo] for request_id, combo in combos.items()}
-
-
 class _Columns:
     """Growing Python lists, turned into numpy arrays once at the end."""
 
@@ -204,41 +166,20 @@ class _Columns:
         self.bytes_up: list[int] = []
         self.bytes_down: list[int] = []
 
-    def add_outcome(self, outcome: Outcome) -> None:
-        self.request_id.append(outcome.request_id)
-        self.loop.append(outcome.loop)
-        self.seq.append(outcome.seq)
-        self.intended.append(float(outcome.intended_ns))
-        self.sent.append(_opt(outcome.sent_ns))
-        self.upload_done.append(_opt(outcome.upload_done_ns))
-        self.first_byte.append(_opt(outcome.first_byte_ns))
-        self.done.append(_opt(outcome.done_ns))
-        self.status.append(outcome.status or 0)
-        kind = outcome.error.kind if outcome.error is not None else None
-        self.error.append(_error_class(outcome.status, kind, outcome.done_ns))
-        self.warmup.append(outcome.warmup)
-        self.bytes_up.append(outcome.bytes_up)
-        self.bytes_down.append(outcome.bytes_down)
-
-    def add_response(self, request: Request) -> None:
-        response = request.response
-        assert response is not None
-        self.request_id.append(request.id)
-        self.loop.append(0)
-        self.seq.append(len(self.seq))
-        arrival = float(request.offset_ns)
-        self.intended.append(arrival)
-        # A recording sees the request when the client sent it: intended and actual coincide.
-        self.sent.append(arrival)
-        self.upload_done.append(_opt(response.upload_done_ns))
-        self.first_byte.append(_opt(response.first_byte_ns))
-        self.done.append(_opt(response.done_ns))
-        self.status.append(response.status or 0)
-        kind = response.error.kind if response.error is not None else None
-        self.error.append(_error_class(response.status, kind, response.done_ns))
-        self.warmup.append(False)
-        self.bytes_up.append(0)
-        self.bytes_down.append(response.bytes_down)
+    def add(self, exchange: ExchangeView) -> None:
+        self.request_id.append(exchange.request_id)
+        self.loop.append(exchange.loop)
+        self.seq.append(exchange.seq)
+        self.intended.append(float(exchange.intended_ns))
+        self.sent.append(_opt(exchange.sent_ns))
+        self.upload_done.append(_opt(exchange.upload_done_ns))
+        self.first_byte.append(_opt(exchange.first_byte_ns))
+        self.done.append(_opt(exchange.done_ns))
+        self.status.append(exchange.status or 0)
+        self.error.append(_error_class(exchange.status, exchange.error_kind, exchange.done_ns))
+        self.warmup.append(exchange.warmup)
+        self.bytes_up.append(exchange.bytes_up)
+        self.bytes_down.append(exchange.bytes_down)
 
     def arrays(self) -> dict[str, Any]:
         ids = np.empty(len(self.request_id), dtype=object)
@@ -262,30 +203,91 @@ class _Columns:
         }
 
 
-# Runs of one trace share it: read its request features once per process.
-_labels_cache: dict[tuple[Path, str | None], dict[str, str]] = {}
+@dataclass(frozen=True)
+class FileContents:
+    """What the analysis needs from one file: its header, requests and outcomes (no blobs)."""
+
+    path: Path
+    header: Header
+    requests: tuple[Request, ...]
+    outcomes: tuple[Outcome, ...]
+    trace_digest: str | None
+    """A run's: the digest of the trace it replayed; a trace's: its own."""
+
+    @property
+    def kind(self) -> str:
+        return self.header.kind
+
+    def exchanges(self) -> list[ExchangeView]:
+        """Outcomes of a run, or the recorded responses of a trace, in file order."""
+        if self.kind == "run":
+            return [view for o in self.outcomes if (view := view_exchange(o)) is not None]
+        recorded = (view_exchange(r, seq) for seq, r in enumerate(self._answered()))
+        return [view for view in recorded if view is not None]
+
+    def _answered(self) -> list[Request]:
+        return [request for request in self.requests if request.response is not None]
+
+
+_FileKey = tuple[Path, int, int, int, int, bool]
+_contents_cache: OrderedDict[_FileKey, FileContents] = OrderedDict()
+_CACHED_FILES = 8
+
+
+def read_contents(path: str | os.PathLike[str], *, salvage: bool = False) -> FileContents:
+    """Read a file's requests and outcomes in one pass, image blobs left undecoded.
+
+    A command that needs the same file twice (`compare`: the latency analysis, the image
+    comparison, the request classes of the trace) reads it once: the contents are kept for
+    the few files last read, keyed by path, inode, size and change times.
+    """
+    path = Path(path)
+    key: _FileKey | None = None
+    try:
+        stat = path.stat()
+    except OSError:
+        pass  # TraceReader names the problem
+    else:
+        key = (
+            path.resolve(),
+            stat.st_ino,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+            stat.st_size,
+            salvage,
+        )
+    if key is not None and key in _contents_cache:
+        _contents_cache.move_to_end(key)
+        return _contents_cache[key]
+    requests: list[Request] = []
+    outcomes: list[Outcome] = []
+    with TraceReader(path, salvage=salvage) as reader:
+        for record in reader.records(kinds=("request", "outcome")):
+            if isinstance(record, Outcome):
+                outcomes.append(record)
+            elif isinstance(record, Request):
+                requests.append(record)
+        header = reader.header
+        digest = header.trace_digest if header.kind == "run" else reader.trace_digest()
+    contents = FileContents(path, header, tuple(requests), tuple(outcomes), digest)
+    if key is not None:
+        _contents_cache[key] = contents
+        while len(_contents_cache) > _CACHED_FILES:
+            _contents_cache.popitem(last=False)
+    return contents
 
 
 def _trace_labels(path: Path, digest: str | None, salvage: bool) -> dict[str, str]:
     """Class labels from the trace a run replayed, if that trace is at hand and matches."""
-    key = (path.resolve(), digest)
-    if key not in _labels_cache:
-        _labels_cache[key] = class_labels(_read_trace_features(path, digest, salvage))
-    return _labels_cache[key]
-
-
-def _read_trace_features(
-    path: Path, digest: str | None, salvage: bool
-) -> dict[str, dict[str, str]]:
-    with TraceReader(path, salvage=salvage) as reader:
-        if reader.kind != "trace":
-            raise AnalysisError(f"{path} is a {reader.kind} file, not the trace of the run")
-        if digest is not None and reader.trace_digest() != digest:
-            raise AnalysisError(
-                f"{path} is not the trace this run replayed (its digest differs): "
-                "give the trace file the run was made from"
-            )
-        return {request.id: request_features(request) for request in reader.requests()}
+    contents = read_contents(path, salvage=salvage)
+    if contents.kind != "trace":
+        raise AnalysisError(f"{path} is a {contents.kind} file, not the trace of the run")
+    if digest is not None and contents.trace_digest != digest:
+        raise AnalysisError(
+            f"{path} is not the trace this run replayed (its digest differs): "
+            "give the trace file the run was made from"
+        )
+    return request_classes(contents.requests)
 
 
 def load_rows(
@@ -293,34 +295,23 @@ def load_rows(
 ) -> Rows:
     """Read a run file, or a trace with recorded responses, into rows.
 
-    Request classes come from Request records in the file itself, else from `trace` (the
-    trace the run replayed), else from the trace named in the run's header when that file
-    exists and matches; without any of them every request is in the class "all".
+    Request classes (`traces.request_classes`) come from Request records in the file itself,
+    else from `trace` (the trace the run replayed), else from the trace named in the run's
+    header when that file exists and matches; without any of them every request is in "all".
     """
     path = Path(path)
+    contents = read_contents(path, salvage=salvage)
+    header = contents.header
     columns = _Columns()
-    features: dict[str, dict[str, str]] = {}
-    no_response = 0
+    for exchange in contents.exchanges():
+        columns.add(exchange)
     notes: list[str] = []
-    with TraceReader(path, salvage=salvage) as reader:
-        header = reader.header
-        for record in reader.records():
-            if isinstance(record, Outcome):
-                columns.add_outcome(record)
-            elif isinstance(record, Request):
-                features[record.id] = request_features(record)
-                if header.kind == "trace":
-                    if record.response is None:
-                        no_response += 1
-                    else:
-                        columns.add_response(record)
-        digest = header.trace_digest if header.kind == "run" else reader.trace_digest()
-    labels = class_labels(features)
-    if not features and header.kind == "run":
+    labels = request_classes(contents.requests)
+    if not contents.requests and header.kind == "run":
         named = trace or (Path(header.trace_path) if header.trace_path else None)
         if named is not None and (trace is not None or named.is_file()):
             try:
-                labels = _trace_labels(named, digest, salvage)
+                labels = _trace_labels(named, contents.trace_digest, salvage)
             except AnalysisError:
                 if trace is not None:
                     raise
@@ -328,13 +319,14 @@ def load_rows(
     arrays = columns.arrays()
     stratum = np.empty(len(arrays["request_id"]), dtype=object)
     stratum[:] = [labels.get(request_id, "all") for request_id in columns.request_id]
+    answered = len(arrays["request_id"]) if header.kind == "trace" else 0
     rows = Rows(
         path=path,
         kind=header.kind,
         source=header.source,
-        trace_digest=digest,
+        trace_digest=contents.trace_digest,
         stratum=stratum,
-        no_response=no_response,
+        no_response=len(contents.requests) - answered if header.kind == "trace" else 0,
         classes=bool(labels),
         notes=notes,
         group=header.interleave.group if header.interleave is not None else None,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+import traces
+
 from ._distributions import t_quantile, t_two_sided
 
 __all__ = [
@@ -102,12 +104,8 @@ def _binom_two_sided(k: int, n: int) -> float:
 
 
 def quantile(sorted_x: FloatArray, q: float) -> float:
-    """The inverted-CDF q-quantile of an ascending array."""
-    n = len(sorted_x)
-    if n == 0:
-        return math.nan
-    index = min(n - 1, max(0, math.ceil(q * n - 1e-9) - 1))
-    return float(sorted_x[index])
+    """The inverted-CDF q-quantile of an ascending array (`traces.quantile`, shared by all)."""
+    return traces.quantile(sorted_x, q)
 
 
 def quantile_ci(sorted_x: FloatArray, q: float, confidence: float = 0.95) -> Interval:

@@ -24,6 +24,7 @@ from traces import (
     REDACTED,
     BlobSink,
     ErrorInfo,
+    ErrorKind,
     FilePart,
     FormPart,
     Header,
@@ -32,6 +33,7 @@ from traces import (
     Response,
     TextField,
     TraceWriter,
+    error_kind_named,
     extension_for,
     secret_header_name,
     strip_images,
@@ -208,15 +210,10 @@ def payload_body(
     return MultipartBody(parts=tuple(parts), boundary=boundary)
 
 
-def _error_kind(error: _RawError | None, cancelled: bool) -> str:
+def _error_kind(error: _RawError | None, cancelled: bool) -> ErrorKind:
     if cancelled:
         return "aborted"
-    name = f"{error.type if error else ''} {error.message if error else ''}".lower()
-    if "timeout" in name:
-        return "timeout"
-    if "connect" in name:
-        return "connect"
-    return "upstream"
+    return error_kind_named(f"{error.type if error else ''} {error.message if error else ''}")
 
 
 def _raw_response(

@@ -128,8 +128,7 @@ def iter_export_lines(
 ) -> Iterator[dict[str, Any]]:
     """The single_turn lines of a trace in offset order, counting what cannot be exported."""
     counts = counts if counts is not None else _Counts()
-    requests = sorted(reader.requests(), key=lambda r: r.offset_ns)
-    for request in requests:
+    for request in reader.requests_by_arrival():
         line = _export_line(request, reader, images_dir, relative_to, stats, keep_model, counts)
         if line is None:
             stats.skipped_not_edit += 1

@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import msgspec
 
 from traces import (
     BlobSink,
     Body,
     ErrorInfo,
+    ErrorKind,
     JsonBody,
     MultipartBody,
     RawBody,
@@ -31,10 +31,11 @@ from traces import (
     Response,
     TextField,
     body_from_bytes,
+    json_envelope,
     redact_query,
     strip_images,
-    strip_images_from_json,
 )
+from traces import error_kind as classify
 
 __all__ = [
     "DEFAULT_PATHS",
@@ -124,7 +125,7 @@ class Exchange:
         held = 0 if self.request_over else self.request_size
         return held + (0 if self.response_over else self.response_size)
 
-    def fail(self, kind: str, message: str) -> None:
+    def fail(self, kind: ErrorKind, message: str) -> None:
         if self.error is None:
             self.error = ErrorInfo(kind=kind, message=message)
 
@@ -143,19 +144,9 @@ class PathMatcher:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self._globs)
 
 
-def error_kind(exc: BaseException) -> str:
-    """The `ErrorInfo.kind` for an httpx failure."""
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "connect"
-    if isinstance(exc, httpx.WriteError):
-        return "write"
-    if isinstance(exc, httpx.ReadError):
-        return "read"
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
-        return "protocol"
-    return "upstream"
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The `ErrorInfo.kind` for a failure of the upstream leg (see `traces.error_kind`)."""
+    return classify(exc, default="upstream")
 
 
 def pseudonymise(value: str, key: bytes) -> str:
@@ -331,11 +322,8 @@ def _response(
             body_blob = add_blob(raw, content_type)
         elif media == "text/event-stream":
             envelope, images = _sse_envelope(data, add_blob)
-        elif media == "application/json" or media.endswith("+json"):
-            try:
-                envelope, images = strip_images_from_json(data, add_blob)
-            except msgspec.DecodeError:
-                body_blob = add_blob(data, content_type)
+        elif (split := json_envelope(content_type, data, add_blob)) is not None:
+            envelope, images = split
         else:
             body_blob = add_blob(data, content_type)
     return Response(

@@ -19,7 +19,7 @@ import httpx
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from traces import HEAD_TOO_LARGE
+from traces import HEAD_TOO_LARGE, ErrorKind
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
 from ._sink import Recorder
@@ -387,7 +387,7 @@ class RecordingProxy:
         self, send: Send, exchange: Exchange | None, flow: _Flow, exc: httpx.HTTPError
     ) -> None:
         kind = error_kind(exc)
-        status = 504 if kind == "timeout" else 502
+        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
         what = "did not answer in time" if status == 504 else "failed"
         message = f"imgtrace record: the upstream {self.upstream} {what}: {exc!r}"
         await self._answer(send, exchange, flow, kind, status, message)
@@ -397,7 +397,7 @@ class RecordingProxy:
         send: Send,
         exchange: Exchange | None,
         flow: _Flow,
-        kind: str,
+        kind: ErrorKind,
         status: int,
         message: str,
     ) -> None:

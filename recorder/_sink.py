@@ -24,14 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from traces import (
-    Blob,
     Header,
-    Note,
     OutputExists,
     Redaction,
     Request,
-    TraceError,
-    TraceReader,
     TraceWriter,
     UsageError,
 )
@@ -208,9 +204,6 @@ class Recorder:
         # Record numbers of recent requests, to count the ones a failing disk takes with it.
         self._unflushed: collections.deque[int] = collections.deque(maxlen=100_000)
         self._part = 0
-        self._sorters: list[threading.Thread] = []
-        self._disordered = False
-        self._last_offset = -1
         self._part_started = 0.0
         self._last_note = (0.0, self.stats.as_metadata())
         self._thread = threading.Thread(target=self._run, name="imgtrace-recorder", daemon=True)
@@ -353,10 +346,9 @@ class Recorder:
 
     def _written(self, writer: TraceWriter, request: Request) -> None:
         self.stats.recorded += 1
+        # Exchanges finish out of arrival order and are written so: readers that need arrival
+        # order ask for it (`TraceReader.requests_by_arrival`), and the file is never rewritten.
         self._unflushed.append(writer.index.records)
-        # Exchanges finish out of arrival order; the file is put in order when it is closed.
-        self._disordered = self._disordered or request.offset_ns < self._last_offset
-        self._last_offset = max(self._last_offset, request.offset_ns)
 
     def _current_writer(self) -> TraceWriter | None:
         if self._broken:
@@ -397,8 +389,6 @@ class Recorder:
             return None
         self._writer = writer
         self._unflushed.clear()
-        self._disordered = False
-        self._last_offset = -1
         self._part_started = self._clock()
         self.stats.files.append(str(path))
         return writer
@@ -458,22 +448,6 @@ class Recorder:
         except OSError as exc:
             self._fail(exc)
         self._writer = None
-        if self._disordered and not self._broken:
-            # On its own thread: a rotated part may be large, and the writer must keep up.
-            sorter = threading.Thread(
-                target=self._sort, args=(writer.path,), name="imgtrace-sort", daemon=True
-            )
-            sorter.start()
-            self._sorters.append(sorter)
-
-    def _sort(self, path: Path) -> None:
-        try:
-            sort_requests(path, self._redaction)
-        except (OSError, TraceError) as exc:
-            self._warn(
-                f"{path} keeps its requests in completion order (sorting them by arrival "
-                f"failed: {exc})"
-            )
 
     def _finish(self) -> None:
         # Anything still queued was submitted before close(): write it (the STOP came after it).
@@ -481,36 +455,3 @@ class Recorder:
             self._open_part()  # an empty recording still leaves a valid (empty) trace
         if self._writer is not None:
             self._close_writer(self._writer)
-        for sorter in self._sorters:
-            sorter.join()
-
-
-def sort_requests(path: Path, redaction: Redaction) -> None:
-    """Rewrite a closed trace with its requests in arrival order (`offset_ns`), atomically.
-
-    Blobs come first (every request's blobs then precede it), then the requests sorted, then the
-    notes in their order. Memory holds the request records only, never the blobs.
-    """
-    temporary = path.with_name(path.name + ".sorting")
-    try:
-        with TraceReader(path) as reader:
-            requests: list[Request] = []
-            notes: list[Note] = []
-            writer = TraceWriter(
-                temporary, reader.header, force=True, flush_interval=0, redaction=redaction
-            )
-            with writer:
-                for record in reader.records():
-                    if isinstance(record, Blob):
-                        writer.add_blob(record.data, record.media_type)
-                    elif isinstance(record, Request):
-                        requests.append(record)
-                    elif isinstance(record, Note):
-                        notes.append(record)
-                for request in sorted(requests, key=lambda r: (r.offset_ns, r.id)):
-                    writer.write(request)
-                for note in notes:
-                    writer.note(**note.metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

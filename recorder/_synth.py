@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from traces import (
+    ArrivalProcess,
     FilePart,
     FormPart,
     Header,
@@ -44,8 +45,6 @@ __all__ = [
 
 SYNTH_EPOCH_NS = 1_767_225_600 * 10**9
 """Creation time written when `--seed` is given and SOURCE_DATE_EPOCH is not: 2026-01-01 UTC."""
-
-ArrivalKind = Literal["constant", "poisson", "gamma"]
 
 # One independent stream per aspect (the order of this tuple is part of the file format of
 # reproducibility: append, never reorder).
@@ -188,92 +187,6 @@ def parse_schedule(text: str) -> list[tuple[float, float]]:
     if all(rate == 0 for _, rate in segments):
         raise UsageError(f"--schedule {text!r}: every rate is 0")
     return segments
-
-
-class ArrivalProcess(msgspec.Struct, frozen=True, kw_only=True):
-    """Arrival times of a renewal process (constant, Poisson or gamma) under a rate schedule.
-
-    Inter-arrival gaps are drawn with mean 1 in "operational time" and mapped to seconds through
-    the integral of the rate (the time-rescaling theorem), so a rate change takes effect at its
-    time and a gamma process keeps its burstiness at every rate. Gamma gaps have shape
-    `burstiness` (coefficient of variation 1/sqrt(burstiness)): 1 is Poisson, below 1 burstier.
-    The first request arrives at the first moment the rate is positive.
-    """
-
-    kind: ArrivalKind = "poisson"
-    schedule: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
-    burstiness: float = 1.0
-
-    def __post_init__(self) -> None:
-        if any(not rate >= 0 for _, rate in self.schedule) or not any(
-            rate > 0 for _, rate in self.schedule
-        ):
-            raise UsageError("--rate must be positive")
-        if not self.burstiness > 0:
-            raise UsageError("--burstiness must be positive")
-
-    def gap(self, rng: np.random.Generator) -> float:
-        """One inter-arrival gap in operational time (mean 1)."""
-        if self.kind == "constant":
-            return 1.0
-        if self.kind == "poisson":
-            return float(rng.exponential(1.0))
-        return float(rng.gamma(self.burstiness, 1.0 / self.burstiness))
-
-    def times(
-        self, rng: np.random.Generator, count: int | None, duration: float | None
-    ) -> list[float]:
-        """Arrival times in seconds: `count` of them, or all before `duration`, or both limits."""
-        if count is None and duration is None:
-            raise UsageError("give --count or --duration")
-        starts = [s for s, _ in self.schedule]
-        rates = [r for _, r in self.schedule]
-        # Operational time at each segment start.
-        cumulative = [0.0]
-        for i in range(1, len(starts)):
-            cumulative.append(cumulative[-1] + rates[i - 1] * (starts[i] - starts[i - 1]))
-        if count is None and duration is not None:
-            # Expected arrivals = the integral of the rate up to `duration`.
-            expected = sum(
-                rate * max(0.0, min(duration, end) - start)
-                for (start, rate), end in zip(self.schedule, [*starts[1:], math.inf], strict=True)
-            )
-            if expected > MAX_REQUESTS:
-                raise UsageError(
-                    f"--duration {duration:g} at this rate means about {expected:.3g} requests "
-                    f"(more than {MAX_REQUESTS:,}): shorten it or cap it with --count"
-                )
-        out: list[float] = []
-        u = 0.0
-        segment = 0
-        while count is None or len(out) < count:
-            # Idle segments have an empty operational-time interval and are skipped here.
-            while segment + 1 < len(starts) and u >= cumulative[segment + 1]:
-                segment += 1
-            if rates[segment] == 0:
-                break  # the last segment is idle: no more arrivals ever
-            t = starts[segment] + (u - cumulative[segment]) / rates[segment]
-            if duration is not None and t >= duration:
-                break
-            out.append(t)
-            u += self.gap(rng)
-        if count is not None and duration is None and len(out) < count:
-            raise UsageError(
-                f"the rate schedule ends with rate 0 after {len(out)} of {count} requests: "
-                "end it with a positive rate or give --duration"
-            )
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {
-            "arrival": self.kind,
-            "schedule": [list(segment) for segment in self.schedule],
-        }
-        if len(self.schedule) == 1:
-            described["rate"] = self.schedule[0][1]
-        if self.kind == "gamma":
-            described["burstiness"] = self.burstiness
-        return described
 
 
 # -- synthesis ----------------------------------------------------------------------------------
@@ -554,6 +467,15 @@ def synthesize(
         raise UsageError(f"--count must be between 1 and {MAX_REQUESTS:,}")
     if options.duration is not None and options.duration <= 0:
         raise UsageError("--duration must be positive")
+    if options.count is None and options.duration is None:
+        raise UsageError("give --count or --duration")
+    if options.count is None and options.duration is not None:
+        expected = options.arrival.expected_count(options.duration)
+        if expected > MAX_REQUESTS:
+            raise UsageError(
+                f"--duration {options.duration:g} at this rate means about {expected:.3g} "
+                f"requests (more than {MAX_REQUESTS:,}): shorten it or cap it with --count"
+            )
     synth = _Synthesizer(options, seed)
     times = options.arrival.times(synth.rngs["arrivals"], options.count, options.duration)
     if not times:

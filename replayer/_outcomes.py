@@ -14,13 +14,17 @@ from typing import Any
 
 import msgspec
 
-from traces import BlobSink, Outcome, TraceWriter, strip_images_from_json
+from traces import Outcome, TraceWriter, json_envelope
 
 from ._sender import Exchange
 
 __all__ = ["OutcomeSink"]
 
 POLL_S = 0.05
+# An outcome is what the exchange measured, field for field, plus its body as stored; a new
+# Outcome field without its Exchange twin fails here at once, never silently.
+_STORED = frozenset({"envelope", "images", "body_blob"})
+_MEASURED = tuple(f.name for f in msgspec.structs.fields(Outcome) if f.name not in _STORED)
 
 
 def _digest_only(data: bytes, media_type: str | None) -> str:
@@ -88,43 +92,12 @@ class OutcomeSink:
         body = exchange.body
         if body:
             sink = self.writer.add_blob if self.keep_images else _digest_only
-            split = _json_images(exchange.content_type, body, sink)
+            split = json_envelope(exchange.content_type, body, sink)
             if split is not None:
                 envelope, images = split
             elif self.keep_images or not (exchange.content_type or "").startswith("image/"):
                 body_blob = self.writer.add_blob(body, exchange.content_type)
             else:
                 body_blob = _digest_only(body, None)
-        return Outcome(
-            request_id=exchange.request_id,
-            seq=exchange.seq,
-            intended_ns=exchange.intended_ns,
-            sent_ns=exchange.sent_ns,  # None: not one byte of the request went out
-            upload_done_ns=exchange.upload_done_ns,
-            first_byte_ns=exchange.first_byte_ns,
-            done_ns=exchange.done_ns,
-            status=exchange.status,
-            error=exchange.error,
-            bytes_up=exchange.bytes_up,
-            bytes_down=exchange.bytes_down,
-            headers=exchange.headers,
-            content_type=exchange.content_type,
-            envelope=envelope,
-            images=images,
-            body_blob=body_blob,
-            warmup=exchange.warmup,
-            loop=exchange.loop,
-        )
-
-
-def _json_images(
-    content_type: str | None, body: bytes, sink: BlobSink
-) -> tuple[Any, tuple[str, ...]] | None:
-    """Envelope and image digests of a JSON body; None when the body is not JSON."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        return None
-    try:
-        return strip_images_from_json(body, sink)
-    except msgspec.DecodeError:
-        return None
+        measured = {name: getattr(exchange, name) for name in _MEASURED}
+        return Outcome(**measured, envelope=envelope, images=images, body_blob=body_blob)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from traces import quantile
 
 from ._sender import Exchange
 
@@ -25,10 +26,10 @@ LAG_WARN_NS = 5_000_000
 _RECENT = 1000
 
 
-def _percentile(values: Any, q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else 0.0
+def _quantile_ms(values: Iterable[int], q: float) -> float:
+    """The shared quantile (`traces.quantile`) of ns values, in ms; 0 when there are none."""
+    ordered = sorted(values)
+    return quantile(ordered, q) / 1e6 if ordered else 0.0
 
 
 @dataclass
@@ -145,26 +146,25 @@ class Stats:
         return (self.done - 1) / ((self.last_sent_ns - self.first_sent_ns) / 1e9)
 
     def current_lag_p99_ms(self) -> float:
-        # Plain sorting, not numpy: this runs on the event loop during the replay, and the
-        # first numpy import alone would stall it for ~100 ms.
-        recent = sorted(self.recent_lags)
-        return recent[math.ceil(0.99 * (len(recent) - 1))] / 1e6 if recent else 0.0
+        """Lag p99 of the last 1000 sends; runs on the event loop (pure Python, no numpy)."""
+        return _quantile_ms(self.recent_lags, 0.99)
 
     def lag_health(self, waited: int = 0) -> LagHealth:
         lags = self.lags
         late = sum(1 for lag in lags if lag > LAG_LATE_NS)
         return LagHealth(
             sends=len(lags),
-            p50_ms=_percentile(lags, 50) / 1e6,
-            p99_ms=_percentile(lags, 99) / 1e6,
+            p50_ms=_quantile_ms(lags, 0.5),
+            p99_ms=_quantile_ms(lags, 0.99),
             max_ms=(max(lags) / 1e6) if lags else 0.0,
             late_share=late / len(lags) if lags else 0.0,
             waited=waited,
         )
 
-    def latency_ms(self, which: str, q: float) -> float:
+    def latency_ms(self, which: str, percent: float) -> float:
+        """The `percent`-th percentile (e.g. 99) of "intended" or "service" latency, in ms."""
         values = self.latency if which == "intended" else self.service
-        return _percentile(values, q) / 1e6
+        return _quantile_ms(values, percent / 100)
 
 
 def summary_table(stats: Stats, achieved_rate: float, duration_s: float) -> list[tuple[str, str]]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import random
-import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from traces import (
+    ArrivalKind,
+    ArrivalProcess,
     FilePart,
     JsonBody,
     MultipartBody,
@@ -26,6 +27,7 @@ from traces import (
     TextField,
     TraceReader,
     UsageError,
+    input_images,
 )
 
 from ._errors import ReplayError
@@ -232,7 +234,6 @@ class Survey:
     first_ns: int = 0
     last_ns: int = 0
     raw_bodies: int = 0
-    out_of_order: int = 0
 
     @property
     def span_ns(self) -> int:
@@ -275,19 +276,18 @@ class Plan:
         return self.survey.count * self.selection.loop
 
     def selected(self) -> Iterator[Request]:
-        """One pass over the selected requests, in trace order."""
+        """One pass over the selected requests, in arrival order (`requests_by_arrival`)."""
         start, end = self.selection.window
         start_ns = None if start is None else int(start * NS)
         end_ns = None if end is None else int(end * NS)
         count = 0
-        for request in self.reader.requests():
+        for request in self.reader.requests_by_arrival():
             if self.selection.limit is not None and count >= self.selection.limit:
                 return
             if start_ns is not None and request.offset_ns < start_ns:
                 continue
             if end_ns is not None and request.offset_ns >= end_ns:
-                # Traces are written in arrival order, but imported ones may not be: keep going.
-                continue
+                return
             if all(f.matches(request) for f in self.selection.filters):
                 count += 1
                 yield request
@@ -297,13 +297,9 @@ class Plan:
         survey = Survey()
         needed: dict[str, str] = {}
         names = [name for name, _ in self.shaper.sets]
-        previous = 0
         for request in self.selected():
             if survey.count == 0:
                 survey.first_ns = request.offset_ns
-            elif request.offset_ns < previous:
-                survey.out_of_order += 1
-            previous = request.offset_ns
             survey.count += 1
             survey.last_ns = max(survey.last_ns, request.offset_ns)
             body = request.body
@@ -332,13 +328,6 @@ class Plan:
                 f"{self.reader.path}: no request to replay (the trace is empty, or --window, "
                 "--filter or --limit selected nothing)"
             )
-        if survey.out_of_order and self.timing.mode == "original":
-            warnings.warn(
-                f"{self.reader.path}: {survey.out_of_order} requests come before the previous "
-                "one in time (e.g. a recording whose writer stopped before it could sort its "
-                "file); they are sent in time order, which holds the request records in memory",
-                stacklevel=2,
-            )
         self.survey = survey
         return survey
 
@@ -346,33 +335,33 @@ class Plan:
         """Every send of the replay, in send order, with its intended offset."""
         survey = self.survey
         timing = self.timing
-        rng = random.Random(timing.arrival_seed)
-        next_rate_ns = 0.0
+        arrivals = self._arrivals() if timing.mode == "rate" else iter(())
         seq = 0
         for loop in range(self.selection.loop):
             base = loop * survey.period_ns
-            for request in self._in_send_order():
+            for request in self.selected():
                 intended: int | None
                 if timing.mode == "original":
                     relative = base + request.offset_ns - survey.first_ns
                     intended = max(0, round(relative / timing.speed))
                 elif timing.mode == "rate":
-                    intended = round(next_rate_ns)
-                    next_rate_ns += _gap_ns(rng, timing)
+                    intended = round(next(arrivals) * NS)
                 else:
                     intended = None
                 yield Slot(seq, request, loop, intended, seq < self.selection.warmup)
                 seq += 1
 
-    def _in_send_order(self) -> Iterator[Request]:
-        """One pass in file order; in time order when original timing meets an unsorted file.
+    def _arrivals(self) -> Iterator[float]:
+        """Send times in seconds under --rate: the arrival process `synth` uses, seeded."""
+        timing = self.timing
+        process = ArrivalProcess.steady(
+            cast(ArrivalKind, timing.arrival), timing.rate, burstiness=timing.shape
+        )
+        if process.kind == "constant":
+            return process.arrivals(None)
+        import numpy as np
 
-        Sending an unsorted file in file order would make every early request wait for the late
-        one before it; sorting needs the records in memory, so only unsorted files pay for it.
-        """
-        if self.survey.out_of_order and self.timing.mode == "original":
-            return iter(sorted(self.selected(), key=lambda request: request.offset_ns))
-        return self.selected()
+        return process.arrivals(np.random.default_rng(timing.arrival_seed))
 
     def dry_run(self) -> DryRun:
         """Duration, mean and peak (busiest second) rate and the request mix of the schedule."""
@@ -390,7 +379,7 @@ class Plan:
                 value = field_value(shaped, name)
                 if value is not None:
                     result.mix.setdefault(name, Counter())[value] += 1
-            images = _image_count(shaped)
+            images = len(input_images(shaped.body))
             result.mix.setdefault("input images", Counter())[str(images)] += 1
             if slot.intended_ns is None:
                 continue
@@ -406,27 +395,6 @@ class Plan:
                 # n sends over the span between the first and the last: n - 1 gaps.
                 result.mean_rate = (result.sends - 1) / result.duration_s
         return result
-
-
-def _image_count(request: Request) -> int:
-    body = request.body
-    if not isinstance(body, MultipartBody):
-        return 0
-    return sum(
-        1
-        for part in body.parts
-        if isinstance(part, FilePart) and part.name in ("image", "image[]", "images", "images[]")
-    )
-
-
-def _gap_ns(rng: random.Random, timing: Timing) -> float:
-    mean = NS / timing.rate
-    if timing.arrival == "constant":
-        return mean
-    if timing.arrival == "poisson":
-        return rng.expovariate(1.0) * mean
-    # Shape k, scale mean/k: the mean gap stays 1/rate whatever the burstiness.
-    return rng.gammavariate(timing.shape, mean / timing.shape)
 
 
 def check_positive(value: float | None, flag: str, *, integer: bool = False) -> None:

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from traces import ErrorInfo
+from traces import ErrorInfo, error_kind
 
 from ._shaping import Prepared
 
@@ -170,21 +170,8 @@ class Exchange:
 
 
 def classify_error(exc: BaseException) -> ErrorInfo:
-    """An exception from httpx as an outcome's error class."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        kind = "connect"
-    elif isinstance(exc, httpx.TimeoutException):
-        kind = "timeout"
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        kind = "protocol"
-    elif isinstance(exc, httpx.ReadError):
-        kind = "read"
-    elif isinstance(exc, httpx.WriteError):
-        kind = "write"
-    else:
-        kind = "local"
-    message = str(exc) or type(exc).__name__
-    return ErrorInfo(kind=kind, message=message)
+    """An exception from httpx as an outcome's error (kinds: `traces.error_kind`)."""
+    return ErrorInfo(kind=error_kind(exc, default="local"), message=str(exc) or type(exc).__name__)
 
 
 def _tracer(exchange: Exchange, clock: Clock) -> Callable[[str, Any], Any]:

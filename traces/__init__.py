@@ -4,6 +4,7 @@ Everything else (recorder, replayer, analyzer) builds on this package and on not
 other. See docs/trace-format.md for the specification.
 """
 
+from ._arrivals import ArrivalKind, ArrivalProcess, GapSource
 from ._body import (
     BlobSink,
     BlobSource,
@@ -14,6 +15,7 @@ from ._body import (
     restore_images,
     strip_images,
 )
+from ._classes import CLASS_FIELDS, MAX_CLASSES, class_labels, request_classes, request_features
 from ._errors import (
     MissingBlobError,
     MultipartError,
@@ -24,10 +26,12 @@ from ._errors import (
     UnsupportedTraceVersion,
     UsageError,
 )
+from ._failures import ERROR_KINDS, ErrorKind, error_kind, error_kind_named
 from ._framing import BlobLocation, FileIndex
 from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
+from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
-from ._jsonimages import strip_images_from_json
+from ._jsonimages import is_json_media, json_envelope, strip_images_from_json
 from ._media import extension_for, sniff_media_type
 from ._merge import MergeResult, ShardInfo, merge_files, shard_metadata, shard_of
 from ._multipart import (
@@ -39,7 +43,8 @@ from ._multipart import (
     parse_multipart,
 )
 from ._part import copy_part
-from ._reader import Damage, TraceReader
+from ._quantile import Ascending, quantile, quantile_index
+from ._reader import Damage, RecordKind, TraceReader
 from ._redact import (
     DEFAULT_REDACTED_HEADERS,
     PLACEHOLDERS,
@@ -71,18 +76,28 @@ from ._schema import (
     Response,
     TextField,
 )
+from ._units import parse_byte_size
 from ._version import __version__
+from ._view import ExchangeView, view_exchange
 from ._writer import TraceWriter
 
 __all__ = [
     "DEFAULT_MAX_HEADER_SIZE",
+    "CLASS_FIELDS",
     "DEFAULT_REDACTED_HEADERS",
+    "ERROR_KINDS",
     "FORMAT_VERSION",
     "HEAD_TOO_LARGE",
+    "IMAGE_FIELDS",
+    "MASK_FIELDS",
+    "MAX_CLASSES",
     "PLACEHOLDERS",
     "READABLE_VERSIONS",
     "REDACTED",
     "SECRET_QUERY_PARAMS",
+    "ArrivalKind",
+    "ArrivalProcess",
+    "Ascending",
     "Blob",
     "BlobLocation",
     "BlobSink",
@@ -90,10 +105,13 @@ __all__ = [
     "Body",
     "Damage",
     "ErrorInfo",
+    "ErrorKind",
+    "ExchangeView",
     "FileIndex",
     "FilePart",
     "FormPart",
     "FormPartData",
+    "GapSource",
     "Header",
     "Interleave",
     "JsonBody",
@@ -106,6 +124,7 @@ __all__ = [
     "OutputExists",
     "RawBody",
     "Record",
+    "RecordKind",
     "Redaction",
     "Request",
     "Response",
@@ -126,18 +145,30 @@ __all__ = [
     "boundary_of",
     "cat_lines",
     "copy_part",
+    "class_labels",
     "encode_body",
     "encode_multipart",
+    "error_kind",
+    "error_kind_named",
     "extension_for",
     "extract_images",
     "form_parts",
     "format_summary",
+    "input_images",
+    "input_masks",
     "internal_address",
     "merge_files",
+    "is_json_media",
+    "json_envelope",
     "new_boundary",
+    "parse_byte_size",
     "parse_multipart",
+    "quantile",
+    "quantile_index",
     "redact_envelope",
     "redact_query",
+    "request_classes",
+    "request_features",
     "restore_images",
     "secret_header_name",
     "shard_metadata",
@@ -146,4 +177,5 @@ __all__ = [
     "strip_images",
     "strip_images_from_json",
     "summarize",
+    "view_exchange",
 ]

@@ -72,6 +72,8 @@ class FileIndex(msgspec.Struct, kw_only=True):
     trace_digest: str = ""
     metadata: dict[str, Any] = {}
     """The header's metadata with every later `Note` applied."""
+    arrival_sorted: bool = False
+    """True when every request's `offset_ns` is at or after the one before it in the file."""
 
 
 _index_encoder = msgspec.msgpack.Encoder()

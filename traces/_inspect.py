@@ -8,14 +8,16 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from ._errors import OutputExists, UsageError
+from ._inputs import input_images, input_masks
 from ._media import extension_for, image_size
-from ._reader import TraceReader
+from ._reader import RecordKind, TraceReader
 from ._schema import Blob, FilePart, Header, MultipartBody, Note, Outcome, Record, Request
+from ._view import ExchangeView, view_exchange
 
 __all__ = ["TraceSummary", "cat_lines", "extract_images", "format_summary", "summarize"]
 
@@ -65,11 +67,13 @@ class TraceSummary(msgspec.Struct, kw_only=True):
     paths: dict[str, int]
     mix: dict[str, dict[str, int]]
     images_per_request: dict[str, int]
+    """Requests by their number of input images (`traces.input_images`: masks not counted)."""
     seeded: int
     statuses: dict[str, int]
     metadata: dict[str, Any]
     target: str | None = None
     trace_digest: str | None = None
+    masks_per_request: dict[str, int] = {}
 
 
 class _Tally:
@@ -82,6 +86,7 @@ class _Tally:
         self.paths: Counter[str] = Counter()
         self.mix: dict[str, Counter[str]] = {name: Counter() for name in MIX_FIELDS}
         self.images_per_request: Counter[str] = Counter()
+        self.masks_per_request: Counter[str] = Counter()
         self.input_refs: Counter[str] = Counter()
         self.output_refs: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
@@ -99,42 +104,40 @@ class _Tally:
             self.blob_info[record.digest] = (record.media_type, label)
             self.blob_sizes[record.digest] = len(record.data)
             self.stored += len(record.data)
-        elif isinstance(record, Request):
-            self._add_request(record)
-        elif isinstance(record, Outcome):
-            self.outcomes += 1
-            self.warmup += record.warmup
-            self.outcome_offsets.append(record.intended_ns)
-            self.statuses[_status_label(record.status, record.error)] += 1
-            self._add_outputs(record.images)
+        elif isinstance(record, Request | Outcome):
+            if isinstance(record, Request):
+                self._add_request(record)
+            else:
+                self.outcomes += 1
+                self.warmup += record.warmup
+                self.outcome_offsets.append(record.intended_ns)
+            exchange = view_exchange(record)
+            if exchange is not None:
+                self._add_exchange(exchange)
         elif isinstance(record, Note):
             self.metadata.update(record.metadata)
 
-    def _add_outputs(self, digests: tuple[str, ...]) -> None:
-        self.output_refs.update(digests)
-        self.referenced += sum(self.blob_sizes.get(digest, 0) for digest in digests)
+    def _add_exchange(self, exchange: ExchangeView) -> None:
+        self.statuses[_status_label(exchange.status, exchange.error)] += 1
+        self.output_refs.update(exchange.images)
+        self.referenced += sum(self.blob_sizes.get(digest, 0) for digest in exchange.images)
 
     def _add_request(self, request: Request) -> None:
         self.requests += 1
         self.paths[f"{request.method} {request.path}"] += 1
         body = request.body
         if isinstance(body, MultipartBody):
-            images = 0
             for part in body.parts:
                 if isinstance(part, FilePart):
                     self.referenced += part.size
-                    if part.filename is not None:
-                        images += 1
-                        self.input_refs[part.blob] += 1
                 elif part.name in self.mix:
                     self.mix[part.name][part.value] += 1
                 if part.name == "seed":
                     self.seeded += 1
-            self.images_per_request[str(images)] += 1
-        if request.response is not None:
-            response = request.response
-            self.statuses[_status_label(response.status, response.error)] += 1
-            self._add_outputs(response.images)
+            images = input_images(body)
+            self.input_refs.update(part.blob for part in images)
+            self.images_per_request[str(len(images))] += 1
+            self.masks_per_request[str(len(input_masks(body)))] += 1
         self.request_offsets.append(request.offset_ns)
 
 
@@ -188,6 +191,7 @@ def summarize(reader: TraceReader) -> TraceSummary:
         paths=dict(tally.paths.most_common()),
         mix={name: dict(counts.most_common(8)) for name, counts in tally.mix.items() if counts},
         images_per_request=dict(sorted(tally.images_per_request.items())),
+        masks_per_request=dict(sorted(tally.masks_per_request.items())),
         seeded=tally.seeded,
         statuses=dict(tally.statuses.most_common()),
         metadata=metadata,
@@ -255,6 +259,8 @@ def format_summary(summary: TraceSummary) -> list[str]:
         f"  inputs      {_counts(s.input_sizes)}",
         f"  images/req  {_counts(s.images_per_request)}",
     ]
+    if any(count != "0" for count in s.masks_per_request):
+        lines.append(f"  masks/req   {_counts(s.masks_per_request)}")
     if s.output_sizes:
         lines.append(f"  outputs     {_counts(s.output_sizes)}")
     for name, counts in s.mix.items():
@@ -303,10 +309,8 @@ def _metadata_lines(metadata: dict[str, Any]) -> list[str]:
 
 def cat_lines(reader: TraceReader, kinds: frozenset[str] | None = None) -> Iterator[bytes]:
     """Every record as one JSON line; blobs as digest, size and media type, never their bytes."""
-    for record in reader.records():
-        tag = type(record).__struct_config__.tag
-        if kinds is not None and tag not in kinds:
-            continue
+    wanted = None if kinds is None else cast("frozenset[RecordKind]", kinds)
+    for record in reader.records(kinds=wanted):
         if isinstance(record, Blob):
             builtin: Any = {
                 "type": "blob",
@@ -350,17 +354,17 @@ def extract_images(
 def _image_refs(
     reader: TraceReader, inputs: bool, outputs: bool
 ) -> Iterator[tuple[str, str, str, str]]:
-    for record in reader.records():
-        if isinstance(record, Request):
-            if inputs and isinstance(record.body, MultipartBody):
-                for part in record.body.parts:
-                    if not isinstance(part, FilePart):
-                        continue
-                    if reader.blob_media_type(part.blob).startswith("image/"):
-                        yield record.id, "input", part.name, part.blob
-            if outputs and record.response is not None:
-                for index, digest in enumerate(record.response.images):
-                    yield record.id, "output", f"data[{index}]", digest
-        elif isinstance(record, Outcome) and outputs:
-            for index, digest in enumerate(record.images):
-                yield record.request_id, "output", f"data[{index}]", digest
+    # Blobs are fetched by digest as they are needed: the pass itself decodes none of them.
+    for record in reader.records(kinds=("request", "outcome")):
+        if not isinstance(record, Request | Outcome):
+            continue
+        if inputs and isinstance(record, Request) and isinstance(record.body, MultipartBody):
+            for part in record.body.parts:
+                if not isinstance(part, FilePart):
+                    continue
+                if reader.blob_media_type(part.blob).startswith("image/"):
+                    yield record.id, "input", part.name, part.blob
+        exchange = view_exchange(record) if outputs else None
+        if exchange is not None:
+            for index, digest in enumerate(exchange.images):
+                yield exchange.request_id, "output", f"data[{index}]", digest

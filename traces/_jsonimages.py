@@ -18,7 +18,7 @@ import msgspec
 
 from ._body import BlobSink, strip_images
 
-__all__ = ["strip_images_from_json"]
+__all__ = ["is_json_media", "json_envelope", "strip_images_from_json"]
 
 _KEY = b'"b64_json"'
 _CHUNK = 1 << 17  # a multiple of 4: chunks decode independently
@@ -59,6 +59,28 @@ def strip_images_from_json(body: bytes, add_blob: BlobSink) -> tuple[Any, tuple[
     pieces.append(body[position:])
     envelope = _decoder.decode(b"".join(pieces))
     return envelope, tuple(_digests(envelope))
+
+
+def is_json_media(content_type: str | None) -> bool:
+    """True for `application/json` and any `+json` media type, parameters ignored."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def json_envelope(
+    content_type: str | None, body: bytes, add_blob: BlobSink
+) -> tuple[Any, tuple[str, ...]] | None:
+    """A JSON response body as a response's `envelope` and `images`; None when it is not JSON.
+
+    The one rule by which a recorded `Response` and a replayed `Outcome` store a body: JSON
+    (by its content type, and parsing) becomes an envelope, anything else a `body_blob`.
+    """
+    if not is_json_media(content_type):
+        return None
+    try:
+        return strip_images_from_json(body, add_blob)
+    except msgspec.DecodeError:
+        return None
 
 
 def _string_value_start(body: bytes, key: int, after: int) -> int | None:

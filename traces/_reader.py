@@ -6,10 +6,10 @@ import hashlib
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import msgspec
 import zstandard
@@ -33,10 +33,14 @@ from ._framing import (
     FileIndex,
     is_skippable,
 )
+from ._order import ArrivalOrder, arrival_order
 from ._schema import READABLE_VERSIONS, Blob, Header, Note, Outcome, Record, Request
 from ._writer import request_identity
 
-__all__ = ["Damage", "TraceReader"]
+__all__ = ["Damage", "RecordKind", "TraceReader"]
+
+RecordKind = Literal["header", "blob", "request", "outcome", "note"]
+"""The `type` tag of a record; `TraceReader.records(kinds=...)` filters on it."""
 
 _CHUNK = 1 << 20
 _FRAME_CACHE_BYTES = 64 << 20
@@ -44,6 +48,10 @@ _record_decoder = msgspec.msgpack.Decoder(Record)
 _any_decoder = msgspec.msgpack.Decoder()
 _index_decoder = msgspec.msgpack.Decoder(FileIndex)
 _KNOWN_TAGS = frozenset({"header", "blob", "request", "outcome", "note"})
+# msgspec writes a tagged Struct as a map whose first key is "type": the tag can be read from
+# the first bytes of a record without decoding it (and without copying a blob's bytes).
+_TAG_KEY = b"\xa4type"
+_TAGS_BY_BYTES = {tag.encode(): tag for tag in _KNOWN_TAGS}
 
 
 class Damage(msgspec.Struct, frozen=True):
@@ -101,12 +109,16 @@ class TraceReader:
             self._blobs: dict[str, BlobLocation] = {}
             self._scanned = False
             self._yielded = 0
+            self._seen = 0
             self._check_signature()
             self.index: FileIndex | None = self._read_index()
             self._data_end = self._index_offset if self.index is not None else self._size
+            self._trace_digest: str | None = None
+            self._arrival: ArrivalOrder | None = None
             if self.index is not None:
                 self._blobs = dict(self.index.blobs)
                 self._scanned = True
+                self._trace_digest = self.index.trace_digest or None
             self.header = self._read_header()
         except BaseException:
             self._file.close()
@@ -127,36 +139,68 @@ class TraceReader:
     def size(self) -> int:
         return self._size
 
-    def records(self) -> Iterator[Record]:
-        """Every record in file order, the header first."""
-        self._yielded = 0
+    def records(self, kinds: Iterable[RecordKind] | None = None) -> Iterator[Record]:
+        """Every record in file order, the header first; only those of `kinds` when given.
+
+        Records of other kinds are skipped undecoded, so `kinds={"request"}` never copies an
+        image blob's bytes.
+        """
+        for _, _, record in self._located(kinds):
+            yield record
+
+    def _located(self, kinds: Iterable[RecordKind] | None) -> Iterator[tuple[int, int, Record]]:
+        """`records()` with where each record is: (frame offset, position in the frame, record)."""
+        wanted = None if kinds is None else frozenset(kinds)
+        self._yielded = self._seen = 0
+        # A file without index learns its trace digest from any full pass over its requests.
+        digest = hashlib.sha256() if self._trace_digest is None else None
+        if wanted is not None and "request" not in wanted:
+            digest = None
         for frame_offset, content in self._frames():
-            for position, record in self._decode_frame(frame_offset, content):
-                if isinstance(record, Blob) and record.digest not in self._blobs:
-                    self._blobs[record.digest] = BlobLocation(
-                        frame_offset, position, len(record.data), record.media_type
-                    )
+            for position, record in self._decode_frame(frame_offset, content, wanted):
+                if digest is not None and isinstance(record, Request):
+                    digest.update(request_identity(record))
+                if isinstance(record, Blob):
+                    if record.digest not in self._blobs:
+                        self._blobs[record.digest] = BlobLocation(
+                            frame_offset, position, len(record.data), record.media_type
+                        )
+                    if wanted is not None and "blob" not in wanted:
+                        continue  # decoded only to learn where it is
                 self._yielded += 1
-                yield record
+                yield frame_offset, position, record
+        if digest is not None:
+            self._trace_digest = digest.hexdigest()
         if self.damage is None:
             self._scanned = True
 
     def requests(self) -> Iterator[Request]:
-        for record in self.records():
-            if isinstance(record, Request):
-                yield record
+        """The requests in file order (a recording writes them as they finish)."""
+        for record in self.records(kinds=("request",)):
+            assert isinstance(record, Request)
+            yield record
+
+    def requests_by_arrival(self) -> Iterator[Request]:
+        """The requests in arrival order: by `offset_ns`, ties in file order.
+
+        A file already in that order streams; any other holds one small entry per request,
+        never the records (see `traces._order`).
+        """
+        if self._arrival is None:
+            self._arrival = arrival_order(self)
+        return self._arrival.requests(self)
 
     def outcomes(self) -> Iterator[Outcome]:
-        for record in self.records():
-            if isinstance(record, Outcome):
-                yield record
+        for record in self.records(kinds=("outcome",)):
+            assert isinstance(record, Outcome)
+            yield record
 
     def metadata(self) -> dict[str, Any]:
         """The header's metadata with every later note applied (scans a file without index)."""
         if self.index is not None:
             return dict(self.index.metadata)
         merged = dict(self.header.metadata)
-        for record in self.records():
+        for record in self.records(kinds=("note",)):
             if isinstance(record, Note):
                 merged.update(record.metadata)
         return merged
@@ -175,10 +219,7 @@ class TraceReader:
         location = self._locate(digest)
         if location is None:
             raise self._missing(digest)
-        content = self._cached_frame(location.frame_offset)
-        (length,) = LENGTH_PREFIX.unpack_from(content, location.position)
-        start = location.position + 4
-        record = _record_decoder.decode(content[start : start + length])
+        record = self._record_at(location.frame_offset, location.position)
         if not isinstance(record, Blob) or record.digest != digest:
             raise TraceFormatError(
                 self.path, location.frame_offset, f"index points to the wrong record for {digest}"
@@ -187,12 +228,11 @@ class TraceReader:
 
     def trace_digest(self) -> str:
         """Digest of the requests (ids, timing, bodies), which names this trace in run headers."""
-        if self.index is not None and self.index.trace_digest:
-            return self.index.trace_digest
-        digest = hashlib.sha256()
-        for request in self.requests():
-            digest.update(request_identity(request))
-        return digest.hexdigest()
+        if self._trace_digest is None:
+            for _ in self.requests():
+                pass
+        assert self._trace_digest is not None
+        return self._trace_digest
 
     def close(self) -> None:
         self._file.close()
@@ -248,7 +288,7 @@ class TraceReader:
             raise TraceFormatError(
                 self.path, problem.offset, f"cannot read the header: {problem.reason}"
             ) from None
-        records = self._decode_frame(offset, content)
+        records = self._decode_frame(offset, content, None)
         first = next(records, None)
         if first is None:
             raise TraceFormatError(self.path, offset, "the first frame holds no records")
@@ -270,7 +310,7 @@ class TraceReader:
             try:
                 content, length = self._read_frame(offset)
             except _FrameProblem as problem:
-                self._stop_at(problem, self._yielded)
+                self._stop_at(problem, self._seen)
                 return
             if content:
                 self._remember_frame(offset, content)
@@ -320,7 +360,14 @@ class TraceReader:
             consumed += len(chunk)
         return b"".join(parts), consumed - len(stream.unused_data)
 
-    def _decode_frame(self, frame_offset: int, content: bytes) -> Iterator[tuple[int, Record]]:
+    def _decode_frame(
+        self, frame_offset: int, content: bytes, wanted: frozenset[str] | None
+    ) -> Iterator[tuple[int, Record]]:
+        """(position, record) of each record of the frame that is `wanted` (all when None).
+
+        Every record counts toward `Damage.records_kept`, skipped or not. A blob that is not
+        wanted is still decoded while the file's blobs are not all located (no index).
+        """
         view = memoryview(content)
         position = 0
         while position < len(content):
@@ -330,10 +377,19 @@ class TraceReader:
             start = position + 4
             if start + length > len(content):
                 raise TraceFormatError(self.path, frame_offset, "a record runs past its frame")
-            record = self._decode_record(frame_offset, view[start : start + length])
-            if record is not None:
-                yield position, record
+            payload = view[start : start + length]
+            self._seen += 1
+            if wanted is None or self._wanted(payload, wanted):
+                record = self._decode_record(frame_offset, payload)
+                if record is not None:
+                    yield position, record
             position = start + length
+
+    def _wanted(self, payload: memoryview, wanted: frozenset[str]) -> bool:
+        tag = _peek_tag(payload)
+        if tag is None or tag in wanted:
+            return True  # unknown or unreadable tags are left to the decoder to judge
+        return tag == "blob" and not self._scanned
 
     def _decode_record(self, frame_offset: int, payload: memoryview) -> Record | None:
         try:
@@ -376,11 +432,19 @@ class TraceReader:
     def _locate(self, digest: str) -> BlobLocation | None:
         location = self._blobs.get(digest)
         if location is None and not self._scanned:
-            for _ in self.records():
+            for _ in self.records(kinds=("blob",)):
                 pass
             self._scanned = True
             location = self._blobs.get(digest)
         return location
+
+    def _record_at(self, frame_offset: int, position: int) -> Record:
+        """The record whose length prefix starts at `position` in the frame at `frame_offset`."""
+        content = self._cached_frame(frame_offset)
+        (length,) = LENGTH_PREFIX.unpack_from(content, position)
+        start = position + 4
+        record: Record = _record_decoder.decode(content[start : start + length])
+        return record
 
     def _missing(self, digest: str) -> MissingBlobError:
         return MissingBlobError(
@@ -390,3 +454,24 @@ class TraceReader:
     def _read_at(self, offset: int, length: int) -> bytes:
         self._file.seek(offset)
         return self._file.read(length)
+
+
+def _peek_tag(payload: memoryview) -> str | None:
+    """The `type` tag at the start of an encoded record, or None if it is not there."""
+    if not payload:
+        return None
+    first = payload[0]
+    if 0x80 <= first <= 0x8F:
+        start = 1  # fixmap
+    elif first == 0xDE:
+        start = 3  # map 16
+    elif first == 0xDF:
+        start = 5  # map 32
+    else:
+        return None
+    if payload[start : start + 5] != _TAG_KEY or len(payload) <= start + 5:
+        return None
+    size = payload[start + 5] - 0xA0
+    if not 0 <= size <= 31:
+        return None
+    return _TAGS_BY_BYTES.get(bytes(payload[start + 6 : start + 6 + size]))

@@ -91,6 +91,8 @@ class TraceWriter:
         self._pending_digests: set[str] = set()
         self._index = FileIndex(metadata=dict(header.metadata))
         self._digest = hashlib.sha256()
+        self._sorted = True
+        self._last_offset = -(2**63)
         self._closed = False
         try:
             self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed in close()
@@ -150,6 +152,8 @@ class TraceWriter:
                 record = self._redaction.apply_to_request(record)
                 self._digest.update(request_identity(record))
                 self._index.requests += 1
+                self._sorted = self._sorted and record.offset_ns >= self._last_offset
+                self._last_offset = record.offset_ns
             elif isinstance(record, Outcome):
                 record = self._redaction.apply_to_outcome(record)
                 self._index.outcomes += 1
@@ -181,6 +185,7 @@ class TraceWriter:
             try:
                 self._flush_locked()
                 self._index.trace_digest = self._digest.hexdigest()
+                self._index.arrival_sorted = self._sorted
                 self._write_raw(index_frame(self._index, self._offset))
                 self._file.flush()
                 if self._fsync:

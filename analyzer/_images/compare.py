@@ -19,19 +19,19 @@ from typing import Any, TypeVar
 import msgspec
 
 from traces import (
-    FilePart,
     MultipartBody,
-    Outcome,
     Request,
     TextField,
     TraceError,
     TraceFormatError,
-    TraceReader,
     TraceRecoveryWarning,
     UsageError,
+    input_images,
+    request_classes,
 )
 
 from .._errors import AnalysisError
+from .._load import FileContents, read_contents
 from .noise import NoiseSummary, summarize_noise
 from .options import ImageThresholds, Thresholds
 from .records import VERDICTS, Job, PairResult, Rendered, RenderJob, RequestInfo, WorkerFailure
@@ -64,17 +64,14 @@ class _Entry(msgspec.Struct, frozen=True):
     """Empty when the request succeeded; else why it has no outputs (status, error)."""
 
 
-def _entries(reader: TraceReader, label: str) -> dict[tuple[str, int], _Entry]:
+def _entries(reader: FileContents, label: str) -> dict[tuple[str, int], _Entry]:
     """Outputs per (request id, loop): from outcomes of a run, from responses of a trace."""
     found: dict[tuple[str, int], _Entry] = {}
-    for record in reader.records():
-        if isinstance(record, Outcome) and not record.warmup:
-            found[(record.request_id, record.loop)] = _entry(
-                record.status, record.error, record.images
+    for exchange in reader.exchanges():
+        if not exchange.warmup:
+            found[(exchange.request_id, exchange.loop)] = _entry(
+                exchange.status, exchange.error, exchange.images
             )
-        elif isinstance(record, Request) and record.response is not None:
-            response = record.response
-            found[(record.id, 0)] = _entry(response.status, response.error, response.images)
     if reader.kind == "trace" and not found:
         raise AnalysisError(
             f"{label} {reader.path} is a trace without recorded responses: replay it "
@@ -91,7 +88,7 @@ def _entry(status: int | None, error: Any, images: tuple[str, ...]) -> _Entry:
     return _Entry(images, "")
 
 
-def _trace_path(reader: TraceReader) -> Path | None:
+def _trace_path(reader: FileContents) -> Path | None:
     """The trace a run replayed, when its file is still where the header says (or beside)."""
     if reader.kind == "trace":
         return reader.path
@@ -108,25 +105,26 @@ def _trace_path(reader: TraceReader) -> Path | None:
     return None
 
 
-def _request_infos(trace: Path, expected_digest: str | None) -> tuple[dict[str, RequestInfo], str]:
-    """Prompt, parameters and input images of each request; ({}, note) when unusable."""
+def _request_infos(
+    trace: Path, expected_digest: str | None
+) -> tuple[dict[str, RequestInfo], dict[str, str], str]:
+    """Prompt, parameters and input images of each request, and its request class (the
+    latency analysis's, `traces.request_classes`); ({}, {}, note) when unusable."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            reader = TraceReader(trace)
+            contents = read_contents(trace)
     except TraceError as exc:
-        return {}, f"inputs not shown: {exc}"
-    with reader:
-        if expected_digest and reader.trace_digest() != expected_digest:
-            return {}, f"inputs not shown: {trace} is not the trace this run replayed"
-        infos = {request.id: _request_info(request) for request in reader.requests()}
-    return infos, ""
+        return {}, {}, f"inputs not shown: {exc}"
+    if expected_digest and contents.trace_digest != expected_digest:
+        return {}, {}, f"inputs not shown: {trace} is not the trace this run replayed"
+    infos = {request.id: _request_info(request) for request in contents.requests}
+    return infos, request_classes(contents.requests), ""
 
 
 def _request_info(request: Request) -> RequestInfo:
     prompt = ""
     params: dict[str, str] = {}
-    inputs: list[str] = []
     if isinstance(request.body, MultipartBody):
         for part in request.body.parts:
             if isinstance(part, TextField):
@@ -134,16 +132,8 @@ def _request_info(request: Request) -> RequestInfo:
                     prompt = part.value
                 elif len(params) < 12:
                     params[part.name] = part.value[:80]
-            elif isinstance(part, FilePart) and (part.content_type or "image").startswith("image"):
-                inputs.append(part.blob)
-    return RequestInfo(prompt=prompt, params=params, inputs=tuple(inputs[:4]), path=request.path)
-
-
-def _request_class(info: RequestInfo | None) -> str:
-    if info is None:
-        return "all requests"
-    parts = [f"{key}={info.params[key]}" for key in ("size", "quality", "n") if key in info.params]
-    return " ".join(parts) or info.path
+    inputs = tuple(part.blob for part in input_images(request.body))[:4]
+    return RequestInfo(prompt=prompt, params=params, inputs=inputs, path=request.path)
 
 
 # -- the comparison -------------------------------------------------------------------------
@@ -173,10 +163,10 @@ def compare_run_images(
     paths = {
         role: str(path) for role, path in (("base", base), ("cand", cand), ("noise", noise)) if path
     }
-    entries, trace, infos, note = _read_runs(paths, salvage)
+    entries, trace, infos, classes, note = _read_runs(paths, salvage)
     if trace is not None and infos:
         paths["trace"] = str(trace)
-    pairs, work = _plan(entries, infos)
+    pairs, work = _plan(entries, classes)
     if assets_dir is not None:
         assets_dir.mkdir(parents=True, exist_ok=True)
     state = WorkerState(paths, thresholds, str(assets_dir) if assets_dir else None, salvage)
@@ -218,30 +208,26 @@ _Entries = dict[tuple[str, int], _Entry]
 
 def _read_runs(
     paths: dict[str, str], salvage: bool
-) -> tuple[dict[str, _Entries], Path | None, dict[str, RequestInfo], str]:
-    """The outputs of each run, the trace they replayed and what it says about each request."""
+) -> tuple[dict[str, _Entries], Path | None, dict[str, RequestInfo], dict[str, str], str]:
+    """The outputs of each run, the trace they replayed, what it says about each request and
+    the request classes (each file is read once per command: `read_contents`)."""
     labels = {"base": "BASE", "cand": "CAND", "noise": "--noise"}
-    readers: dict[str, TraceReader] = {}
-    try:
-        with warnings.catch_warnings():
-            # A torn tail is reported once, by the latency analysis that reads the same files.
-            warnings.simplefilter("ignore", TraceRecoveryWarning)
-            for role, path in paths.items():
-                readers[role] = TraceReader(path, salvage=salvage)
-            entries = {role: _entries(r, labels[role]) for role, r in readers.items()}
-        trace = _trace_path(readers["base"])
-        note = "" if trace else "inputs not shown: the trace this run replayed was not found"
-        infos: dict[str, RequestInfo] = {}
-        if trace is not None:
-            infos, note = _request_infos(trace, readers["base"].header.trace_digest)
-    finally:
-        for reader in readers.values():
-            reader.close()
-    return entries, trace, infos, note
+    with warnings.catch_warnings():
+        # A torn tail is reported once, by the latency analysis that reads the same files.
+        warnings.simplefilter("ignore", TraceRecoveryWarning)
+        contents = {role: read_contents(path, salvage=salvage) for role, path in paths.items()}
+    entries = {role: _entries(c, labels[role]) for role, c in contents.items()}
+    trace = _trace_path(contents["base"])
+    note = "" if trace else "inputs not shown: the trace this run replayed was not found"
+    infos: dict[str, RequestInfo] = {}
+    classes: dict[str, str] = {}
+    if trace is not None:
+        infos, classes, note = _request_infos(trace, contents["base"].header.trace_digest)
+    return entries, trace, infos, classes, note
 
 
 def _plan(
-    entries: dict[str, _Entries], infos: dict[str, RequestInfo]
+    entries: dict[str, _Entries], classes: dict[str, str]
 ) -> tuple[list[PairResult], list[Job]]:
     """Jobs for requests with outputs on both sides; 'missing' results for the others."""
     base, cand = entries["base"], entries["cand"]
@@ -250,7 +236,7 @@ def _plan(
     jobs: list[Job] = []
     keys = list(base) + [key for key in cand if key not in base]
     for key in keys:
-        request_class = _request_class(infos.get(key[0]))
+        request_class = classes.get(key[0], "all")
         a, b = base.get(key), cand.get(key)
         problem = _missing_reason(a, b)
         if problem == "":

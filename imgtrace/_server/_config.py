@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
-from traces import UsageError
+from traces import UsageError, parse_byte_size
 
 __all__ = ["DEFAULT_PORT", "ServerConfig", "parse_bytes"]
 
 DEFAULT_PORT = 30000  # SGLang's default, so clients configured for it work unchanged
 
-_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
-
 
 def parse_bytes(text: str) -> int:
-    """`64MiB`, `10M`, `500k` or a plain number of bytes -> bytes; UsageError otherwise."""
-    match = _BYTES_RE.match(text)
-    if match is None:
-        raise UsageError(f"not a byte count: {text!r} (use e.g. 1048576, 500k, 64MiB)")
-    unit = (match.group(2) or "").lower()
-    base = 1024 if "i" in unit else 1000
-    power = "bkmg".find(unit[:1]) if unit else 0
-    return int(float(match.group(1)) * base ** max(power, 0))
+    """`64MiB`, `64M`, `500k` or a plain number of bytes -> bytes (`traces.parse_byte_size`)."""
+    return parse_byte_size(text)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def test_every_verdict_without_noise(runs: Path) -> None:
     assert report.noise_summary is None
     verdict_table = report.tables()[0]
     assert any("--noise BASE2" in note for note in verdict_table.footnotes)
-    assert verdict_table.rows[0][:2] == ["size=512x512 n=1", str(len(report.pairs))]
+    # One request class, as in the latency tables: nothing in the trace varies.
+    assert verdict_table.rows[0][:2] == ["all", str(len(report.pairs))]
 
 
 def test_noise_run_calibrates_the_verdicts(runs: Path) -> None:
@@ -208,7 +209,7 @@ def test_moved_trace_leaves_the_input_column_empty(runs: Path) -> None:
     report = _compare(runs, assets_dir=runs / "files")
     assert any("trace this run replayed was not found" in note for note in report.notes)
     assert all("input0" not in row.cells for row in report.rendered.values())
-    assert {p.request_class for p in report.pairs} == {"all requests"}
+    assert {p.request_class for p in report.pairs} == {"all"}
 
 
 def test_wrong_trace_is_not_used_for_inputs(runs: Path) -> None:
@@ -298,3 +299,29 @@ def test_a_dying_worker_is_one_clear_error(runs: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(images, "compare_in_worker", _die)
     with pytest.raises(AnalysisError, match="worker died.*--jobs 1"):
         _compare(runs, jobs=2)
+
+
+def test_compare_reads_each_file_once_and_skips_image_bytes(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `imgtrace compare` does in its own process: the latency rows of both runs, the
+    # request classes from their trace, then the image comparison (blobs fetched by index).
+    from collections import Counter
+
+    from analyzer._load import load_rows
+    from traces import TraceReader
+
+    passes: Counter[tuple[str, frozenset[str] | None]] = Counter()
+    located = TraceReader._located
+
+    def counted(self: TraceReader, kinds: object) -> object:
+        passes[(self.path.name, frozenset(kinds) if kinds else None)] += 1  # type: ignore[arg-type]
+        return located(self, kinds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TraceReader, "_located", counted)
+    for name in ("a.run", "b.run"):
+        load_rows(runs / name)
+    report = _compare(runs)
+    assert report.requests  # the trace's inputs and classes were found
+    wanted = frozenset({"request", "outcome"})
+    assert passes == {("a.run", wanted): 1, ("b.run", wanted): 1, ("t.imgtrace", wanted): 1}

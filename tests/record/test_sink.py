@@ -142,7 +142,7 @@ def test_parse_duration() -> None:
         parse_duration("soon", "--x")
 
 
-def test_a_closed_file_lists_requests_in_arrival_order(tmp_path: Path) -> None:
+def test_a_closed_file_reads_back_in_arrival_order_without_a_rewrite(tmp_path: Path) -> None:
     out = tmp_path / "order.imgtrace"
     recorder = Recorder(out, options=RecordOptions(keep_headers=("cookie",)))
     exchanges = [_exchange(recorder, body=b'{"n": %d}' % i) for i in range(5)]
@@ -153,9 +153,13 @@ def test_a_closed_file_lists_requests_in_arrival_order(tmp_path: Path) -> None:
     recorder.close()
     with TraceReader(out) as reader:
         assert reader.closed_cleanly
-        requests = list(reader.requests())
+        assert reader.index is not None and not reader.index.arrival_sorted
+        # The file keeps completion order: nothing was rewritten on close.
+        in_file = [r.id for r in reader.requests()]
+        assert in_file == [e.id for e in reversed(exchanges)]
+        requests = list(reader.requests_by_arrival())
         assert [r.id for r in requests] == [e.id for e in exchanges]
         assert [r.offset_ns for r in requests] == sorted(r.offset_ns for r in requests)
-        assert dict(requests[0].headers)["cookie"] == "kept"  # the rewrite keeps --keep-header
+        assert dict(requests[0].headers)["cookie"] == "kept"  # --keep-header is kept
         assert reader.metadata()["recorder"]["recorded"] == 5
-    assert not (tmp_path / "order.imgtrace.sorting").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["order.imgtrace"]

@@ -12,6 +12,7 @@ from recorder_helpers import SECRET_TOKEN, SECRET_USER, Upstream, decompressed, 
 
 from recorder import Recorder, RecordingTransport, RecordOptions
 from recorder._capture import pseudonymise
+from replayer._sender import classify_error
 from traces import FilePart, MultipartBody, TextField, TraceReader
 
 OPTIONS = RecordOptions(user_key=b"transport-key")
@@ -96,6 +97,21 @@ def test_transport_records_connection_failures(tmp_path: Path) -> None:
         (request,) = reader.requests()
         assert request.response is not None and request.response.error is not None
         assert request.response.error.kind == "connect"
+
+
+def test_a_connect_timeout_is_recorded_as_the_replayer_sees_it(tmp_path: Path) -> None:
+    def never_connects(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out connecting", request=request)
+
+    out = tmp_path / "slow.imgtrace"
+    transport = RecordingTransport(out, transport=httpx.MockTransport(never_connects))
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectTimeout) as raised:
+        client.post("http://127.0.0.1:1/v1/images/edits", json={"prompt": "x"})
+    with TraceReader(out) as reader:
+        (request,) = reader.requests()
+    assert request.response is not None and request.response.error is not None
+    assert request.response.error.kind == "connect"
+    assert classify_error(raised.value).kind == "connect"
 
 
 def test_wrong_kind_of_inner_transport_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+import pytest
 from rich.console import Console
 
+from analyzer import _stats
 from replayer._progress import LagHealth, Live, Stats, summary_table
 from replayer._sender import Exchange
-from traces import ErrorInfo
+from traces import ErrorInfo, quantile
 
 MS = 1_000_000
 
@@ -91,3 +94,17 @@ def test_live_progress_line() -> None:
 def test_lag_health_as_dict_round_trip() -> None:
     health = LagHealth(sends=3, p50_ms=0.2, p99_ms=0.5, max_ms=0.6, late_share=0.0)
     assert health.as_dict()["kept_up"] is True
+
+
+def test_summary_live_bar_and_report_agree_on_lag_p99() -> None:
+    # 200 lags from 0.1 to 20 ms: the summary used to interpolate (19.801 ms) and the live bar
+    # to take index ceil(0.99 * 199) (19.9 ms); the shared inverted-CDF rule gives 19.8 ms.
+    lags = [0.1 * (i + 1) for i in range(200)]
+    stats = stats_of(lags)
+    ordered = sorted(stats.lags)
+    expected = quantile(ordered, 0.99) / MS
+    assert stats.lag_health().p99_ms == expected == stats.current_lag_p99_ms()
+    assert expected == pytest.approx(19.8, abs=0.01)
+    assert _stats.quantile(np.array(ordered, dtype=np.float64), 0.99) / MS == expected
+    latency = sorted(stats.latency)
+    assert stats.latency_ms("intended", 99) == quantile(latency, 0.99) / MS

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from replay_helpers import MS, write_trace
 
 from replayer import Plan, Selection, Shaper, Timing
 from replayer._schedule import parse_arrival, parse_filter, parse_window
-from traces import TraceReader, UsageError
+from traces import ArrivalProcess, TraceReader, UsageError
 
 OFFSETS = [0, 30, 60, 150, 200, 420]
 
@@ -83,6 +85,16 @@ def test_poisson_and_gamma_are_seeded_and_have_the_right_mean(tmp_path: Path) ->
     assert [s.intended_ns for s in plan(path, other).slots()] != first
 
 
+def test_rate_retiming_is_the_arrival_process_synth_uses(tmp_path: Path) -> None:
+    path = write_trace(tmp_path / "many.imgtrace", list(range(300)))
+    timing = Timing("rate", rate=40.0, arrival="gamma", shape=0.5, arrival_seed=11)
+    selection = Selection(loop=2)
+    process = ArrivalProcess.steady("gamma", 40.0, burstiness=0.5)
+    # The same seed and process give `synth` its arrivals; a second pass continues the process.
+    expected = process.times(np.random.default_rng(11), 600, None)
+    assert times(plan(path, timing, selection)) == [round(t * 1e9) for t in expected]
+
+
 def test_gamma_shape_changes_burstiness(tmp_path: Path) -> None:
     path = write_trace(tmp_path / "many.imgtrace", list(range(2000)))
 
@@ -148,16 +160,27 @@ def test_bad_filter() -> None:
         parse_filter("size")
 
 
-def test_out_of_order_trace_warns_and_is_sent_in_time_order(tmp_path: Path) -> None:
+def test_out_of_order_trace_is_sent_in_time_order_without_a_warning(tmp_path: Path) -> None:
+    # Recordings list requests as they finished: arrival order is the reader's business.
     path = write_trace(tmp_path / "shuffled.imgtrace", [0, 50, 20, 80])
-    with pytest.warns(UserWarning, match="1 requests come before the previous one"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         p = plan(path, Timing())
     assert times(p) == [0, 20 * MS, 50 * MS, 80 * MS]
     assert [s.request.id for s in p.slots()] == ["r0000", "r0002", "r0001", "r0003"]
     assert [s.seq for s in p.slots()] == [0, 1, 2, 3]
 
 
-def test_out_of_order_trace_keeps_file_order_when_re_timed(tmp_path: Path) -> None:
+def test_out_of_order_trace_is_re_timed_in_arrival_order(tmp_path: Path) -> None:
     path = write_trace(tmp_path / "shuffled.imgtrace", [0, 50, 20, 80])
     p = plan(path, Timing(mode="rate", rate=10.0))
-    assert [s.request.id for s in p.slots()] == ["r0000", "r0001", "r0002", "r0003"]
+    assert [s.request.id for s in p.slots()] == ["r0000", "r0002", "r0001", "r0003"]
+    assert times(p) == [0, 100 * MS, 200 * MS, 300 * MS]
+
+
+def test_window_and_limit_select_by_arrival_in_an_unsorted_trace(tmp_path: Path) -> None:
+    path = write_trace(tmp_path / "shuffled.imgtrace", [0, 50, 20, 80, 10])
+    first_three = plan(path, Timing(), Selection(limit=3))
+    assert [s.request.id for s in first_three.slots()] == ["r0000", "r0004", "r0002"]
+    window = plan(path, Timing(), Selection(window=(0.015, 0.06)))
+    assert [s.request.id for s in window.slots()] == ["r0002", "r0001"]

@@ -39,10 +39,11 @@ from traces import FormPartData, UsageError
     ("text", "value"),
     [
         ("1048576", 1048576),
-        ("500k", 500_000),
+        ("500k", 500 * 1024),
         ("64MiB", 64 * 1024**2),
-        ("2 GB", 2 * 10**9),
-        ("1.5m", 1_500_000),
+        ("64M", 64 * 1024**2),  # the same number `record --max-body 64M` means
+        ("2 GB", 2 * 1024**3),
+        ("1.5m", 3 * 2**19),
         ("10kib", 10240),
     ],
 )
