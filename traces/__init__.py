@@ -82,8 +82,8 @@ from ._view import ExchangeView, view_exchange
 from ._writer import TraceWriter
 
 __all__ = [
-    "DEFAULT_MAX_HEADER_SIZE",
     "CLASS_FIELDS",
+    "DEFAULT_MAX_HEADER_SIZE",
     "DEFAULT_REDACTED_HEADERS",
     "ERROR_KINDS",
     "FORMAT_VERSION",
@@ -144,8 +144,8 @@ __all__ = [
     "body_from_parts",
     "boundary_of",
     "cat_lines",
-    "copy_part",
     "class_labels",
+    "copy_part",
     "encode_body",
     "encode_multipart",
     "error_kind",
@@ -157,9 +157,9 @@ __all__ = [
     "input_images",
     "input_masks",
     "internal_address",
-    "merge_files",
     "is_json_media",
     "json_envelope",
+    "merge_files",
     "new_boundary",
     "parse_byte_size",
     "parse_multipart",

@@ -265,7 +265,7 @@ def test_a_file_without_index_still_finds_blobs_after_a_filtered_read(tmp_path: 
 def test_every_tool_counts_an_image_and_a_mask_alike(tmp_path: Path) -> None:
     from tracefiles import png
 
-    from analyzer._images import _request_info
+    from analyzer._images.compare import _request_info
     from replayer import Plan, Selection, Shaper, Timing
     from traces import FormPartData, Header, TraceWriter, body_from_parts
     from traces._inspect import summarize

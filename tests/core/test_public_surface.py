@@ -17,8 +17,8 @@ from traces import OutputExists, UsageError
 
 PUBLIC = {
     "traces": [
-        "DEFAULT_MAX_HEADER_SIZE",
         "CLASS_FIELDS",
+        "DEFAULT_MAX_HEADER_SIZE",
         "DEFAULT_REDACTED_HEADERS",
         "ERROR_KINDS",
         "FORMAT_VERSION",
@@ -79,8 +79,8 @@ PUBLIC = {
         "body_from_parts",
         "boundary_of",
         "cat_lines",
-        "copy_part",
         "class_labels",
+        "copy_part",
         "encode_body",
         "encode_multipart",
         "error_kind",
@@ -92,9 +92,9 @@ PUBLIC = {
         "input_images",
         "input_masks",
         "internal_address",
-        "merge_files",
         "is_json_media",
         "json_envelope",
+        "merge_files",
         "new_boundary",
         "parse_byte_size",
         "parse_multipart",
