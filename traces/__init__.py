@@ -51,6 +51,7 @@ from ._redact import (
     redact_query,
     secret_header_name,
 )
+from ._repeats import Reproduction, count_reproductions, failure_label, reproductions
 from ._schema import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -107,6 +108,7 @@ __all__ = [
     "RawBody",
     "Record",
     "Redaction",
+    "Reproduction",
     "Request",
     "Response",
     "ShardInfo",
@@ -126,10 +128,12 @@ __all__ = [
     "boundary_of",
     "cat_lines",
     "copy_part",
+    "count_reproductions",
     "encode_body",
     "encode_multipart",
     "extension_for",
     "extract_images",
+    "failure_label",
     "form_parts",
     "format_summary",
     "internal_address",
@@ -138,6 +142,7 @@ __all__ = [
     "parse_multipart",
     "redact_envelope",
     "redact_query",
+    "reproductions",
     "restore_images",
     "secret_header_name",
     "shard_metadata",
