@@ -26,6 +26,7 @@ from traces import (
     Header,
     Note,
     Outcome,
+    OutputExists,
     Redaction,
     Reproduction,
     TraceReader,
@@ -111,7 +112,7 @@ def replay_repeated(
     if output is None:
         raise UsageError("replay needs an output run file: pass -o RUN")
     if output.exists() and not config.force:
-        raise UsageError(f"{output} already exists: choose another -o or pass --force")
+        raise OutputExists(output, what="-o RUN")
     parts = [output.with_name(f".{output.name}.rep{index}") for index in range(repeat)]
     results: list[ReplayResult] = []
     try:

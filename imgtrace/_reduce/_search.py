@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traces import Request, TraceReader, UsageError
+from traces import OutputExists, Request, TraceReader, UsageError
 
 from ._attempts import Attempt, AttemptRunner, RunnerOptions, write_candidate
 from ._ddmin import minimize
@@ -60,7 +60,7 @@ class ReduceConfig:
         if self.runner.baseline is not None and not self.runner.baseline.is_file():
             raise UsageError(f"--baseline {self.runner.baseline}: no such file")
         if self.output.exists() and not self.force:
-            raise UsageError(f"{self.output} already exists: choose another -o or pass --force")
+            raise OutputExists(self.output, what="-o MIN")
         if self.output.resolve() == self.trace.resolve():
             raise UsageError("-o must not be the trace being reduced")
 

@@ -97,7 +97,7 @@ def test_max_attempts_keeps_the_smallest_so_far(tmp_path: Path, buggy: Any, imgt
     out = tmp_path / "min.imgtrace"
     done = imgtrace(
         "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--max-attempts", "3", "--confirm", "0", "-o", str(out),
+        "--max-attempts", "3", "--tries", "2", "--confirm", "0", "-o", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "stopped early by --max-attempts" in done.stdout
@@ -106,12 +106,12 @@ def test_max_attempts_keeps_the_smallest_so_far(tmp_path: Path, buggy: Any, imgt
 
 
 def test_ctrl_c_keeps_the_smallest_so_far(tmp_path: Path, buggy: Any) -> None:
-    trace = planted_trace(tmp_path / "prod.imgtrace", 40, big=17, masked=18)
+    trace = planted_trace(tmp_path / "prod.imgtrace", 80, big=37, masked=38)
     out = tmp_path / "min.imgtrace"
     process = subprocess.Popen(
         [
             sys.executable, "-m", "imgtrace", "reduce", str(trace), "--target", buggy.url,
-            "--until", "status>=500", "--speed", "10", "-o", str(out),
+            "--until", "status>=500", "--speed", "50", "--tries", "2", "-o", str(out),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,7 +125,7 @@ def test_ctrl_c_keeps_the_smallest_so_far(tmp_path: Path, buggy: Any) -> None:
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "stopped early by Ctrl-C" in stdout
-    assert {"r0017", "r0018"} <= set(ids(out))
+    assert {"r0037", "r0038"} <= set(ids(out))
 
 
 def test_image_changed_with_reset_and_baseline(
