@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._commands._shared import parse_duration, write_json
 
 if TYPE_CHECKING:
     from ._search import Progress, ReduceConfig, ReduceResult
@@ -32,9 +33,6 @@ EPILOG = """\
 exit codes: 0 a reproducer was written; 2 usage or input error (a predicate that does not
 parse, a full trace that does not reproduce, a target that is down, a failing --reset);
 130 interrupted (the smallest reproducer so far is kept)."""
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -122,16 +120,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_reduce)
 
 
-def parse_duration(text: str, flag: str) -> float:
-    """`2s`, `500ms`, `10m`, `1.5h` or plain seconds; UsageError otherwise."""
-    from traces import UsageError
-
-    match = _DURATION.match(text)
-    if match is None:
-        raise UsageError(f"{flag} {text!r}: not a duration (use e.g. 500ms, 30s, 10m, 2h)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> ReduceConfig:
     """Check the options and build the search's config; UsageError when bad."""
     from traces import UsageError
@@ -210,7 +198,7 @@ def _reduce(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.end()
     _print_summary(result, config, args.json == "-")
-    _write_json(args.json, result.as_dict())
+    write_json(args.json, result.as_dict())
     return 130 if result.stopped == "interrupted" else 0
 
 
@@ -244,15 +232,3 @@ def _print_summary(result: ReduceResult, config: ReduceConfig, json_to_stdout: b
     print(f"  {result.reproduce_command}", file=out)
     run = config.output.with_name(config.output.stem + "-run.imgtrace")
     print(f"  imgtrace report {shlex.quote(str(run))}", file=out)
-
-
-def _write_json(target: str | None, data: dict[str, Any]) -> None:
-    if not target:
-        return
-    import msgspec
-
-    encoded = msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
-    if target == "-":
-        sys.stdout.write(encoded.decode())
-    else:
-        Path(target).write_bytes(encoded)

@@ -229,7 +229,7 @@ def test_existing_output_is_refused(tmp_path: Path, imgtrace: Run) -> None:
     [
         (["--tries", "0"], "--tries must be >= 1"),
         (["--min-rate", "1.5"], "--min-rate must be in (0, 1]"),
-        (["--budget", "soon"], "--budget 'soon': not a duration"),
+        (["--budget", "soon"], "--budget takes a duration like 30s"),
         (["--until", "image:changed"], "needs a baseline run"),
     ],
 )
