@@ -90,6 +90,8 @@ def one_search(
         print(f"seed {seed}: {exc}", flush=True)
         return False, 1, 1, time.monotonic() - started
     exact = result.kept == [f"r{big:04d}", f"r{big + 1:04d}"]
+    if not exact:
+        print(f"seed {seed}: kept {result.kept}, planted r{big:04d} and r{big + 1:04d}")
     return exact, result.attempts, result.search_attempts, time.monotonic() - started
 
 

@@ -8,9 +8,9 @@ interaction bugs in request traces:
   the number of tests (a two-request bug in 200 requests: at most 43 tests instead of 57);
 - every outcome is cached per candidate within one pass, so no candidate is tested twice.
 
-`minimize` repeats passes until one removes nothing. A flaky failure can make a test miss a
-candidate that does fail; a fresh pass tests it again, so a pass that shrank the input is
-followed by another over the result.
+`minimize` repeats passes until one removes nothing (two in a row for a flaky failure). A flaky
+failure can make a test miss a candidate that does fail; a fresh pass tests it again, so a pass
+that shrank the input is followed by another over the result.
 
 Both are pure functions of the sequence and a test callback; they never touch a server.
 """
@@ -83,11 +83,20 @@ def ddmin(items: Sequence[T], fails: Callable[[list[T]], bool]) -> list[T]:
     return [items[index] for index in current]
 
 
-def minimize(items: Sequence[T], fails: Callable[[list[T]], bool]) -> list[T]:
-    """`ddmin` repeated until a pass removes nothing (robust to flaky `fails`)."""
+def minimize(items: Sequence[T], fails: Callable[[list[T]], bool], *, settle: int = 1) -> list[T]:
+    """`ddmin` repeated until `settle` passes in a row remove nothing.
+
+    With a flaky `fails`, a pass can miss the one candidate that would have shrunk the result;
+    `settle=2` gives every candidate of the final pass a second, fresh chance.
+    """
+    if settle < 1:
+        raise ValueError("settle must be >= 1")
     current = list(items)
-    while True:
+    quiet = 0
+    while quiet < settle:
         smaller = ddmin(current, fails)
         if len(smaller) >= len(current):
-            return current
-        current = smaller
+            quiet += 1
+        else:
+            current, quiet = smaller, 0
+    return current

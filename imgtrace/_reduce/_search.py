@@ -270,7 +270,8 @@ def _run(search: _Search) -> ReduceResult:
     search.phase = "search"
     search_attempts = 0
     try:
-        minimize(search.requests, search.fails)
+        flaky = config.tries > 1 or config.min_rate is not None
+        minimize(search.requests, search.fails, settle=2 if flaky else 1)
     except _Stop as stop:
         stopped = stop.reason
     except KeyboardInterrupt:
