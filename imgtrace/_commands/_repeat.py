@@ -27,7 +27,7 @@ def repeat_command(
         if reset:
             run_reset(reset)
         if index:
-            console.print(f"repetition {index + 1} of {repeat}", markup=False)
+            console.print(f"repetition {index + 1} of {repeat}", markup=False, soft_wrap=True)
 
     result = replay_repeated(config, repeat, announce)
     for index, one in enumerate(result.results):
@@ -36,14 +36,21 @@ def repeat_command(
             f"repetition {index + 1}/{repeat}: {stats.sent} sent, {stats.errors} errors; "
             f"{one.lag.line()}",
             markup=False,
+            soft_wrap=True,
         )
-    console.print(f"run file: {result.output} ({len(result.results)} repetitions)", markup=False)
+    console.print(
+        f"run file: {result.output} ({len(result.results)} repetitions)",
+        markup=False,
+        soft_wrap=True,
+    )
     if result.reproductions:
-        console.print("failures reproduced:", markup=False)
+        console.print("failures reproduced:", markup=False, soft_wrap=True)
         for found in result.reproductions:
-            console.print(f"  {found.line()}", markup=False)
+            console.print(f"  {found.line()}", markup=False, soft_wrap=True)
     else:
-        console.print(f"no failures in {len(result.results)} repetitions", markup=False)
+        console.print(
+            f"no failures in {len(result.results)} repetitions", markup=False, soft_wrap=True
+        )
     write_json(json_target, result.as_dict())
     if result.nothing_connected:
         raise ReplayError(
