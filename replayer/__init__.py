@@ -75,7 +75,7 @@ __all__ = [
     "replay_async",
     "replay_interleaved",
     "replay_interleaved_async",
-    "send_order",
     "replay_repeated",
     "run_reset",
+    "send_order",
 ]

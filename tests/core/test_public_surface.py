@@ -157,9 +157,9 @@ PUBLIC = {
         "replay_async",
         "replay_interleaved",
         "replay_interleaved_async",
-        "send_order",
         "replay_repeated",
         "run_reset",
+        "send_order",
     ],
     "analyzer": [
         "AnalysisError",
