@@ -65,6 +65,8 @@ class Rows:
     bytes_up: IntArray
     bytes_down: IntArray
     stratum: ObjArray
+    repeat: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Repetition of each send (`replay --repeat`); zeros for other files."""
     no_response: int = 0
     """Requests of a recorded trace that have no recorded response (not in the rows)."""
     duplicates: int = 0
@@ -73,6 +75,11 @@ class Rows:
     notes: list[str] = field(default_factory=list)
     group: str | None = None
     """The interleaved replay this run was measured in (its header's group id), if any."""
+
+    def __post_init__(self) -> None:
+        if len(self.repeat) != len(self.request_id):
+            # Built without repetitions (a single replay): every send is repetition 0.
+            self.repeat = np.zeros(len(self.request_id), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.request_id)
@@ -116,6 +123,7 @@ class Rows:
                 "bytes_up",
                 "bytes_down",
                 "stratum",
+                "repeat",
             )
         }
         return Rows(
@@ -154,6 +162,7 @@ class _Columns:
     def __init__(self) -> None:
         self.request_id: list[str] = []
         self.loop: list[int] = []
+        self.repeat: list[int] = []
         self.seq: list[int] = []
         self.intended: list[float] = []
         self.sent: list[float] = []
@@ -169,6 +178,7 @@ class _Columns:
     def add(self, exchange: ExchangeView) -> None:
         self.request_id.append(exchange.request_id)
         self.loop.append(exchange.loop)
+        self.repeat.append(exchange.repeat)
         self.seq.append(exchange.seq)
         self.intended.append(float(exchange.intended_ns))
         self.sent.append(_opt(exchange.sent_ns))
@@ -189,6 +199,7 @@ class _Columns:
         return {
             "request_id": ids,
             "loop": np.array(self.loop, dtype=np.int64),
+            "repeat": np.array(self.repeat, dtype=np.int64),
             "seq": np.array(self.seq, dtype=np.int64),
             "intended": np.array(self.intended, dtype=np.float64),
             "sent": np.array(self.sent, dtype=np.float64),
@@ -363,7 +374,7 @@ def _check_usable(rows: Rows) -> None:
 
 @dataclass
 class Join:
-    """Requests of BASE and CAND paired by (request id, loop), and what could not be paired."""
+    """Requests of BASE and CAND paired by (request id, loop, repetition), and the rest."""
 
     base: Rows
     cand: Rows
@@ -383,15 +394,16 @@ class Join:
         return result
 
 
-def _keyed(rows: Rows) -> tuple[dict[tuple[str, int], int], int]:
-    keys: dict[tuple[str, int], int] = {}
+def _keyed(rows: Rows) -> tuple[dict[tuple[str, int, int], int], int]:
+    keys: dict[tuple[str, int, int], int] = {}
     duplicates = 0
-    for index, (request_id, loop, warm) in enumerate(
-        zip(rows.request_id.tolist(), rows.loop.tolist(), rows.warmup.tolist(), strict=True)
+    columns = (rows.request_id, rows.loop, rows.repeat, rows.warmup)
+    for index, (request_id, loop, repeat, warm) in enumerate(
+        zip(*(column.tolist() for column in columns), strict=True)
     ):
         if warm:
             continue
-        key = (request_id, loop)
+        key = (request_id, loop, repeat)
         if key in keys:
             duplicates += 1
         else:
@@ -400,7 +412,7 @@ def _keyed(rows: Rows) -> tuple[dict[tuple[str, int], int], int]:
 
 
 def join_rows(base: Rows, cand: Rows, *, force: bool = False) -> Join:
-    """Pair requests by (id, loop); warmup and one-sided requests are counted, never hidden."""
+    """Pair requests by (id, loop, repetition); warmup and one-sided ones are counted."""
     first, second = base.trace_digest or "", cand.trace_digest or ""
     if first and second and first != second and not force:
         raise AnalysisError(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from traces import count_reproductions
+
 from . import _stats
 from ._load import FloatArray, Rows
 from ._render import Footnotes, fmt_count, fmt_duration, fmt_percent
@@ -174,8 +176,32 @@ def report_tables(rows: Rows) -> list[Table]:
         tables.append(
             Table(title="Errors", columns=["class", "error", "count", "share"], rows=error_rows)
         )
+    reproduced = _reproduction_table(measured)
+    if reproduced is not None:
+        tables.append(reproduced)
     tables.append(_run_table(rows, summary))
     return tables
+
+
+def _reproduction_table(rows: Rows) -> Table | None:
+    """How often each failure reproduced, for a run of `replay --repeat K`."""
+    if not len(rows) or int(rows.repeat.max()) == 0:
+        return None
+    total = int(rows.repeat.max()) + 1
+    failures = [
+        (f"status {status}" if error.startswith("HTTP ") else error, repeat, request_id)
+        for request_id, repeat, status, error in zip(
+            rows.request_id.tolist(),
+            rows.repeat.tolist(),
+            rows.status.tolist(),
+            rows.error.tolist(),
+            strict=True,
+        )
+        if error
+    ]
+    found = count_reproductions(failures, total)
+    lines = [[r.line()] for r in found] or [[f"no failures in {total} repetitions"]]
+    return Table(title=f"Reproduced across {total} repetitions", columns=["failure"], rows=lines)
 
 
 def _run_table(rows: Rows, summary: RunSummary) -> Table:

@@ -11,6 +11,7 @@ The command line is `imgtrace replay` (docs/replaying.md).
 from ._errors import ReplayError
 from ._partition import Partition, PartPlan, parse_shard, part_of
 from ._progress import LagHealth, Stats
+from ._repeat import RepeatResult, replay_repeated, run_reset
 from ._results import InterleavedResult, ReplayResult
 from ._runner import (
     ReplayConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "Partition",
     "Plan",
     "Prepared",
+    "RepeatResult",
     "ReplayConfig",
     "ReplayError",
     "ReplayResult",
@@ -73,5 +75,7 @@ __all__ = [
     "replay_async",
     "replay_interleaved",
     "replay_interleaved_async",
+    "replay_repeated",
+    "run_reset",
     "send_order",
 ]

@@ -56,6 +56,7 @@ from ._redact import (
     redact_query,
     secret_header_name,
 )
+from ._repeats import Reproduction, count_reproductions, failure_label, reproductions
 from ._schema import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -126,6 +127,7 @@ __all__ = [
     "Record",
     "RecordKind",
     "Redaction",
+    "Reproduction",
     "Request",
     "Response",
     "ShardInfo",
@@ -146,12 +148,14 @@ __all__ = [
     "cat_lines",
     "class_labels",
     "copy_part",
+    "count_reproductions",
     "encode_body",
     "encode_multipart",
     "error_kind",
     "error_kind_named",
     "extension_for",
     "extract_images",
+    "failure_label",
     "form_parts",
     "format_summary",
     "input_images",
@@ -167,6 +171,7 @@ __all__ = [
     "quantile_index",
     "redact_envelope",
     "redact_query",
+    "reproductions",
     "request_classes",
     "request_features",
     "restore_images",

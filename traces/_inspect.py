@@ -16,6 +16,7 @@ from ._errors import OutputExists, UsageError
 from ._inputs import input_images, input_masks
 from ._media import extension_for, image_size
 from ._reader import RecordKind, TraceReader
+from ._repeats import Reproduction, failure_label, reproductions
 from ._schema import Blob, FilePart, Header, MultipartBody, Note, Outcome, Record, Request
 from ._view import ExchangeView, view_exchange
 
@@ -74,6 +75,9 @@ class TraceSummary(msgspec.Struct, kw_only=True):
     target: str | None = None
     trace_digest: str | None = None
     masks_per_request: dict[str, int] = {}
+    repetitions: int = 0
+    """Repetitions of a `replay --repeat` run (0 for other files)."""
+    reproductions: list[Reproduction] = []
 
 
 class _Tally:
@@ -96,6 +100,7 @@ class _Tally:
         self.warmup = 0
         self.seeded = 0
         self.metadata: dict[str, Any] = {}
+        self.failed: list[Outcome] = []  # kept only for the reproduction counts
 
     def add(self, record: Record) -> None:
         if isinstance(record, Blob):
@@ -111,6 +116,8 @@ class _Tally:
                 self.outcomes += 1
                 self.warmup += record.warmup
                 self.outcome_offsets.append(record.intended_ns)
+                if failure_label(record.status, record.error):
+                    self.failed.append(record)
             exchange = view_exchange(record)
             if exchange is not None:
                 self._add_exchange(exchange)
@@ -165,6 +172,11 @@ def summarize(reader: TraceReader) -> TraceSummary:
     span = (max(offsets) - min(offsets)) / 1e9 if len(offsets) > 1 else 0.0
     stored = tally.stored
     metadata = {**header.metadata, **tally.metadata}
+    # Each repetition's own summary is in the note; `show` prints the counts instead.
+    metadata.pop("repetitions", None)
+    repeat = int(header.options.get("repeat", 0) or 0) if header.kind == "run" else 0
+    # An interrupted run holds fewer repetitions than asked for.
+    repeat = int(metadata.get("completed_repetitions", repeat) or 0) if repeat else 0
     return TraceSummary(
         path=str(reader.path),
         kind=header.kind,
@@ -197,6 +209,8 @@ def summarize(reader: TraceReader) -> TraceSummary:
         metadata=metadata,
         target=header.target,
         trace_digest=header.trace_digest,
+        repetitions=repeat,
+        reproductions=reproductions(tally.failed, total=repeat) if repeat else [],
     )
 
 
@@ -269,6 +283,10 @@ def format_summary(summary: TraceSummary) -> list[str]:
         lines.append(f"  seed        sent by {s.seeded} of {s.requests} requests")
     if s.statuses:
         lines.append(f"  statuses    {_counts(s.statuses)}")
+    if s.repetitions:
+        found = [r.line() for r in s.reproductions] or ["no failures"]
+        lines.append(f"  repeated    {s.repetitions} times; " + found[0])
+        lines.extend(f"              {line}" for line in found[1:])
     lines.extend(f"  {line}" for line in _metadata_lines(s.metadata))
     return lines
 

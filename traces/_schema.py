@@ -205,6 +205,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, tag="outcome"):
     warmup: bool = False
     loop: int = 0
     """Which pass over the trace (--loop) this send belongs to."""
+    repeat: int = 0
+    """Which repetition of the replay (--repeat) this send belongs to."""
 
 
 class Note(msgspec.Struct, frozen=True, kw_only=True, tag="note"):

@@ -25,6 +25,8 @@ class ExchangeView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     request_id: str
     loop: int
+    repeat: int
+    """Which repetition of a `replay --repeat` run (0 for others and for recordings)."""
     seq: int
     intended_ns: int
     sent_ns: int | None
@@ -59,6 +61,7 @@ def view_exchange(record: Request | Outcome, seq: int = 0) -> ExchangeView | Non
         return ExchangeView(
             request_id=record.request_id,
             loop=record.loop,
+            repeat=record.repeat,
             seq=record.seq,
             intended_ns=record.intended_ns,
             sent_ns=record.sent_ns,
@@ -83,6 +86,7 @@ def view_exchange(record: Request | Outcome, seq: int = 0) -> ExchangeView | Non
     return ExchangeView(
         request_id=record.id,
         loop=0,
+        repeat=0,
         seq=seq,
         intended_ns=record.offset_ns,
         sent_ns=record.offset_ns,

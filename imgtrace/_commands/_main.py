@@ -14,6 +14,7 @@ from types import ModuleType
 
 from traces import TraceError, __version__
 
+from .._reduce import _command as reduce
 from . import (
     compare,
     demo,
@@ -44,6 +45,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     merge,
     report,
     compare,
+    reduce,
 )
 
 EPILOG = """\

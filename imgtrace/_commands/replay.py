@@ -122,6 +122,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loop", type=int, default=1, metavar="K", help="send the selection K times (default 1)"
     )
     selection.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="replay the whole selection K times (fresh connections, the same schedule) into "
+        "one run file; says how often each failure reproduced",
+    )
+    selection.add_argument(
+        "--reset",
+        metavar="'COMMAND'",
+        help="with --repeat: shell command run before each repetition (restart a container, "
+        "clear a cache); a non-zero exit status stops the replay",
+    )
+    selection.add_argument(
         "--warmup",
         type=int,
         default=0,
@@ -345,6 +359,12 @@ def _replay(args: argparse.Namespace) -> int:
         config.console = console
     else:
         config.console = Console(stderr=True, highlight=False, force_terminal=False)
+    if args.repeat != 1 or args.reset:
+        if config.targets:
+            raise UsageError("--repeat and --reset replay one --target, not interleaved targets")
+        from ._repeat import repeat_command
+
+        return repeat_command(config, args.repeat, console, args.json, args.reset)
     if config.targets:
         return _replay_interleaved(args, config, console)
     result = replay(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._server._config import DEFAULT_PORT, ServerConfig, parse_bytes
+from .._server._planted import parse_plant
 from ._shared import Subparsers, argument_type
 
 __all__ = ["register"]
@@ -204,6 +205,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory for caching encoded outputs of repeated requests, and again for the "
         "images of response_format=url responses (default: 64; 0 disables the cache)",
     )
+    knobs.add_argument(
+        "--plant",
+        action="append",
+        default=[],
+        metavar="BUG",
+        help="plant a bug that fails only under an interaction of requests: "
+        "mask-after-size[:W], slow-after-concurrent:N[:X], image-after-seed:S; repeatable "
+        "(docs/reference-server.md)",
+    )
+    knobs.add_argument(
+        "--plant-rate",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="a planted bug fires with probability P when its condition holds (default: 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
         cache_mb=args.cache_mb,
         access_log=args.access_log,
         log_level=args.log_level,
+        plant=tuple(parse_plant(text) for text in args.plant),
+        plant_rate=args.plant_rate,
     )
     from .._server import serve
 

@@ -31,6 +31,7 @@ from ._errors import ApiError
 from ._form import ClientGone, TrackedReceive, read_body, read_form
 from ._metrics import CONTENT_TYPE, Metrics
 from ._params import EditRequest, parse_edit_form, parse_generation_json
+from ._planted import RESET_ROUTE, Planted
 from ._store import ImageStore
 
 __all__ = ["ReferenceApp"]
@@ -73,6 +74,7 @@ class ReferenceApp:
         )
         self.store = ImageStore(int(config.cache_mb * 1e6))
         self.engine: Engine | None = None
+        self.planted = Planted(config)
         self._closed: anyio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -156,6 +158,10 @@ class ReferenceApp:
         if path.startswith(CONTENT_PREFIX) and path.endswith("/content"):
             status = await self._content(path, method, scope, send)
             self._count(CONTENT_ROUTE, status, anyio.current_time() - started)
+            return
+        if path == RESET_ROUTE and method == "POST" and self.planted.active:
+            self.planted.reset()
+            await _respond(send, 200, _encoder.encode({"reset": True}))
             return
         status = await self._simple(path, method, send)
         self._count(path if status != 404 else "other", status, anyio.current_time() - started)
@@ -312,9 +318,11 @@ class ReferenceApp:
 
         async def render() -> None:
             # Inside the simulated time's budget, so cached outputs never answer sooner.
-            images.extend(await anyio.to_thread.run_sync(self.renderer.render, request, inputs))
+            rendered = planted.rendered(request)
+            images.extend(await anyio.to_thread.run_sync(self.renderer.render, rendered, inputs))
 
         job = Job(width, height, request.steps, request.n, arrived, None if failing else render)
+        planted = self.planted.arrive(request, job, masked=inputs.mask is not None)
         try:
             await self.engine.process(job)
         except QueueFull as full:
@@ -326,7 +334,10 @@ class ReferenceApp:
                 "injected failure (--error-rate): the simulated GPU worker failed",
                 code="injected_error",
             )
+        planted.check()
         inference = job.finished - job.started
+        if planted.slow_factor > 1:
+            await anyio.sleep(inference * (planted.slow_factor - 1))
         if slow:
             self.metrics.fault("slow")
             await anyio.sleep(inference * (self.config.slow_factor - 1))

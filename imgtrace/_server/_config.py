@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from traces import UsageError, parse_byte_size
 
+from ._planted import Plant
+
 __all__ = ["DEFAULT_PORT", "ServerConfig", "parse_bytes"]
 
 DEFAULT_PORT = 30000  # SGLang's default, so clients configured for it work unchanged
@@ -45,6 +47,8 @@ class ServerConfig:
     cache_mb: float = 64.0
     access_log: bool = False
     log_level: str = "warning"
+    plant: tuple[Plant, ...] = ()
+    plant_rate: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.speed > 0 and not math.isnan(self.speed), "--speed must be > 0")
@@ -69,6 +73,7 @@ class ServerConfig:
         _check(0 <= self.port <= 65535, "--port must be between 0 and 65535")
         _check(self.cache_mb >= 0, "--cache-mb must be >= 0")
         _check(bool(self.model.strip()), "--model must not be empty")
+        _check(0 < self.plant_rate <= 1, "--plant-rate must be in (0, 1]")
 
     def scaled(self, seconds: float) -> float:
         """Simulated seconds -> wall seconds at this speed (0 at an infinite speed)."""
