@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 import httpx
+import msgspec
 
 from traces import (
     PLACEHOLDERS,
@@ -282,7 +283,8 @@ def _override_parts(body: MultipartBody, values: dict[str, str]) -> MultipartBod
     parts.extend(
         TextField(name=name, value=value) for name, value in values.items() if name not in done
     )
-    return MultipartBody(parts=tuple(parts), boundary=body.boundary)
+    # The recorded framing stays: untouched parts keep their header blocks as they were sent.
+    return msgspec.structs.replace(body, parts=tuple(parts))
 
 
 def file_part_conflict(request: Request, names: Sequence[str]) -> str | None:
