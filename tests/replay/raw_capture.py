@@ -29,6 +29,8 @@ class RawCaptureServer:
     status: int = 200
     response_body: bytes = OK_JSON
     content_type: str = "application/json"
+    every_other: tuple[str, bytes] | None = None
+    """(Content-Type, body) of the 2nd, 4th, ... response, when given."""
     requests: list[Captured] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -38,6 +40,7 @@ class RawCaptureServer:
         self._sock.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -72,15 +75,14 @@ class RawCaptureServer:
                         return
                     buffer += chunk
                 body, buffer = buffer[:length], buffer[length:]
-                self.requests.append(Captured(head, body))
+                with self._lock:
+                    self.requests.append(Captured(head, body))
+                    second = len(self.requests) % 2 == 0
+                content_type, answer = self.content_type, self.response_body
+                if second and self.every_other is not None:
+                    content_type, answer = self.every_other
                 reason = b"OK" if self.status < 400 else b"Error"
                 conn.sendall(
                     b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-                    % (
-                        self.status,
-                        reason,
-                        self.content_type.encode(),
-                        len(self.response_body),
-                        self.response_body,
-                    )
+                    % (self.status, reason, content_type.encode(), len(answer), answer)
                 )
