@@ -73,6 +73,8 @@ class ReplayConfig:
     keep_images: bool = True
     force: bool = False
     handle_signals: bool = False
+    salvage: bool = False
+    """Replay a damaged trace's requests up to the damage (with a warning) instead of refusing."""
     console: Console | None = None
     """Where the live progress bar goes (stderr); None shows none."""
     targets: Sequence[Target] = ()
@@ -162,7 +164,7 @@ def _open(config: ReplayConfig) -> tuple[TraceReader, list[Shaper], Plan]:
     _check_outputs(config)
     if config.start_at is not None:
         config.start_at.check_not_passed()  # before the survey, which may take a while
-    reader = TraceReader(config.trace)
+    reader = TraceReader(config.trace, salvage=config.salvage)
     try:
         if reader.kind != "trace" and reader.kind != "run":
             raise ReplayError(f"{config.trace}: not a trace (kind {reader.kind!r})")

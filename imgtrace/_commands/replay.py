@@ -219,6 +219,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C, wait up to S seconds for requests in flight (default 10)",
     )
     sending.add_argument(
+        "--salvage",
+        action="store_true",
+        help="replay a damaged trace's requests up to the damage (with a warning naming how "
+        "many were kept) instead of refusing it",
+    )
+    sending.add_argument(
         "--no-images",
         action="store_true",
         help="do not store returned images (their digests are kept)",
@@ -312,6 +318,7 @@ def config_from_args(
         keep_images=not args.no_images,
         force=args.force,
         handle_signals=True,
+        salvage=args.salvage,
         **_scale_out(args),
     )
     if not args.dry_run:
