@@ -65,6 +65,8 @@ class ReplayConfig:
     timing: Timing = field(default_factory=Timing)
     selection: Selection = field(default_factory=Selection)
     headers: Sequence[tuple[str, str]] = ()
+    queries: Sequence[tuple[str, str]] = ()
+    """Query parameters to set (`--query`); like headers, their values never reach the run."""
     sets: Sequence[tuple[str, str]] = ()
     seed: str = "keep"
     model: str | None = None
@@ -106,6 +108,7 @@ class ReplayConfig:
         return Shaper(
             target=self.target if target is None else target,
             headers=self.headers,
+            queries=self.queries,
             sets=self.sets,
             seed=parse_seed(self.seed),
             model=self.model,
@@ -118,6 +121,7 @@ class ReplayConfig:
             set=dict(self.sets),
             seed=shaper.seed.describe(),
             headers=[name for name, _ in self.headers],
+            query=[name for name, _ in self.queries],
             timeout=self.timeout,
             drain=self.drain,
             images=self.keep_images,

@@ -29,7 +29,8 @@ lag-health line. docs/replaying.md explains the modes and measurements."""
 
 EPILOG = """\
 exit codes: 0 done (a warning is printed if some requests could not connect); 2 usage or input
-error, or not a single request could connect to the target (the run file is still written);
+error, not a single request could connect to the target, or every request was refused with 401
+or 403 (the run file is still written);
 130 interrupted (the run file is written and marked interrupted)."""
 
 
@@ -161,6 +162,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "written to the run file. Repeatable",
     )
     shaping.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar="'NAME=VALUE'",
+        help="set a query parameter (e.g. one the recording redacted: 'api_key=${API_KEY}'); "
+        "${VAR} is taken from the environment. Values are never written to the run file. "
+        "Repeatable",
+    )
+    shaping.add_argument(
         "--set",
         action="append",
         default=[],
@@ -258,6 +268,7 @@ def config_from_args(
         parse_arrival,
         parse_filter,
         parse_header,
+        parse_query,
         parse_set,
         parse_window,
     )
@@ -299,6 +310,7 @@ def config_from_args(
         filters=tuple(parse_filter(text) for text in args.filter),
     )
     headers = [parse_header(text, env) for text in args.header]
+    queries = [parse_query(text, env) for text in args.query]
     sets = [parse_set(text) for text in args.set]
     targets = Targets.parse(args.target or [])
     config = ReplayConfig(
@@ -310,6 +322,7 @@ def config_from_args(
         timing=timing,
         selection=selection,
         headers=headers,
+        queries=queries,
         sets=sets,
         seed=args.seed,
         model=args.model,
@@ -386,6 +399,16 @@ def _replay(args: argparse.Namespace) -> int:
             f"not a single request could connect to {public_target(target)}; check --target "
             f"and that the server is up (the run file {result.output} was written anyway)"
         )
+    refused = _refused_credentials(result.stats)
+    if refused:
+        from replayer import ReplayError
+
+        raise ReplayError(
+            f"every one of the {refused} requests was refused with HTTP 401 or 403: the target "
+            "wants credentials, and a trace's credentials are redacted when it is recorded; "
+            "supply them with --header 'Authorization: Bearer ${TOKEN}' (or --query "
+            f"'api_key=${{KEY}}'), the run file {result.output} was written anyway"
+        )
     connect_errors = result.stats.error_kinds.get("connect", 0)
     if connect_errors:
         from replayer._shaping import public_target
@@ -411,6 +434,12 @@ def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console:
     if error is not None:
         raise ReplayError(error)
     return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
+
+
+def _refused_credentials(stats: Any) -> int:
+    """How many requests were sent, when every one of them got a 401 or 403; else 0."""
+    refused = stats.statuses.get("401", 0) + stats.statuses.get("403", 0)
+    return refused if refused and refused == stats.done else 0
 
 
 def _print_summary(console: Any, result: ReplayResult) -> None:

@@ -174,6 +174,7 @@ PUBLIC = {
         "parse_arrival",
         "parse_filter",
         "parse_header",
+        "parse_query",
         "parse_seed",
         "parse_set",
         "parse_shard",

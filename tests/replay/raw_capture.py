@@ -31,6 +31,7 @@ class RawCaptureServer:
     content_type: str = "application/json"
     every_other: tuple[str, bytes] | None = None
     """(Content-Type, body) of the 2nd, 4th, ... response, when given."""
+    every_other_status: int | None = None
     requests: list[Captured] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -81,8 +82,11 @@ class RawCaptureServer:
                 content_type, answer = self.content_type, self.response_body
                 if second and self.every_other is not None:
                     content_type, answer = self.every_other
-                reason = b"OK" if self.status < 400 else b"Error"
+                status = self.status
+                if second and self.every_other_status is not None:
+                    status = self.every_other_status
+                reason = b"OK" if status < 400 else b"Error"
                 conn.sendall(
                     b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-                    % (self.status, reason, content_type.encode(), len(answer), answer)
+                    % (status, reason, content_type.encode(), len(answer), answer)
                 )
