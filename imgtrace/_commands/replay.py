@@ -403,12 +403,8 @@ def _replay(args: argparse.Namespace) -> int:
     if refused:
         from replayer import ReplayError
 
-        raise ReplayError(
-            f"every one of the {refused} requests was refused with HTTP 401 or 403: the target "
-            "wants credentials, and a trace's credentials are redacted when it is recorded; "
-            "supply them with --header 'Authorization: Bearer ${TOKEN}' (or --query "
-            f"'api_key=${{KEY}}'), the run file {result.output} was written anyway"
-        )
+        written = f"the run file {result.output} was"
+        raise ReplayError(_refused_message(f"the {refused} requests", written))
     connect_errors = result.stats.error_kinds.get("connect", 0)
     if connect_errors:
         from replayer._shaping import public_target
@@ -433,7 +429,20 @@ def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console:
         console.print(f"imgtrace: warning: {line}", markup=False)
     if error is not None:
         raise ReplayError(error)
+    refused = [name for name, result in group.runs.items() if _refused_credentials(result.stats)]
+    if refused:
+        what = f"the requests to {', '.join(refused)}"
+        raise ReplayError(_refused_message(what, "the run files were"))
     return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
+
+
+def _refused_message(what: str, written: str) -> str:
+    return (
+        f"every one of {what} was refused with HTTP 401 or 403: the target wants credentials, "
+        "and a trace's credentials are redacted when it is recorded; supply them with --header "
+        f"'Authorization: Bearer ${{TOKEN}}' (or --query 'api_key=${{KEY}}'); {written} written "
+        "anyway"
+    )
 
 
 def _refused_credentials(stats: Any) -> int:

@@ -138,3 +138,21 @@ def test_a_bad_query_flag_is_one_clear_error() -> None:
         assert "UNSET_VARIABLE_X is not set" in str(exc)
     else:
         raise AssertionError("unset variable accepted")
+
+
+def test_an_interleaved_replay_exits_2_naming_the_targets_that_refused_everything(
+    tmp_path: Path,
+) -> None:
+    good, refusing = RawCaptureServer(), RawCaptureServer(status=403, response_body=b"{}")
+    try:
+        trace = _trace(tmp_path)
+        both = _replay(trace, f"a={good.url}", tmp_path / "ab", "--target", f"b={refusing.url}")
+        only = _replay(trace, f"b={refusing.url}", tmp_path / "b", "--target", f"c={refusing.url}")
+    finally:
+        good.close()
+        refusing.close()
+    # As with a target nothing could connect to: one target that refused everything is enough.
+    assert both.returncode == 2, both.stderr
+    assert "every one of the requests to b was refused" in both.stderr.splitlines()[-1]
+    assert only.returncode == 2
+    assert "every one of the requests to b, c was refused" in only.stderr.splitlines()[-1]
