@@ -29,7 +29,11 @@ POLL_S = 0.05
 # An outcome is what the exchange measured, field for field, plus its body as stored; a new
 # Outcome field without its Exchange twin fails here at once, never silently.
 _STORED = frozenset({"envelope", "images", "body_blob"})
-_MEASURED = tuple(f.name for f in msgspec.structs.fields(Outcome) if f.name not in _STORED)
+# Set after the replay, when `replay --repeat` joins its repetitions into one file.
+_JOINED = frozenset({"repeat"})
+_MEASURED = tuple(
+    f.name for f in msgspec.structs.fields(Outcome) if f.name not in _STORED | _JOINED
+)
 
 
 def _digest_only(data: bytes, media_type: str | None) -> str:
