@@ -12,6 +12,7 @@ from ._compare import PairAnalysis, Settings, analyze_pair, apply_holm, apply_no
 from ._compare_tables import analysis_json
 from ._interleaved import interleave_note
 from ._load import Join, Rows, join_rows, load_rows
+from ._provenance import interrupted_note, mixed_clients_note
 from ._render import fmt_ratio_ci
 from ._report import health_line
 from ._rules import Rules
@@ -21,6 +22,8 @@ __all__ = [
     "compare_document",
     "compare_files",
     "interleave_notes",
+    "mixed_clients",
+    "provenance_notes",
     "shift_series",
     "summary_line",
 ]
@@ -82,6 +85,21 @@ def interleave_notes(analyses: list[PairAnalysis], noise: PairAnalysis | None) -
     return [note for note in notes if note is not None]
 
 
+def mixed_clients(analysis: PairAnalysis) -> bool:
+    """Whether BASE and CAND were measured by different clients (`_provenance.client_of`)."""
+    return analysis.join.base.client != analysis.join.cand.client
+
+
+def provenance_notes(analyses: list[PairAnalysis], noise: PairAnalysis | None) -> list[str]:
+    """Warnings first: pairs measured by different clients, then interrupted runs."""
+    pairs = [(analysis.join, "CAND") for analysis in analyses]
+    pairs += [(noise.join, "NOISE")] if noise is not None else []
+    mixed = (mixed_clients_note(join.base, join.cand, role) for join, role in pairs)
+    runs = [pairs[0][0].base] + [join.cand for join, _ in pairs] if pairs else []
+    stopped = (interrupted_note(rows) for rows in runs)
+    return [note for note in (*mixed, *stopped) if note is not None]
+
+
 def shift_series(
     analyses: list[PairAnalysis],
 ) -> list[tuple[str, list[float], Any, Any, Any]]:
@@ -118,6 +136,8 @@ def compare_document(
     tables: list[Table],
     image_reports: list[Any],
     code: int,
+    *,
+    allow_mixed_clients: bool = False,
 ) -> dict[str, Any]:
     """The `--json` document of a comparison: settings, effects, rules, verdicts, tables."""
     return {
@@ -141,5 +161,21 @@ def compare_document(
         "images": [report.to_json() for report in image_reports],
         "tables": msgspec.to_builtins(tables),
         "health": [health_line(a.join.cand) for a in analyses],
-        "notes": interleave_notes(analyses, noise),
+        "notes": provenance_notes(analyses, noise) + interleave_notes(analyses, noise),
+        "mixed_clients": [
+            {
+                "base": str(a.join.base.path),
+                "base_client": a.join.base.client,
+                "cand": str(a.join.cand.path),
+                "cand_client": a.join.cand.client,
+                "latency_gated": allow_mixed_clients,
+            }
+            for a in analyses
+            if mixed_clients(a)
+        ],
+        "interrupted": [
+            str(rows.path)
+            for rows in [analyses[0].join.base, *(a.join.cand for a in analyses)]
+            if rows.interrupted
+        ],
     }

@@ -2,7 +2,10 @@
 
 Every recorded string (prompts come from production traffic) goes through `html.escape`, and a
 Content-Security-Policy allows only the report's own script (by its hash), so even text that
-slipped through could not run.
+slipped through could not run. Recorded text is also isolated (`<bdi>`) and its control and
+bidirectional formatting characters are shown as `\u202e`-style escapes: a right-to-left
+override in a prompt or filename can neither reorder the page ("txt.exe" shown as "exe.txt")
+nor hide itself.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import hashlib
 import html
 import os
+import re
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,8 +37,27 @@ _CSP = (
 )
 
 
+# C0/C1 controls (but tab and newline), and the invisible formatting characters that reorder
+# or hide text: bidi marks, embeddings, overrides and isolates, zero-width characters, BOM.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+def _escape_code(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """Text for an attribute or our own labels: escaped, invisible characters as escapes."""
+    return _INVISIBLE.sub(_escape_code, html.escape(str(text), quote=True))
+
+
+def _t(text: object) -> str:
+    """Recorded text as element content: isolated, invisible characters shown in their style."""
+    escaped = html.escape(str(text), quote=True)
+    shown = _INVISIBLE.sub(lambda m: f'<span class="ctl">{_escape_code(m)}</span>', escaped)
+    return f"<bdi>{shown}</bdi>"
 
 
 def assets_dir_for(report: Path) -> Path:
@@ -67,7 +90,7 @@ def write_html_report(
     parts.append("</nav><main>")
     parts.append('<section id="summary"><h2>Summary</h2><ul>')
     lines = list(summary) + (images.summary() if images is not None else [])
-    parts.extend(f"<li>{_e(line)}</li>" for line in lines)
+    parts.extend(f"<li>{_t(line)}</li>" for line in lines)
     parts.append("</ul></section>")
     if tables or plots:
         parts.append('<section id="latency"><h2>Latency</h2>')
@@ -116,13 +139,13 @@ def _table(table: Table) -> str:
     for index, row in enumerate(table.rows):
         css = f' class="{_e(classes[index])}"' if index < len(classes) else ""
         cells = "".join(
-            f'<td class="text">{_e(c)}</td>' if _is_text(c) else f"<td>{_e(c)}</td>" for c in row
+            f'<td class="text">{_t(c)}</td>' if _is_text(c) else f"<td>{_t(c)}</td>" for c in row
         )
         out.append(f"<tr{css}>{cells}</tr>")
     out.append("</tbody></table>")
     if table.footnotes:
         out.append('<ol class="notes">')
-        out.extend(f"<li>{_e(note)}</li>" for note in table.footnotes)
+        out.extend(f"<li>{_t(note)}</li>" for note in table.footnotes)
         out.append("</ol>")
     return "".join(out)
 
@@ -190,17 +213,17 @@ def _row(report: ImageReport, index: int, pair: PairResult, rendered: Rendered, 
         f'<article class="row" id="row{index}" tabindex="-1" data-verdict="{_e(pair.verdict)}">',
         '<div class="row-head">',
         f'<span class="badge {_e(pair.verdict)}">{_e(pair.verdict)}</span>',
-        f"<b>{_e(request)}</b><span>output {pair.output}</span>",
-        f'<span class="params">{_e(pair.request_class)}</span>',
+        f"<b>{_t(request)}</b><span>output {pair.output}</span>",
+        f'<span class="params">{_t(pair.request_class)}</span>',
     ]
     if pair.reason:
-        out.append(f'<span class="reason">{_e(pair.reason)}</span>')
+        out.append(f'<span class="reason">{_t(pair.reason)}</span>')
     out.append("</div>")
     if info is not None and info.prompt:
-        out.append(f'<p class="prompt">{_e(info.prompt)}</p>')
+        out.append(f'<p class="prompt">{_t(info.prompt)}</p>')
     if info is not None and info.params:
         params = ", ".join(f"{k}={v}" for k, v in info.params.items())
-        out.append(f'<p class="params">{_e(params)}</p>')
+        out.append(f'<p class="params">{_t(params)}</p>')
     out.append(_metrics(pair))
     out.append('<div class="cells">')
     for key, label in _CELLS:
@@ -236,7 +259,7 @@ def _metrics(pair: PairResult) -> str:
         items.append(("1-SSIM A/A′", f"{pair.d_aa:.4f}"))
     if pair.noise_verdict:
         items.append(("A/A′", pair.noise_verdict))
-    body = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in items)
+    body = "".join(f"<div><dt>{_t(k)}</dt><dd>{_t(v)}</dd></div>" for k, v in items)
     return f'<dl class="metrics">{body}</dl>'
 
 

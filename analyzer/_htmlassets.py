@@ -31,6 +31,8 @@ tr.changed td:first-child, tr.slower td:first-child, tr.regression td:first-chil
 tr.layout-differs td:first-child, tr.missing td:first-child,
 tr.undecodable td:first-child { border-left: 4px solid var(--changed); }
 tr.same td:first-child, tr.faster td:first-child { border-left: 4px solid var(--same); }
+.ctl { font-family: monospace; font-size: 0.85em; color: #b00020; background: #fde8ec;
+       border-radius: 3px; padding: 0 2px; }
 ol.notes { margin: 2px 0 12px; padding-left: 22px; color: var(--muted); font-size: 12px; }
 figure.plot { display: inline-block; margin: 8px 12px 8px 0; background: var(--card);
   border: 1px solid var(--line); padding: 6px; }

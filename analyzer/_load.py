@@ -20,6 +20,7 @@ import numpy.typing as npt
 from traces import (
     ExchangeView,
     Header,
+    Note,
     Outcome,
     Request,
     TraceReader,
@@ -28,6 +29,7 @@ from traces import (
 )
 
 from ._errors import AnalysisError
+from ._provenance import client_of, interrupted, interrupted_note
 
 __all__ = ["FileContents", "Join", "Rows", "join_rows", "load_rows", "read_contents"]
 
@@ -75,6 +77,10 @@ class Rows:
     notes: list[str] = field(default_factory=list)
     group: str | None = None
     """The interleaved replay this run was measured in (its header's group id), if any."""
+    client: str = ""
+    """What measured the latencies (`_provenance.client_of`): runs of two clients differ."""
+    interrupted: bool = False
+    """The run or recording was stopped before its end (its `interrupted` metadata)."""
 
     def __post_init__(self) -> None:
         if len(self.repeat) != len(self.request_id):
@@ -136,6 +142,8 @@ class Rows:
             classes=self.classes,
             notes=self.notes,
             group=self.group,
+            client=self.client,
+            interrupted=self.interrupted,
             **columns,
         )
 
@@ -224,6 +232,8 @@ class FileContents:
     outcomes: tuple[Outcome, ...]
     trace_digest: str | None
     """A run's: the digest of the trace it replayed; a trace's: its own."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The header's metadata with every later note applied (e.g. `interrupted`)."""
 
     @property
     def kind(self) -> str:
@@ -273,14 +283,17 @@ def read_contents(path: str | os.PathLike[str], *, salvage: bool = False) -> Fil
     requests: list[Request] = []
     outcomes: list[Outcome] = []
     with TraceReader(path, salvage=salvage) as reader:
-        for record in reader.records(kinds=("request", "outcome")):
+        metadata = dict(reader.header.metadata)
+        for record in reader.records(kinds=("request", "outcome", "note")):
             if isinstance(record, Outcome):
                 outcomes.append(record)
             elif isinstance(record, Request):
                 requests.append(record)
+            elif isinstance(record, Note):
+                metadata.update(record.metadata)
         header = reader.header
         digest = header.trace_digest if header.kind == "run" else reader.trace_digest()
-    contents = FileContents(path, header, tuple(requests), tuple(outcomes), digest)
+    contents = FileContents(path, header, tuple(requests), tuple(outcomes), digest, metadata)
     if key is not None:
         _contents_cache[key] = contents
         while len(_contents_cache) > _CACHED_FILES:
@@ -341,8 +354,13 @@ def load_rows(
         classes=bool(labels),
         notes=notes,
         group=header.interleave.group if header.interleave is not None else None,
+        client=client_of(header),
+        interrupted=interrupted(contents.metadata),
         **arrays,
     )
+    note = interrupted_note(rows)
+    if note is not None:
+        rows.notes.append(note)
     _check_usable(rows)
     return rows
 

@@ -145,6 +145,7 @@ def export_aiperf_input(
     images_dir: str | os.PathLike[str] | None = None,
     absolute_paths: bool = False,
     keep_model: bool = False,
+    salvage: bool = False,
 ) -> ImportStats:
     """Write a trace as an AIPerf `single_turn` JSONL input file with millisecond timestamps.
 
@@ -153,7 +154,7 @@ def export_aiperf_input(
     re-encodes such files, which `ImportStats.warnings` says. The recorded `model` goes into
     `extra` only with `keep_model` (it would override `aiperf --model`). Masks cannot be
     expressed in single_turn and are dropped (counted); requests that are not image edits are
-    skipped.
+    skipped. `salvage` exports a damaged trace's requests up to the damage, with a warning.
     """
     stats = ImportStats(source=os.fspath(trace), output=output)
     counts = _Counts()
@@ -162,7 +163,7 @@ def export_aiperf_input(
         folder = Path(images_dir)
         folder.mkdir(parents=True, exist_ok=True)
     relative_to = None if absolute_paths or output == "-" else Path(output).resolve().parent
-    with TraceReader(trace) as reader, atomic_text(output, force) as file:
+    with TraceReader(trace, salvage=salvage) as reader, atomic_text(output, force) as file:
         for line in iter_export_lines(reader, folder, relative_to, stats, keep_model, counts):
             file.write(_json_encoder.encode(line).decode())
             file.write("\n")

@@ -271,12 +271,12 @@ def _pseudonymise_body(body: Body | None, key: bytes) -> Body | None:
         if not any(isinstance(p, TextField) and p.name == "user" for p in body.parts):
             return body
         parts = tuple(
-            TextField(name=p.name, value=pseudonymise(p.value, key), content_type=p.content_type)
+            msgspec.structs.replace(p, value=pseudonymise(p.value, key))
             if isinstance(p, TextField) and p.name == "user"
             else p
             for p in body.parts
         )
-        return MultipartBody(parts=parts, boundary=body.boundary)
+        return msgspec.structs.replace(body, parts=parts)
     if isinstance(body, JsonBody) and isinstance(body.value, dict):
         user = body.value.get("user")
         if isinstance(user, str):

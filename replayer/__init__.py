@@ -32,7 +32,15 @@ from ._schedule import (
     parse_filter,
     parse_window,
 )
-from ._shaping import Prepared, SeedPolicy, Shaper, parse_header, parse_seed, parse_set
+from ._shaping import (
+    Prepared,
+    SeedPolicy,
+    Shaper,
+    parse_header,
+    parse_query,
+    parse_seed,
+    parse_set,
+)
 from ._start import DEFAULT_GRACE_S, StartAt, clock_facts, group_id, parse_start_at
 from ._targets import Target, Targets, send_order
 
@@ -65,6 +73,7 @@ __all__ = [
     "parse_arrival",
     "parse_filter",
     "parse_header",
+    "parse_query",
     "parse_seed",
     "parse_set",
     "parse_shard",

@@ -179,7 +179,10 @@ class Engine:
                     run.output, self._header(run), force=config.force, redaction=redaction
                 )
                 run.sink = OutcomeSink(
-                    run.writer, keep_images=config.keep_images, thread=len(self.runs) == 1
+                    run.writer,
+                    keep_images=config.keep_images,
+                    thread=len(self.runs) == 1,
+                    on_invalid=run.stats.on_invalid,
                 )
             if len(self.runs) > 1:
                 self._outcomes = SharedOutcomes([run.sink for run in self.runs if run.sink])

@@ -3,6 +3,10 @@
 Decoding a response, pulling base64 images out into blobs and compressing frames costs
 milliseconds per image; done on the event loop it would delay the next send. The event loop
 only hands the finished exchange over.
+
+That decoding is also where a 2xx whose body is not JSON is found out (`invalid-response`): the
+exchange was counted as a success on the event loop, so `close()` hands each such exchange to
+`on_invalid`, which corrects the counts once the replay is over.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from traces import Outcome, TraceWriter, json_envelope
+from traces import Outcome, TraceWriter, invalid_response, json_envelope
 
 from ._sender import Exchange
 
@@ -40,13 +45,22 @@ class OutcomeSink:
 
     :param keep_images: store output images as blobs; without it (--no-images) only their
         digests are kept, which still tells identical outputs apart.
+    :param on_invalid: called by `close()`, on the caller's thread, once per exchange whose 2xx
+        response turned out not to be JSON (its outcome carries the `invalid-response` error).
     """
 
     def __init__(
-        self, writer: TraceWriter, *, keep_images: bool = True, thread: bool = True
+        self,
+        writer: TraceWriter,
+        *,
+        keep_images: bool = True,
+        thread: bool = True,
+        on_invalid: Callable[[Exchange], None] | None = None,
     ) -> None:
         self.writer = writer
         self.keep_images = keep_images
+        self.on_invalid = on_invalid
+        self.invalid: list[Exchange] = []
         self.error: BaseException | None = None
         # A deque, not a queue: appending never wakes the thread, so a send does not pay for a
         # thread switch; the thread collects what piled up every POLL_S instead.
@@ -68,6 +82,9 @@ class OutcomeSink:
             self._thread.join()
         else:
             self.write_pending()
+        if self.on_invalid is not None:
+            for exchange in self.invalid:
+                self.on_invalid(exchange)
         if self.error is not None:
             raise self.error
 
@@ -94,6 +111,7 @@ class OutcomeSink:
         images: tuple[str, ...] = ()
         body_blob: str | None = None
         body = exchange.body
+        split = None
         if body:
             sink = self.writer.add_blob if self.keep_images else _digest_only
             split = json_envelope(exchange.content_type, body, sink)
@@ -103,5 +121,14 @@ class OutcomeSink:
                 body_blob = self.writer.add_blob(body, exchange.content_type)
             else:
                 body_blob = _digest_only(body, None)
+        if exchange.error is None:
+            # No envelope: a JSON body that did not decode, or a body of another type, which
+            # may still be JSON (decoded once more by the rule).
+            decoded = True if split is not None else None if body else False
+            exchange.error = invalid_response(
+                exchange.status, exchange.content_type, body, decoded=decoded
+            )
+            if exchange.error is not None:
+                self.invalid.append(exchange)
         measured = {name: getattr(exchange, name) for name in _MEASURED}
         return Outcome(**measured, envelope=envelope, images=images, body_blob=body_blob)

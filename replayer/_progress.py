@@ -136,6 +136,17 @@ class Stats:
             self.latency.append(exchange.done_ns - exchange.intended_ns)
             self.service.append(exchange.done_ns - sent)
 
+    def on_invalid(self, exchange: Exchange) -> None:
+        """Count again as an error an exchange `on_done` took for a success (see OutcomeSink)."""
+        assert exchange.error is not None
+        self.errors += 1
+        self.error_kinds[exchange.error.kind] += 1
+        if not exchange.warmup and exchange.done_ns is not None:
+            sent = exchange.sent_ns if exchange.sent_ns is not None else exchange.attempt_ns
+            # Equal values are interchangeable: removing any one leaves the right multiset.
+            self.latency.remove(exchange.done_ns - exchange.intended_ns)
+            self.service.remove(exchange.done_ns - sent)
+
     def elapsed_s(self, now_ns: int) -> float:
         return max(now_ns - (self.first_sent_ns or 0), 1) / 1e9
 

@@ -65,6 +65,8 @@ class ReplayConfig:
     timing: Timing = field(default_factory=Timing)
     selection: Selection = field(default_factory=Selection)
     headers: Sequence[tuple[str, str]] = ()
+    queries: Sequence[tuple[str, str]] = ()
+    """Query parameters to set (`--query`); like headers, their values never reach the run."""
     sets: Sequence[tuple[str, str]] = ()
     seed: str = "keep"
     model: str | None = None
@@ -73,6 +75,8 @@ class ReplayConfig:
     keep_images: bool = True
     force: bool = False
     handle_signals: bool = False
+    salvage: bool = False
+    """Replay a damaged trace's requests up to the damage (with a warning) instead of refusing."""
     console: Console | None = None
     """Where the live progress bar goes (stderr); None shows none."""
     targets: Sequence[Target] = ()
@@ -104,6 +108,7 @@ class ReplayConfig:
         return Shaper(
             target=self.target if target is None else target,
             headers=self.headers,
+            queries=self.queries,
             sets=self.sets,
             seed=parse_seed(self.seed),
             model=self.model,
@@ -116,6 +121,7 @@ class ReplayConfig:
             set=dict(self.sets),
             seed=shaper.seed.describe(),
             headers=[name for name, _ in self.headers],
+            query=[name for name, _ in self.queries],
             timeout=self.timeout,
             drain=self.drain,
             images=self.keep_images,
@@ -162,7 +168,7 @@ def _open(config: ReplayConfig) -> tuple[TraceReader, list[Shaper], Plan]:
     _check_outputs(config)
     if config.start_at is not None:
         config.start_at.check_not_passed()  # before the survey, which may take a while
-    reader = TraceReader(config.trace)
+    reader = TraceReader(config.trace, salvage=config.salvage)
     try:
         if reader.kind != "trace" and reader.kind != "run":
             raise ReplayError(f"{config.trace}: not a trace (kind {reader.kind!r})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from traces import (
 )
 
 from ._errors import ReplayError
-from ._shaping import Shaper, file_part_conflict
+from ._shaping import Shaper, file_part_conflict, redaction_hints
 
 __all__ = [
     "DryRun",
@@ -297,6 +298,7 @@ class Plan:
         survey = Survey()
         needed: dict[str, str] = {}
         names = [name for name, _ in self.shaper.sets]
+        redacted: Counter[str] = Counter()
         for request in self.selected():
             if survey.count == 0:
                 survey.first_ns = request.offset_ns
@@ -310,6 +312,7 @@ class Plan:
             elif isinstance(body, RawBody):
                 needed.setdefault(body.blob, request.id)
                 survey.raw_bodies += 1
+            redacted.update(self.shaper.unsupplied_secrets(request))
             conflict = file_part_conflict(request, names)
             if conflict is not None:
                 raise UsageError(
@@ -328,6 +331,8 @@ class Plan:
                 f"{self.reader.path}: no request to replay (the trace is empty, or --window, "
                 "--filter or --limit selected nothing)"
             )
+        for line in redaction_hints(redacted, survey.count):
+            warnings.warn(line, stacklevel=2)
         self.survey = survey
         return survey
 

@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote_plus, unquote_plus
 
 import httpx
+import msgspec
 
 from traces import (
     PLACEHOLDERS,
@@ -36,6 +38,7 @@ __all__ = [
     "SeedPolicy",
     "Shaper",
     "parse_header",
+    "parse_query",
     "parse_seed",
     "parse_set",
     "parse_url",
@@ -95,6 +98,30 @@ def parse_header(text: str, environ: Mapping[str, str]) -> tuple[str, str]:
     if any(ch in value for ch in "\r\n\0"):
         raise UsageError(f"{flag}: the value contains a line break or NUL, which HTTP forbids")
     return name, value
+
+
+def parse_query(text: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """`'name=value'` with `${VAR}` expanded from `environ`; the value is never logged."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or any(ch in name for ch in "&#? \t\r\n"):
+        raise UsageError(
+            f"--query {name or text!r}: expected 'name=value', e.g. 'api_key=${{API_KEY}}'"
+        )
+    flag = f"--query {name}"
+    value = _expand(value, environ, flag)
+    if any(ch in value for ch in "\r\n\0"):
+        raise UsageError(f"{flag}: the value contains a line break or NUL")
+    return name, value
+
+
+def _query_pairs(query: str) -> list[tuple[str, str, str]]:
+    """(raw segment, name, value) of each `&`-separated part of a query string."""
+    pairs = []
+    for segment in query.split("&"):
+        if segment:
+            name, _, value = segment.partition("=")
+            pairs.append((segment, unquote_plus(name), unquote_plus(value)))
+    return pairs
 
 
 def parse_set(text: str) -> tuple[str, str]:
@@ -195,10 +222,13 @@ class Shaper:
         `/v1/images/edits` to `/sglang/v1/images/edits`.
     :param headers: `(name, value)` pairs that replace recorded headers of the same name.
     :param sets: form-field overrides, applied in order (later wins).
+    :param queries: `(name, value)` query parameters that replace recorded ones of the same name
+        (or are added); a recorded parameter whose value is a redaction placeholder is left out.
     """
 
     target: str
     headers: Sequence[tuple[str, str]] = ()
+    queries: Sequence[tuple[str, str]] = ()
     sets: Sequence[tuple[str, str]] = ()
     seed: SeedPolicy = field(default_factory=SeedPolicy)
     model: str | None = None
@@ -237,7 +267,8 @@ class Shaper:
 
     def url_for(self, request: Request) -> str:
         path = self._prefix + (request.path if request.path.startswith("/") else "/" + request.path)
-        url = self.url.copy_with(path=path, query=request.query.encode() or None)
+        query = self.query_for(request.query)
+        url = self.url.copy_with(path=path, query=query.encode() or None)
         return str(url)
 
     def retarget(self, prepared: Prepared, request: Request) -> Prepared:
@@ -248,6 +279,51 @@ class Shaper:
         moved = Prepared(prepared.method, self.url_for(request), prepared.headers, prepared.content)
         _ = moved.request  # built now, in the producer's thread
         return moved
+
+    def query_for(self, query: str) -> str:
+        """The recorded query with `queries` applied and placeholders left out.
+
+        Parameters that stay are sent as they were written; a supplied one takes the place of
+        the first recorded parameter of its name.
+        """
+        if not self.queries and "redacted" not in query.lower():
+            return query
+        supplied = dict(self.queries)
+        placed: set[str] = set()
+        segments: list[str] = []
+        for segment, name, value in _query_pairs(query):
+            if name in supplied:
+                if name not in placed:
+                    segments.append(f"{quote_plus(name)}={quote_plus(supplied[name])}")
+                    placed.add(name)
+            elif value not in PLACEHOLDERS:
+                segments.append(segment)
+        segments.extend(
+            f"{quote_plus(name)}={quote_plus(value)}"
+            for name, value in supplied.items()
+            if name not in placed
+        )
+        return "&".join(segments)
+
+    def unsupplied_secrets(self, request: Request) -> list[str]:
+        """What of `request` was redacted when recorded and is not supplied here.
+
+        Labels such as `header Authorization` or `query api_key`: those are left out on the
+        wire, so the command line can say how to supply them before anything is sent.
+        """
+        labels = [
+            f"header {name}"
+            for name, value in request.headers
+            if value in PLACEHOLDERS and name.lower() not in self._override_names
+        ]
+        if "redacted" in request.query.lower():
+            supplied = {name for name, _ in self.queries}
+            labels.extend(
+                f"query {name}"
+                for _, name, value in _query_pairs(request.query)
+                if value in PLACEHOLDERS and name not in supplied
+            )
+        return labels
 
     def prepare(self, request: Request, loop: int, get_blob: BlobSource) -> Prepared:
         content_type, content = encode_body(self.body(request, loop), get_blob)
@@ -282,7 +358,8 @@ def _override_parts(body: MultipartBody, values: dict[str, str]) -> MultipartBod
     parts.extend(
         TextField(name=name, value=value) for name, value in values.items() if name not in done
     )
-    return MultipartBody(parts=tuple(parts), boundary=body.boundary)
+    # The recorded framing stays: untouched parts keep their header blocks as they were sent.
+    return msgspec.structs.replace(body, parts=tuple(parts))
 
 
 def file_part_conflict(request: Request, names: Sequence[str]) -> str | None:
@@ -291,3 +368,27 @@ def file_part_conflict(request: Request, names: Sequence[str]) -> str | None:
         return None
     files = {part.name for part in request.body.parts if isinstance(part, FilePart)}
     return next((name for name in names if name in files), None)
+
+
+def redaction_hints(redacted: Mapping[str, int], requests: int) -> list[str]:
+    """One line per redacted header or query parameter: it is left out, and how to supply it."""
+    lines = []
+    for label, count in sorted(redacted.items()):
+        kind, _, name = label.partition(" ")
+        where = f"{count} of {requests} requests" if count < requests else "every request"
+        if kind == "header":
+            example = (
+                "Bearer ${TOKEN}"
+                if name.lower() in ("authorization", "proxy-authorization")
+                else "${TOKEN}"
+            )
+            lines.append(
+                f"the trace's {name} header was redacted when it was recorded ({where}); it is "
+                f"not sent: supply one with --header '{name}: {example}'"
+            )
+        else:
+            lines.append(
+                f"the trace's query parameter {name} was redacted when it was recorded ({where}); "
+                f"it is left out: supply it with --query '{name}=${{VALUE}}'"
+            )
+    return lines

@@ -57,6 +57,7 @@ from ._redact import (
     secret_header_name,
 )
 from ._repeats import Reproduction, count_reproductions, failure_label, reproductions
+from ._responses import INVALID_RESPONSE, invalid_response
 from ._schema import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -90,6 +91,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEAD_TOO_LARGE",
     "IMAGE_FIELDS",
+    "INVALID_RESPONSE",
     "MASK_FIELDS",
     "MAX_CLASSES",
     "PLACEHOLDERS",
@@ -161,6 +163,7 @@ __all__ = [
     "input_images",
     "input_masks",
     "internal_address",
+    "invalid_response",
     "is_json_media",
     "json_envelope",
     "merge_files",

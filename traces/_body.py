@@ -12,10 +12,13 @@ import msgspec
 from ._errors import MultipartError
 from ._multipart import (
     FormPartData,
+    Framing,
     boundary_of,
+    content_type_for,
     encode_multipart,
     new_boundary,
     parse_multipart,
+    split_framing,
 )
 from ._schema import Body, FilePart, FormPart, JsonBody, MultipartBody, RawBody, TextField
 
@@ -39,8 +42,20 @@ _json_decoder = msgspec.json.Decoder()
 _json_encoder = msgspec.json.Encoder()
 
 
-def body_from_parts(parts: list[FormPartData], boundary: str, add_blob: BlobSink) -> MultipartBody:
-    """Form parts as records: UTF-8 fields inline, files (and binary fields) as blobs."""
+def body_from_parts(
+    parts: list[FormPartData],
+    boundary: str,
+    add_blob: BlobSink,
+    *,
+    content_type: str | None = None,
+    framing: Framing | None = None,
+) -> MultipartBody:
+    """Form parts as records: UTF-8 fields inline, files (and binary fields) as blobs.
+
+    `framing` (from `split_framing`) and `content_type` keep the body's bytes as they were sent.
+    """
+    if framing is not None:
+        parts = _with_heads(parts, framing)
     records: list[FormPart] = []
     for part in parts:
         if part.filename is None:
@@ -50,7 +65,12 @@ def body_from_parts(parts: list[FormPartData], boundary: str, add_blob: BlobSink
                 pass
             else:
                 records.append(
-                    TextField(name=part.name, value=text, content_type=part.content_type)
+                    TextField(
+                        name=part.name,
+                        value=text,
+                        content_type=part.content_type,
+                        head=part.head,
+                    )
                 )
                 continue
         digest = add_blob(part.data, None)
@@ -61,9 +81,34 @@ def body_from_parts(parts: list[FormPartData], boundary: str, add_blob: BlobSink
                 size=len(part.data),
                 filename=part.filename,
                 content_type=part.content_type,
+                head=part.head,
             )
         )
-    return MultipartBody(parts=tuple(records), boundary=boundary)
+    if framing is None:
+        return MultipartBody(parts=tuple(records), boundary=boundary, content_type=content_type)
+    return MultipartBody(
+        parts=tuple(records),
+        boundary=boundary,
+        content_type=content_type,
+        preamble=framing.preamble,
+        epilogue=framing.epilogue,
+    )
+
+
+def _with_heads(parts: list[FormPartData], framing: Framing) -> list[FormPartData]:
+    pairs = zip(parts, framing.heads, strict=True)
+    return [msgspec.structs.replace(part, head=head) for part, head in pairs]
+
+
+def _framing_of(data: bytes, parts: list[FormPartData], boundary: str) -> Framing | None:
+    """The body's framing, if it re-encodes to exactly `data` (else the plain encoding)."""
+    framing = split_framing(data, boundary)
+    if framing is None or len(framing.heads) != len(parts):
+        return None
+    again = encode_multipart(
+        _with_heads(parts, framing), boundary, preamble=framing.preamble, epilogue=framing.epilogue
+    )
+    return framing if again == data else None
 
 
 def body_from_bytes(content_type: str | None, data: bytes, add_blob: BlobSink) -> Body | None:
@@ -82,7 +127,14 @@ def body_from_bytes(content_type: str | None, data: bytes, add_blob: BlobSink) -
         except MultipartError as exc:
             parse_error = str(exc)
         else:
-            return body_from_parts(parts, boundary_of(content_type) or "", add_blob)
+            boundary = boundary_of(content_type) or ""
+            return body_from_parts(
+                parts,
+                boundary,
+                add_blob,
+                content_type=content_type,
+                framing=_framing_of(data, parts, boundary),
+            )
     elif media == "application/json" or media.endswith("+json"):
         try:
             return JsonBody(value=_json_decoder.decode(data))
@@ -98,22 +150,30 @@ def form_parts(body: MultipartBody, get_blob: BlobSource) -> list[FormPartData]:
     for part in body.parts:
         if isinstance(part, TextField):
             data = part.value.encode("utf-8")
-            parts.append(FormPartData(part.name, data, None, part.content_type))
+            parts.append(FormPartData(part.name, data, None, part.content_type, part.head))
         else:
-            parts.append(
-                FormPartData(part.name, get_blob(part.blob), part.filename, part.content_type)
-            )
+            blob = get_blob(part.blob)
+            parts.append(FormPartData(part.name, blob, part.filename, part.content_type, part.head))
     return parts
 
 
 def encode_body(body: Body | None, get_blob: BlobSource) -> tuple[str | None, bytes]:
-    """(Content-Type, bytes) to send for a recorded body; multipart keeps its boundary."""
+    """(Content-Type, bytes) to send for a recorded body.
+
+    Multipart keeps its boundary, and its recorded Content-Type value and framing: an unchanged
+    recorded body is sent byte for byte as it was recorded.
+    """
     if body is None:
         return None, b""
     if isinstance(body, MultipartBody):
         boundary = body.boundary or new_boundary()
-        data = encode_multipart(form_parts(body, get_blob), boundary)
-        return f"multipart/form-data; boundary={boundary}", data
+        data = encode_multipart(
+            form_parts(body, get_blob), boundary, preamble=body.preamble, epilogue=body.epilogue
+        )
+        recorded = body.content_type
+        if recorded is not None and boundary_of(recorded) == boundary:
+            return recorded, data
+        return content_type_for(boundary), data
     if isinstance(body, JsonBody):
         return "application/json", _json_encoder.encode(body.value)
     return body.content_type, get_blob(body.blob)

@@ -11,6 +11,7 @@ with these words, so a recorded `connect` and a replayed `connect` mean the same
 - `aborted`: the exchange was interrupted (a client that went away, a replay stopped early).
 - `upstream`: any other failure of the server side, as a proxy sees it.
 - `local`: any other failure on this side (a replayer that could not send).
+- `invalid-response`: a 2xx whose body is not the JSON it promises (`traces.invalid_response`).
 
 Classification goes by the class names of httpx's exception hierarchy, so this core package
 needs no HTTP library: `ConnectTimeout` is both a connect error and a timeout, and counts
@@ -25,7 +26,15 @@ from typing import Final, Literal, get_args
 __all__ = ["ERROR_KINDS", "ErrorKind", "error_kind", "error_kind_named"]
 
 ErrorKind = Literal[
-    "connect", "timeout", "read", "write", "protocol", "aborted", "upstream", "local"
+    "connect",
+    "timeout",
+    "read",
+    "write",
+    "protocol",
+    "aborted",
+    "upstream",
+    "local",
+    "invalid-response",
 ]
 ERROR_KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 

@@ -3,6 +3,10 @@
 Parsing streams through python-multipart, so a recorder can feed an upload chunk by chunk while
 forwarding it. Field names and filenames follow the WHATWG form encoding: `"`, CR and LF are
 percent-encoded on the way out and decoded on the way in, so parse(encode(parts)) == parts.
+
+A part that carries its recorded header block (`head`) is written with that block as it was,
+whenever the block still says the part's name, filename and type: a recorded body is then
+encoded back byte for byte (`split_framing` finds the blocks of a parsed body).
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from ._errors import MultipartError
 __all__ = [
     "FormPartData",
     "StreamingFormParser",
+    "Framing",
     "boundary_of",
+    "content_type_for",
     "encode_multipart",
     "new_boundary",
     "parse_multipart",
+    "split_framing",
 ]
 
 # python-multipart logs every parse error as a warning just before raising it. The error reaches
@@ -35,6 +42,8 @@ __all__ = [
 logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 
 _BOUNDARY_RE = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+# RFC 9110 token characters: a boundary made of anything else must be quoted.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
 class FormPartData(msgspec.Struct, frozen=True):
@@ -44,6 +53,23 @@ class FormPartData(msgspec.Struct, frozen=True):
     data: bytes
     filename: str | None = None
     content_type: str | None = None
+    head: str | None = None
+    """The header block as sent, from the CRLF after the delimiter to the blank line."""
+
+
+class Framing(msgspec.Struct, frozen=True):
+    """The bytes of a body around its parts' data: each part's header block, as UTF-8 text."""
+
+    preamble: str
+    heads: tuple[str, ...]
+    epilogue: str
+
+
+def content_type_for(boundary: str) -> str:
+    """A multipart/form-data Content-Type for `boundary`, quoted when it is not a token."""
+    if _TOKEN_RE.match(boundary):
+        return f"multipart/form-data; boundary={boundary}"
+    return f'multipart/form-data; boundary="{boundary}"'
 
 
 def boundary_of(content_type: str | None) -> str | None:
@@ -68,21 +94,87 @@ def _unescape(value: str) -> str:
     return value.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
 
 
-def encode_multipart(parts: Iterable[FormPartData], boundary: str) -> bytes:
+def encode_multipart(
+    parts: Iterable[FormPartData],
+    boundary: str,
+    *,
+    preamble: str = "",
+    epilogue: str | None = None,
+) -> bytes:
     """The body bytes for `parts`, in order, delimited by `boundary`."""
     dash = b"--" + boundary.encode("ascii")
-    out = bytearray()
+    out = bytearray(preamble.encode("utf-8"))
     for part in parts:
-        out += dash + b"\r\n"
-        disposition = f'form-data; name="{_escape(part.name)}"'
-        if part.filename is not None:
-            disposition += f'; filename="{_escape(part.filename)}"'
-        out += b"Content-Disposition: " + disposition.encode("utf-8") + b"\r\n"
-        if part.content_type is not None:
-            out += b"Content-Type: " + part.content_type.encode("utf-8") + b"\r\n"
-        out += b"\r\n" + part.data + b"\r\n"
-    out += dash + b"--\r\n"
+        out += dash
+        if part.head is not None and _head_says(part.head, part):
+            out += part.head.encode("utf-8")
+        else:
+            out += _plain_head(part)
+        out += part.data + b"\r\n"
+    out += dash + b"--" + ("\r\n" if epilogue is None else epilogue).encode("utf-8")
     return bytes(out)
+
+
+def _plain_head(part: FormPartData) -> bytes:
+    disposition = f'form-data; name="{_escape(part.name)}"'
+    if part.filename is not None:
+        disposition += f'; filename="{_escape(part.filename)}"'
+    head = b"\r\nContent-Disposition: " + disposition.encode("utf-8") + b"\r\n"
+    if part.content_type is not None:
+        head += b"Content-Type: " + part.content_type.encode("utf-8") + b"\r\n"
+    return head + b"\r\n"
+
+
+def _head_fields(head: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in head.split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+def _head_says(head: str, part: FormPartData) -> bool:
+    """Whether a recorded header block still describes `part` (a shaped part may not)."""
+    fields = _head_fields(head)
+    params = _disposition_params(fields.get("content-disposition", ""))
+    return (
+        params.get("name") == part.name
+        and params.get("filename") == part.filename
+        and fields.get("content-type") == part.content_type
+    )
+
+
+def split_framing(body: bytes, boundary: str) -> Framing | None:
+    """The header blocks, preamble and epilogue of a well-formed body; None if not UTF-8.
+
+    Call it on a body that `parse_multipart` accepted: its blocks are then those of its parts.
+    """
+    dash = b"--" + boundary.encode("latin-1")
+    start = 0
+    if not body.startswith(dash):
+        found = body.find(b"\r\n" + dash)
+        if found < 0:
+            return None
+        start = found + 2
+    heads: list[bytes] = []
+    position = start
+    while True:
+        after = position + len(dash)
+        if body[after : after + 2] == b"--":
+            pieces = (body[:start], *heads, body[after + 2 :])
+            break
+        blank = body.find(b"\r\n\r\n", after)
+        following = body.find(b"\r\n" + dash, blank + 4) if blank >= 0 else -1
+        if following < 0:
+            return None
+        heads.append(body[after : blank + 4])
+        position = following + 2
+    try:
+        text = [piece.decode("utf-8") for piece in pieces]
+    except UnicodeDecodeError:
+        return None
+    return Framing(preamble=text[0], heads=tuple(text[1:-1]), epilogue=text[-1])
 
 
 def parse_multipart(body: bytes, content_type: str | None) -> list[FormPartData]:

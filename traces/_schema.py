@@ -93,6 +93,8 @@ class TextField(msgspec.Struct, frozen=True, kw_only=True, tag="text"):
     name: str
     value: str
     content_type: str | None = None
+    head: str | None = None
+    """The part's header block as it was sent (see `MultipartBody`); None: write a plain one."""
 
 
 class FilePart(msgspec.Struct, frozen=True, kw_only=True, tag="file"):
@@ -103,16 +105,27 @@ class FilePart(msgspec.Struct, frozen=True, kw_only=True, tag="file"):
     size: int
     filename: str | None = None
     content_type: str | None = None
+    head: str | None = None
+    """The part's header block as it was sent (see `MultipartBody`); None: write a plain one."""
 
 
 FormPart = TextField | FilePart
 
 
 class MultipartBody(msgspec.Struct, frozen=True, kw_only=True, tag="multipart"):
-    """A multipart/form-data body as its ordered parts; re-encoded with `boundary` on replay."""
+    """A multipart/form-data body as its ordered parts; re-encoded with `boundary` on replay.
+
+    When the recorded framing was UTF-8 text, `content_type` (the request's Content-Type value),
+    each part's `head`, `preamble` and `epilogue` keep it as it was, so that a replay sends the
+    recorded bytes unchanged: quoted boundaries and RFC 5987 `filename*=` parameters included.
+    """
 
     parts: tuple[FormPart, ...]
     boundary: str = ""
+    content_type: str | None = None
+    preamble: str = ""
+    epilogue: str | None = None
+    """What followed the closing delimiter; None: the usual CRLF."""
 
 
 class JsonBody(msgspec.Struct, frozen=True, kw_only=True, tag="json"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,13 @@ def add_arguments(compare: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(compare)
     compare.add_argument("--fail-on", metavar="RULES", help=FAIL_ON_HELP)
+    compare.add_argument(
+        "--allow-mixed-clients",
+        action="store_true",
+        help="apply --fail-on's latency rules also to a CAND measured by another client than "
+        "BASE (AIPerf vs imgtrace replay, a recording vs a replay, two replayer versions), whose "
+        "latency difference holds the clients' difference too",
+    )
     compare.add_argument(
         "--min-effect",
         default="2%",
@@ -185,7 +193,13 @@ def _image_shard(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     """The whole command once the options are checked; returns the exit code."""
     from analyzer import compare_files
-    from analyzer._compare_run import compare_document, interleave_notes, summary_line
+    from analyzer._compare_run import (
+        compare_document,
+        interleave_notes,
+        mixed_clients,
+        provenance_notes,
+        summary_line,
+    )
     from analyzer._compare_tables import comparison_tables, noise_table
     from analyzer._render import render_text
     from analyzer._report import health_line
@@ -206,7 +220,13 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
         tables += comparison_tables(analysis, settings, noise=noise is not None)
     if noise is not None:
         tables.append(noise_table(noise))
-    found = [line for analysis in analyses for line in violations(analysis, rules, settings)]
+    found: list[str] = []
+    for analysis in analyses:
+        gate = rules
+        if mixed_clients(analysis) and not args.allow_mixed_clients:
+            # Another client's overheads are in the latency difference: no latency verdict.
+            gate = dataclasses.replace(rules, latency=[])
+        found += violations(analysis, gate, settings)
     image_reports: list[Any] = []
     if not args.no_images:
         image_reports, image_found = _image_reports(args, rules)
@@ -215,7 +235,8 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
             tables += image_report.tables()
     runs = [analyses[0].join.base] + [a.join.cand for a in analyses]
     runs += [noise.join.cand] if noise is not None else []
-    summary = [summary_line(analysis) for analysis in analyses]
+    summary = provenance_notes(analyses, noise)
+    summary += [summary_line(analysis) for analysis in analyses]
     summary += interleave_notes(analyses, noise)
     summary += [health_line(rows) for rows in runs]
     summary += [f"REGRESSION: {line}" for line in found]
@@ -225,7 +246,15 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     print("\n" + "\n".join(summary), file=out)
     if args.json:
         document = compare_document(
-            analyses, noise, settings, rules, found, tables, image_reports, code
+            analyses,
+            noise,
+            settings,
+            rules,
+            found,
+            tables,
+            image_reports,
+            code,
+            allow_mixed_clients=args.allow_mixed_clients,
         )
         write_json(args.json, document)
     if args.html is not None:

@@ -42,6 +42,12 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
         help="keep each request's model in `extra` (it then overrides aiperf --model)",
     )
     turn.add_argument(
+        "--salvage",
+        action="store_true",
+        help="export a damaged trace's requests up to the damage (with a warning) instead of "
+        "refusing it",
+    )
+    turn.add_argument(
         "--absolute-paths",
         action="store_true",
         help="with --images-dir, write absolute image paths (default: relative to the output)",
@@ -60,5 +66,6 @@ def _export_aiperf_input(args: argparse.Namespace) -> int:
         images_dir=args.images_dir,
         absolute_paths=args.absolute_paths,
         keep_model=args.keep_model,
+        salvage=args.salvage,
     )
     return report_import(stats, args)

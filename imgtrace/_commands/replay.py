@@ -29,7 +29,8 @@ lag-health line. docs/replaying.md explains the modes and measurements."""
 
 EPILOG = """\
 exit codes: 0 done (a warning is printed if some requests could not connect); 2 usage or input
-error, or not a single request could connect to the target (the run file is still written);
+error, not a single request could connect to the target, or every request was refused with 401
+or 403 (the run file is still written);
 130 interrupted (the run file is written and marked interrupted)."""
 
 
@@ -161,6 +162,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "written to the run file. Repeatable",
     )
     shaping.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar="'NAME=VALUE'",
+        help="set a query parameter (e.g. one the recording redacted: 'api_key=${API_KEY}'); "
+        "${VAR} is taken from the environment. Values are never written to the run file. "
+        "Repeatable",
+    )
+    shaping.add_argument(
         "--set",
         action="append",
         default=[],
@@ -219,6 +229,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C, wait up to S seconds for requests in flight (default 10)",
     )
     sending.add_argument(
+        "--salvage",
+        action="store_true",
+        help="replay a damaged trace's requests up to the damage (with a warning naming how "
+        "many were kept) instead of refusing it",
+    )
+    sending.add_argument(
         "--no-images",
         action="store_true",
         help="do not store returned images (their digests are kept)",
@@ -252,6 +268,7 @@ def config_from_args(
         parse_arrival,
         parse_filter,
         parse_header,
+        parse_query,
         parse_set,
         parse_window,
     )
@@ -293,6 +310,7 @@ def config_from_args(
         filters=tuple(parse_filter(text) for text in args.filter),
     )
     headers = [parse_header(text, env) for text in args.header]
+    queries = [parse_query(text, env) for text in args.query]
     sets = [parse_set(text) for text in args.set]
     targets = Targets.parse(args.target or [])
     config = ReplayConfig(
@@ -304,6 +322,7 @@ def config_from_args(
         timing=timing,
         selection=selection,
         headers=headers,
+        queries=queries,
         sets=sets,
         seed=args.seed,
         model=args.model,
@@ -312,6 +331,7 @@ def config_from_args(
         keep_images=not args.no_images,
         force=args.force,
         handle_signals=True,
+        salvage=args.salvage,
         **_scale_out(args),
     )
     if not args.dry_run:
@@ -379,6 +399,12 @@ def _replay(args: argparse.Namespace) -> int:
             f"not a single request could connect to {public_target(target)}; check --target "
             f"and that the server is up (the run file {result.output} was written anyway)"
         )
+    refused = _refused_credentials(result.stats)
+    if refused:
+        from replayer import ReplayError
+
+        written = f"the run file {result.output} was"
+        raise ReplayError(_refused_message(f"the {refused} requests", written))
     connect_errors = result.stats.error_kinds.get("connect", 0)
     if connect_errors:
         from replayer._shaping import public_target
@@ -403,7 +429,26 @@ def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console:
         console.print(f"imgtrace: warning: {line}", markup=False)
     if error is not None:
         raise ReplayError(error)
+    refused = [name for name, result in group.runs.items() if _refused_credentials(result.stats)]
+    if refused:
+        what = f"the requests to {', '.join(refused)}"
+        raise ReplayError(_refused_message(what, "the run files were"))
     return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
+
+
+def _refused_message(what: str, written: str) -> str:
+    return (
+        f"every one of {what} was refused with HTTP 401 or 403: the target wants credentials, "
+        "and a trace's credentials are redacted when it is recorded; supply them with --header "
+        f"'Authorization: Bearer ${{TOKEN}}' (or --query 'api_key=${{KEY}}'); {written} written "
+        "anyway"
+    )
+
+
+def _refused_credentials(stats: Any) -> int:
+    """How many requests were sent, when every one of them got a 401 or 403; else 0."""
+    refused = stats.statuses.get("401", 0) + stats.statuses.get("403", 0)
+    return refused if refused and refused == stats.done else 0
 
 
 def _print_summary(console: Any, result: ReplayResult) -> None:

@@ -53,6 +53,9 @@ def _report(args: argparse.Namespace) -> int:
     out = sys.stderr if to_stdout else sys.stdout
     if not to_stdout:
         print("\n\n".join(render_text(table) for table in tables), file=out)
+    warnings = [note for note in rows.notes if note.startswith("WARNING")]
+    for note in warnings:
+        print(note, file=out)
     if args.json:
         write_json(args.json, report_json(rows, tables))
     if args.hgrm:
@@ -70,7 +73,7 @@ def _report(args: argparse.Namespace) -> int:
         analyzer.write_html_report(
             args.html,
             title=f"imgtrace report: {args.run.name}",
-            summary=[health_line(rows)],
+            summary=[*warnings, health_line(rows)],
             tables=tables,
             plots=plots,
             images=None,

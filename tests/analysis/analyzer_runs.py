@@ -80,10 +80,21 @@ def write_run_file(
     trace_digest: str = "d" * 64,
     sizes: Sequence[str] | None = None,
     lag_ns: int = 1_000_000,
+    source: str = "replay",
+    tool_version: str = "",
+    interrupted: bool = False,
 ) -> Path:
     """A run file whose i-th outcome is request r{i} with the given latency."""
-    header = Header(kind="run", source="replay", trace_digest=trace_digest, target="http://x")
+    header = Header(
+        kind="run",
+        source=source,
+        tool_version=tool_version,
+        trace_digest=trace_digest,
+        target="http://x",
+    )
     with TraceWriter(path, header, force=True) as writer:
+        if interrupted:
+            writer.note(interrupted=True)
         if sizes is not None:
             for index, size in enumerate(sizes):
                 writer.write(edit_request(index, size))

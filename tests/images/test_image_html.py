@@ -98,5 +98,5 @@ def test_existing_report_is_refused_without_force(tmp_path: Path) -> None:
         )
     assert path.read_text() == "keep me"
     write_html_report(path, title="t", summary=["ok"], tables=[], plots=[], images=None, force=True)
-    assert "<li>ok</li>" in path.read_text()
+    assert "<li><bdi>ok</bdi></li>" in path.read_text()
     assert not list(tmp_path.glob(".*.tmp"))
