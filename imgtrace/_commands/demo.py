@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ._shared import Subparsers
+from ._shared import EXIT_INTERRUPTED, Subparsers
 
 __all__ = ["register"]
 
@@ -39,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._demo import run_demo
+    from .._demo import DemoInterrupted, run_demo
 
-    return run_demo(args.out, quick=args.quick, force=args.force)
+    try:
+        return run_demo(args.out, quick=args.quick, force=args.force)
+    except DemoInterrupted as exc:
+        print(f"imgtrace: interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
