@@ -8,7 +8,7 @@ it (`imgtrace serve`, `record`, `synth`, `replay`, `compare` as subprocesses):
    production trace;
 3. one interleaved replay of that trace against A, A again (the twin) and B: every request goes
    to all three at its intended time, so A/A and A/B are measured under the same conditions;
-4. a second replay against A at twice the rate, above A's capacity, so the queueing knee shows;
+4. a second replay against A at twice the rate, near A's capacity, where queueing takes over;
 5. `compare` of A against B, 2x and A again, with the A/A noise, writing report.html and the
    `--json` document next to it.
 
@@ -242,7 +242,7 @@ def run_demo(out: Path, *, quick: bool, force: bool) -> int:
             + ["--order-seed", "7", "--no-progress"],
             logs,
         )
-        _say(f"[4/6] production against A at 2x ({2 * plan.rate:g}/s, above A's capacity)")
+        _say(f"[4/6] production against A at 2x ({2 * plan.rate:g}/s, near A's capacity)")
         _run_step(
             "replay-2x",
             ["replay", str(files.production), "--target", urls["a"], "-o", str(files.double)]
