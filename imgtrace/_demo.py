@@ -41,11 +41,13 @@ MARKER = ".imgtrace-demo"
 GATE = "typical:+10%,images:changed>0"
 # A 4-step 192x192 edit costs ~55 ms of simulated GPU time at speed 1 (docs/reference-server.md),
 # ~45 ms at this speed, a budget that also holds the server's real decode/render/encode work
-# (~15 ms on a busy 2-core machine). A serves ~22 edits/s: 1x sends 10/s (45% busy), and 2x
-# sends 20/s (90% busy), where queueing takes over: the knee. B runs 30% slower (64% busy at 1x).
+# (~15 ms on a busy 2-core machine). A serves ~22 edits/s: 1x sends 8/s (36% busy), 2x sends
+# 16/s (72% busy), where queueing takes over: the knee. B runs 30% slower (51% busy at 1x).
+# Closer to capacity, 2x waits would be longer but so correlated between neighbours (one long
+# busy period) that the serial-correlation correction leaves too few effective pairs.
 SERVER_SPEED = 1.2
 B_SPEED = SERVER_SPEED * 0.7
-RATE = 10.0
+RATE = 8.0
 IMAGE_SIZE = "192x192"
 INTERRUPTED = 130
 
@@ -144,21 +146,22 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str, log: Path
 def _run_step(name: str, args: Sequence[str], logs: Path, ok: tuple[int, ...] = (0,)) -> int:
     log = logs / f"{name}.log"
     with open(log, "wb") as out:
-        result = subprocess.run(
-            _command(args),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=logs,
+        process = subprocess.Popen(
+            _command(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=logs
         )
-    if result.returncode in (INTERRUPTED, -signal.SIGINT):
+    try:
+        returncode = process.wait()
+    except KeyboardInterrupt:
+        # Only the demo was interrupted: pass it on, so the step stops now and says so in its
+        # output (a replay marks its run interrupted) instead of running to its end.
+        Processes(logs).stop(process)
+        raise
+    if returncode in (INTERRUPTED, -signal.SIGINT):
         # Ctrl-C in a terminal reaches the step first; the demo stops as the step did.
         raise DemoInterrupted(f"`imgtrace {args[0]}` stopped; see {log}")
-    if result.returncode not in ok:
-        raise DemoError(
-            f"`imgtrace {' '.join(args[:2])} ...` failed ({result.returncode}); see {log}"
-        )
-    return result.returncode
+    if returncode not in ok:
+        raise DemoError(f"`imgtrace {' '.join(args[:2])} ...` failed ({returncode}); see {log}")
+    return returncode
 
 
 def _prepare(out: Path, force: bool) -> Path:
