@@ -8,7 +8,9 @@ it (`imgtrace serve`, `record`, `synth`, `replay`, `compare` as subprocesses):
    production trace;
 3. one interleaved replay of that trace against A, A again (the twin) and B: every request goes
    to all three at its intended time, so A/A and A/B are measured under the same conditions;
-4. a second replay against A at twice the rate, near A's capacity, where queueing takes over;
+4. a second interleaved replay at twice the rate against A and its twin (near A's capacity, where
+   queueing takes over); the twin's share keeps the machine's load like the first replay's, so
+   the 2x effect is the server's queueing, not a quieter machine;
 5. `compare` of A against B, 2x and A again, with the A/A noise, writing report.html and the
    `--json` document next to it.
 
@@ -39,16 +41,17 @@ MARKER = ".imgtrace-demo"
 # The rules a CI job would gate on: B is slower and its images changed, so this gate trips.
 # The typical-change rule also sets how wide an A/A band may be and still let `~` be said.
 GATE = "typical:+10%,images:changed>0"
-# A 4-step 192x192 edit costs ~55 ms of simulated GPU time at speed 1 (docs/reference-server.md),
-# ~45 ms at this speed, a budget that also holds the server's real decode/render/encode work
-# (~15 ms on a busy 2-core machine). A serves ~22 edits/s: 1x sends 8/s (36% busy), 2x sends
-# 16/s (72% busy), where queueing takes over: the knee. B runs 30% slower (51% busy at 1x).
-# Closer to capacity, 2x waits would be longer but so correlated between neighbours (one long
-# busy period) that the serial-correlation correction leaves too few effective pairs.
-SERVER_SPEED = 1.2
+# A 4-step 128x128 edit costs ~41 ms of simulated GPU time at speed 1 (docs/reference-server.md),
+# ~68 ms at this speed: a budget that holds the server's real decode/render/encode work (under
+# ~25 ms on a busy 2-core machine) with room to spare, so latency is the model's, not the CPU's.
+# A serves ~14 edits/s: 1x sends 5.5/s (37% busy), 2x 11/s (75% busy), where queueing takes over:
+# the knee. B runs 30% slower (53% busy at 1x). Closer to capacity, 2x waits would be longer but
+# so correlated between neighbours (one long busy period) that the serial-correlation correction
+# would leave too few effective pairs for a bounded interval.
+SERVER_SPEED = 0.6
 B_SPEED = SERVER_SPEED * 0.7
-RATE = 8.0
-IMAGE_SIZE = "192x192"
+RATE = 5.5
+IMAGE_SIZE = "128x128"
 INTERRUPTED = 130
 
 
@@ -61,7 +64,7 @@ class DemoPlan:
 
     @classmethod
     def choose(cls, quick: bool) -> DemoPlan:
-        return cls(requests=90 if quick else 180)
+        return cls(requests=70 if quick else 160)
 
 
 class DemoError(TraceError):
@@ -190,10 +193,11 @@ def _processes(logs: Path) -> Iterator[Processes]:
 def _serve(
     processes: Processes, name: str, port: int, speed: float, extra: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    # No cold start: A is warmed by the recording and its twin and B are not, and a first-batch
-    # penalty on one side only would be measured as a difference between them.
+    # No cold start and no output cache: A is warmed by the recording and its twin and B are
+    # not, and a first-batch penalty or cached work on one side only would be measured as a
+    # difference between them.
     args = ["serve", "--port", str(port), "--speed", f"{speed:g}", "--noise", "1"]
-    return processes.start(name, [*args, "--cold-start", "0", *extra])
+    return processes.start(name, [*args, "--cold-start", "0", "--cache-mb", "0", *extra])
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,8 @@ class _Files:
 
     @property
     def double(self) -> Path:
-        return self.out / "a-2x.imgtrace"
+        """A's run of the second interleaved replay, at 2x."""
+        return self.out / "2x" / "a-2x.imgtrace"
 
     @property
     def report(self) -> Path:
@@ -245,11 +250,15 @@ def run_demo(out: Path, *, quick: bool, force: bool) -> int:
             + ["--order-seed", "7", "--no-progress"],
             logs,
         )
-        _say(f"[4/6] production against A at 2x ({2 * plan.rate:g}/s, near A's capacity)")
+        _say(
+            f"[4/6] a second interleaved replay at 2x ({2 * plan.rate:g}/s, near A's capacity) "
+            f"against A and its twin, so the machine carries a load like the first one's"
+        )
+        twins = [arg for name in ("a", "a2") for arg in ("--target", f"{name}-2x={urls[name]}")]
         _run_step(
             "replay-2x",
-            ["replay", str(files.production), "--target", urls["a"], "-o", str(files.double)]
-            + ["--speed", "2", "--no-progress"],
+            ["replay", str(files.production), *twins, "-o", str(files.double.parent)]
+            + ["--speed", "2", "--order-seed", "7", "--no-progress"],
             logs,
         )
     code = _compare(files, logs)
