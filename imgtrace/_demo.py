@@ -42,8 +42,9 @@ MARKER = ".imgtrace-demo"
 # The typical-change rule also sets how wide an A/A band may be and still let `~` be said.
 GATE = "typical:+10%,images:changed>0"
 # A 4-step 128x128 edit costs ~41 ms of simulated GPU time at speed 1 (docs/reference-server.md),
-# ~68 ms at this speed: a budget that holds the server's real decode/render/encode work (under
-# ~25 ms on a busy 2-core machine) with room to spare, so latency is the model's, not the CPU's.
+# ~68 ms at this speed: a budget that holds the server's real decode/render/encode work with room
+# to spare (on a busy 2-core machine with one core burnt, about one overrun per server and run),
+# so latency is the model's, not the CPU's.
 # A serves ~14 edits/s: 1x sends 5.5/s (37% busy), 2x 11/s (75% busy), where queueing takes over:
 # the knee. B runs 30% slower (53% busy at 1x). Closer to capacity, 2x waits would be longer but
 # so correlated between neighbours (one long busy period) that the serial-correlation correction

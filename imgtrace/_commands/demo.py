@@ -19,8 +19,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         description="Start the reference server (A, a twin of A, and B) and a recording proxy, "
         "record synthetic production traffic, replay it side by side against A, A again (the "
         "noise baseline) and B in one interleaved replay, then at 2x against A and its twin (near "
-        "A's capacity), compare the runs and write report.html and compare.json. Takes under four "
-        "minutes (--quick: under two) on a busy 2-core machine. Every process it starts is "
+        "A's capacity), compare the runs and write report.html and compare.json. Takes under six "
+        "minutes (--quick: under three) on a busy 2-core machine. Every process it starts is "
         "stopped on exit.",
     )
     add_arguments(demo)
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smaller story (70 requests instead of 160), under two minutes",
+        help="a smaller story (70 requests instead of 160), under three minutes",
     )
     parser.add_argument(
         "--force", action="store_true", help="replace --out even if another tool wrote it"
