@@ -1,4 +1,4 @@
-"""The offline HTML report: one self-contained file, full-size pictures in a folder beside it.
+"""The offline HTML report: one self-contained file, pictures to open in a folder beside it.
 
 Every recorded string (prompts come from production traffic) goes through `html.escape`, and a
 Content-Security-Policy allows only the report's own script (by its hash), so even text that
@@ -16,7 +16,7 @@ import html
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from traces import UsageError, __version__
@@ -72,24 +72,28 @@ def write_html_report(
     summary: list[str],
     tables: list[Table],
     plots: list[tuple[str, bytes]],
-    images: ImageReport | None,
+    images: ImageReport | Sequence[ImageReport] | None,
     force: bool,
 ) -> None:
-    """Write the report; refuses an existing file unless `force`. Plots are (title, PNG bytes)."""
+    """Write the report; refuses an existing file unless `force`. Plots are (title, PNG bytes).
+
+    `images` holds one image comparison per candidate; each gets its part of the Images section,
+    and its tables are kept out of the Latency section."""
     if path.exists() and not force:
         raise UsageError(f"{path} already exists: choose another output or pass --force")
     if path.is_dir():
         raise UsageError(f"{path} is a folder: give a file name for the HTML report")
-    image_titles = {t.title for t in images.tables()} if images is not None else set()
+    reports = [images] if isinstance(images, ImageReport) else list(images or ())
+    image_titles = {t.title for report in reports for t in report.tables()}
     parts: list[str] = [_head(title)]
     parts.append('<nav class="toc"><a href="#summary">Summary</a>')
     if tables or plots:
         parts.append('<a href="#latency">Latency</a>')
-    if images is not None:
+    if reports:
         parts.append('<a href="#images">Images</a>')
     parts.append("</nav><main>")
     parts.append('<section id="summary"><h2>Summary</h2><ul>')
-    lines = list(summary) + (images.summary() if images is not None else [])
+    lines = list(summary) + [line for report in reports[:1] for line in report.summary()]
     parts.extend(f"<li>{_t(line)}</li>" for line in lines)
     parts.append("</ul></section>")
     if tables or plots:
@@ -97,8 +101,8 @@ def write_html_report(
         parts.extend(_table(t) for t in tables if t.title not in image_titles)
         parts.extend(_plot(name, png) for name, png in plots)
         parts.append("</section>")
-    if images is not None:
-        parts.append(_images_section(images, path.parent))
+    if reports:
+        parts.append(_images_section(reports, path.parent))
     parts.append(f"</main><script>{JS}</script></body></html>\n")
     _write_atomically(path, parts)
 
@@ -165,14 +169,24 @@ def _plot(title: str, png: bytes) -> str:
 # -- the image section ----------------------------------------------------------------------
 
 
-def _images_section(report: ImageReport, report_dir: Path) -> str:
+def _images_section(reports: list[ImageReport], report_dir: Path) -> str:
     out = ['<section id="images"><h2>Images</h2>']
-    out.extend(_table(t) for t in report.tables())
+    for number, report in enumerate(reports):
+        if len(reports) > 1:
+            title = f"{Path(report.cand).name} (B) against {Path(report.base).name} (A)"
+            out.append(f'<h3 id="images-{number}">{_t(title)}</h3>')
+        out.append(_image_part(report, report_dir, first=number == 0))
+    return "".join(out) + "</section>"
+
+
+def _image_part(report: ImageReport, report_dir: Path, *, first: bool) -> str:
+    out = [_table(t) for t in report.tables()]
     rows = [(i, report.pairs[i], report.rendered.get(i)) for i in range(len(report.pairs))]
     rows = [(i, p, r) for i, p, r in rows if r is not None]
     if not rows:
-        out.append('<p class="more">No pictures: run compare with --html to draw them.</p>')
-        return "".join(out) + "</section>"
+        if first:
+            out.append('<p class="more">No pictures: run compare with --html to draw them.</p>')
+        return "".join(out)
     counts: dict[str, int] = {}
     for _, pair, _ in rows:
         counts[pair.verdict] = counts.get(pair.verdict, 0) + 1
@@ -198,7 +212,7 @@ def _images_section(report: ImageReport, report_dir: Path) -> str:
             f'<p class="more">{hidden} less severe outputs are not drawn (raise --image-rows to '
             "draw more); the JSON output lists every one.</p>"
         )
-    return "".join(out) + "</section>"
+    return "".join(out)
 
 
 def _href_base(assets: Path, report_dir: Path) -> str:

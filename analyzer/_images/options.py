@@ -38,6 +38,9 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     alpha: float = 0.05
     max_pixels: int = 40_000_000
     render_limit: int = 200
+    full_images: bool = False
+    """HTML report: write the original images beside it; by default downscaled JPEG views, which
+    keep a report of hundreds of rows small (the comparison itself always reads the originals)."""
 
     def __post_init__(self) -> None:
         for name, low, high in _RANGES:

@@ -28,9 +28,12 @@ from .pictures import encode_jpeg, encode_png, heatmap, mask_thumbnail, thumbnai
 from .records import Cell, Rendered, RenderJob, WorkerFailure
 from .state import WorkerState, current
 
-__all__ = ["THUMB_SIDE", "render_in_worker", "render_rows"]
+__all__ = ["THUMB_SIDE", "VIEW_SIDE", "render_in_worker", "render_rows"]
 
 THUMB_SIDE = 240
+# The longest side of a picture opened from the report; larger ones are downscaled for the eye.
+VIEW_SIDE = 1024
+VIEW_QUALITY = 90
 
 
 def render_in_worker(jobs: list[RenderJob]) -> list[Rendered] | WorkerFailure:
@@ -48,13 +51,17 @@ def _write_asset(directory: Path, name: str, data: bytes, *, replace: bool = Fal
 
 
 def _image_cell(
-    directory: Path, name: str, data: bytes, max_pixels: int
+    directory: Path, name: str, data: bytes, th: Thresholds
 ) -> tuple[Cell | None, DecodedImage | None]:
-    stored = _write_asset(directory, f"{name}.{extension_for(sniff_media_type(data))}", data)
     try:
-        image = decode_image(data, max_pixels=max_pixels)
+        image = decode_image(data, max_pixels=th.max_pixels)
     except ImageDecodeError:
         return None, None
+    if th.full_images:
+        stored = _write_asset(directory, f"{name}.{extension_for(sniff_media_type(data))}", data)
+    else:
+        view = encode_jpeg(thumbnail(image.rgb, VIEW_SIDE), quality=VIEW_QUALITY)
+        stored = _write_asset(directory, f"{name}-view.jpg", view)
     thumb = encode_jpeg(thumbnail(image.rgb, THUMB_SIDE))
     return Cell(thumb=thumb, href=stored, width=image.width, height=image.height), image
 
@@ -62,7 +69,6 @@ def _image_cell(
 def _render_one(state: WorkerState, job: RenderJob) -> Rendered:
     assert state.assets_dir is not None
     directory = Path(state.assets_dir)
-    limit = state.thresholds.max_pixels
     cells: dict[str, Cell] = {}
     sources = [("a", "base", job.a), ("b", "cand", job.b), ("noise", "noise", job.noise)]
     sources += [(f"input{n}", "trace", digest) for n, digest in enumerate(job.inputs)]
@@ -75,7 +81,7 @@ def _render_one(state: WorkerState, job: RenderJob) -> Rendered:
         except MissingBlobError:
             continue
         # Files are named by digest: identical outputs and repeated inputs are stored once.
-        cell, image = _image_cell(directory, digest[:20], data, limit)
+        cell, image = _image_cell(directory, digest[:20], data, state.thresholds)
         if cell is not None and image is not None:
             cells[key] = cell
             decoded[key] = image
@@ -102,7 +108,8 @@ def _diff_cells(
         directory, f"row{index:05d}-mask.png", encode_png(full_mask), replace=True
     )
     # A smooth picture for the eye: JPEG is a fraction of the PNG's size and encoding time.
-    heat_jpeg = encode_jpeg(heat, quality=88)
+    view = heat if th.full_images else thumbnail(np.asarray(heat.convert("RGB")), VIEW_SIDE)
+    heat_jpeg = encode_jpeg(view, quality=88)
     heat_name = _write_asset(directory, f"row{index:05d}-heatmap.jpg", heat_jpeg, replace=True)
     return {
         "mask": Cell(thumb=encode_png(small_mask), href=mask_name, width=a.width, height=a.height),
@@ -114,7 +121,8 @@ def _diff_cells(
 
 
 def render_rows(state: WorkerState, jobs: list[RenderJob]) -> list[Rendered] | WorkerFailure:
-    """Write full-size files and diff pictures into the assets folder; return thumbnails."""
+    """Write views (or, with `full_images`, the originals) and diff pictures into the assets
+    folder; return thumbnails."""
     try:
         return [_render_one(state, job) for job in jobs]
     except TraceFormatError as exc:

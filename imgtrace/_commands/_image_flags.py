@@ -119,6 +119,11 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"HTML report: draw pictures for the N most severe outputs (default {d.render_limit})",
     )
+    group.add_argument(
+        "--full-images",
+        action="store_true",
+        help="HTML report: write the original images beside it, not downscaled JPEG views",
+    )
     if "--jobs" not in parser._option_string_actions:
         group.add_argument(
             "--jobs",
@@ -161,4 +166,5 @@ def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
         gate_absolute=args.gate_absolute / 100,
         max_pixels=args.image_max_pixels,
         render_limit=args.image_rows,
+        full_images=args.full_images,
     )

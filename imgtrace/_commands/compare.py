@@ -318,6 +318,6 @@ def _write_html(
         summary=summary,
         tables=tables,
         plots=plots,
-        images=image_reports[0] if image_reports else None,
+        images=image_reports,
         force=args.force,
     )

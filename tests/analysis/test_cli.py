@@ -360,8 +360,10 @@ def test_html_and_images_are_called_with_the_agreed_signatures(
         False,
         False,
     )
-    path, title, summary, tables, plots, report, force = calls["html"]
-    assert path == page and "compare" in title and isinstance(report, _FakeImageReport)
+    path, title, summary, tables, plots, reports, force = calls["html"]
+    # One image comparison per candidate, each with its part of the Images section.
+    assert path == page and "compare" in title and len(reports) == 1
+    assert isinstance(reports[0], _FakeImageReport)
     assert any(t.title == "Images (fake)" for t in tables)
     assert plots and all(png.startswith(b"\x89PNG") for _, png in plots)
     code, _, _ = run("report", base, "--html", tmp_path / "r.html")

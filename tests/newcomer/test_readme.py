@@ -42,6 +42,11 @@ def _copy_of_the_repository(target: Path) -> Path:
     return target
 
 
+def _report_megabytes(out: Path) -> float:
+    files = [out / "report.html", *(out / "report_files").rglob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
 def test_readme_demo_command_works_in_a_fresh_environment(tmp_path: Path) -> None:
     demo, _ = readme_commands()
     clone = _copy_of_the_repository(tmp_path / "imgtrace")
@@ -56,18 +61,32 @@ def test_readme_demo_command_works_in_a_fresh_environment(tmp_path: Path) -> Non
     page = (out / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script" in page
     assert (out / "report_files").is_dir()
+    megabytes = _report_megabytes(out)
+    assert megabytes <= 20, f"the demo's report is {megabytes:.1f} MB"
+    assert f"report: {megabytes:.1f} MB" in result.stdout
     with TraceReader(out / "production.imgtrace") as reader:
         assert reader.header.source == "proxy" and reader.closed_cleanly
         requests = list(reader.requests())
-    assert len(requests) == 20 and all(r.response and r.response.status == 200 for r in requests)
-    for name in ("run-a", "run-a-2x", "run-a-again", "run-b"):
+    assert len(requests) == 70 and all(r.response and r.response.status == 200 for r in requests)
+    for name in ("ab/a", "ab/a2", "ab/b", "2x/a-2x", "2x/a2-2x"):
         with TraceReader(out / f"{name}.imgtrace") as reader:
             assert reader.kind == "run"
-            assert len(list(reader.outcomes())) == 20
+            assert len(list(reader.outcomes())) == 70
     comparison = json.loads((out / "compare.json").read_text())
     assert [Path(c["cand"]).name for c in comparison["comparisons"]] == [
-        "run-b.imgtrace",
-        "run-a-2x.imgtrace",
+        "b.imgtrace",
+        "a-2x.imgtrace",
+        "a2.imgtrace",  # the A/A comparison itself
     ]
-    assert all(c["join"]["pairs"] == 20 for c in comparison["comparisons"])
-    assert len(comparison["images"]) == 2 and comparison["noise"]["cand"].endswith("again.imgtrace")
+    assert all(c["join"]["pairs"] == 70 for c in comparison["comparisons"])
+    assert len(comparison["images"]) == 3 and comparison["noise"]["cand"].endswith("a2.imgtrace")
+    # The 2x replay is the only one not measured side by side with the base (it cannot be).
+    assert len(comparison["notes"]) == 1 and "a-2x.imgtrace" in comparison["notes"][0]
+
+    # From the clone's parent, the folder named imgtrace is where the user stands.
+    parent = subprocess.run(
+        [str(clone / ".venv" / "bin" / "imgtrace"), "demo", "--quick", "--out", "from-parent"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
+    assert (tmp_path / "from-parent" / "compare.json").is_file()
