@@ -132,7 +132,7 @@ class Effect:
         self.reason = ""
         if not self.bounded:
             self.verdict = "inconclusive"
-            self.reason = "too few pairs" if self.n else ""
+            self.reason = _too_few(self.n, self.variance_factor)
         elif self.significant and abs(self.estimate) > threshold:
             if self.kind == "log_ratio":
                 self.verdict = "slower" if self.estimate > 0 else "faster"
@@ -192,6 +192,15 @@ class Effect:
             "significant": self.significant,
             "warnings": self.warnings,
         }
+
+
+def _too_few(n: int, variance_factor: float) -> str:
+    if not n:
+        return ""
+    if variance_factor > 1.0:
+        # Enough pairs, but so correlated that they carry the information of very few.
+        return f"too few effective pairs: {n / variance_factor:.0f} of {n}"
+    return "too few pairs"
 
 
 def _band_percent(log_band: float) -> str:

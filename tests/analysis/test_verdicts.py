@@ -178,3 +178,10 @@ def test_holm_levels_follow_the_step_down_order() -> None:
     for p, level, p_holm in zip(ps, holm_levels(ps, 0.05), adjusted, strict=True):
         if not math.isnan(p):
             assert (p < level) == (p_holm < 0.05)
+
+
+def test_an_interval_lost_to_correlation_says_so() -> None:
+    correlated = effect(0.3, -0.5, math.inf)
+    correlated.lo, correlated.variance_factor = -math.inf, 2.97
+    correlated.n = 16
+    assert decided(correlated).verdict_text == "inconclusive (too few effective pairs: 5 of 16)"
