@@ -12,6 +12,8 @@ quantile of the resample into a search in a cumulative sum: no copying of sample
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +38,20 @@ class BootstrapResult:
     p: FloatArray
     block: int
     resamples: int
+    draws: FloatArray | None = None
+    """The resampled log-ratios, resamples x quantiles (None when no resample was usable)."""
+
+    def interval_at(self, index: int) -> Callable[[float], tuple[float, float]]:
+        """The percentile interval of quantile number `index` at any confidence level."""
+
+        def at(confidence: float) -> tuple[float, float]:
+            if self.draws is None:
+                return math.nan, math.nan
+            tail = (1.0 - confidence) / 2.0
+            lo, hi = np.quantile(self.draws[:, index], [tail, 1.0 - tail])
+            return float(lo), float(hi)
+
+        return at
 
 
 def _weighted_quantiles(
@@ -175,7 +191,9 @@ def quantile_ratios_by_group(
         hi = np.quantile(drawn, 1.0 - tail, axis=0)
         smaller = np.minimum((drawn <= 0.0).sum(axis=0), (drawn >= 0.0).sum(axis=0))
         p = np.minimum(1.0, 2.0 * (smaller + 1) / (len(drawn) + 1))
-        results.append(BootstrapResult(tuple(quantiles), estimate, lo, hi, p, block, len(drawn)))
+        results.append(
+            BootstrapResult(tuple(quantiles), estimate, lo, hi, p, block, len(drawn), drawn)
+        )
     return results
 
 

@@ -140,6 +140,12 @@ def _typical(name: str, ratios: FloatArray, settings: Settings) -> tuple[Effect,
         f"Hodges-Lehmann, Wilcoxon signed-rank ({wilcoxon.method})",
         variance_factor=inflation,
     )
+
+    def interval_at(confidence: float) -> tuple[float, float]:
+        other = _stats.hodges_lehmann(ratios, confidence, inflation, df)
+        return other.lo, other.hi
+
+    effect.interval_at = interval_at
     if n < MIN_PAIRS:
         effect.warnings.append(f"need >= {MIN_PAIRS} paired successes for a confidence interval")
     return effect, wilcoxon
@@ -164,6 +170,7 @@ def _tail_effects(
         else:
             lo, hi, p = (float(result.lo[index]), float(result.hi[index]), float(result.p[index]))
             effect = Effect(name, label, n, estimate, lo, hi, p, method)
+            effect.interval_at = result.interval_at(index)
         effects[q] = effect
     return effects
 
@@ -332,9 +339,10 @@ def apply_holm(analyses: list[PairAnalysis], settings: Settings) -> None:
         for effect in analysis.effects():
             families.setdefault(effect.statistic, []).append(effect)
     for effects in families.values():
-        adjusted = _stats.holm([effect.p for effect in effects])
-        for effect, p in zip(effects, adjusted, strict=True):
-            effect.p_holm = p
+        ps = [effect.p for effect in effects]
+        adjusted, levels = _stats.holm(ps), _stats.holm_levels(ps, settings.alpha)
+        for effect, p, level in zip(effects, adjusted, levels, strict=True):
+            effect.p_holm, effect.holm_alpha = p, level
     unpaired = [stratum.unpaired for analysis in analyses for stratum in analysis.strata]
     for summary, p in zip(unpaired, _stats.holm([u.test.p for u in unpaired]), strict=True):
         summary.p_holm = p

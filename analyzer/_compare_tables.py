@@ -89,8 +89,8 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
     footnotes = notes.lines() + [
         "typical change: Hodges-Lehmann estimate of the per-request change CAND/BASE over "
         "requests that succeeded in both runs; p: Wilcoxon signed-rank, Holm-corrected",
-        f"verdict: faster/slower when the CI excludes 0, p < {settings.alpha:g} and the change "
-        f"exceeds {fmt_percent(settings.min_effect, signed=False)}"
+        f"verdict: faster/slower when the Holm-level CI excludes 0, p < {settings.alpha:g} and the "
+        f"change exceeds {fmt_percent(settings.min_effect, signed=False)}"
         + (" and the A/A noise band" if noise else "")
         + "; ~ when the CI lies inside that band"
         + f" and the band is no wider than {fmt_percent(settings.min_effect, signed=False)}"

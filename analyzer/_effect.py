@@ -1,7 +1,10 @@
 """One statistic's effect (estimate, CI, test) and the rules that turn it into a verdict.
 
 A latency effect is a log-ratio ln(CAND / BASE); an error effect a difference in failure rate.
-`~` promises that nothing that matters changed, so it needs the interval inside the
+A change is significant by one procedure: the effect's interval at the level Holm's step-down
+tests it at (1 - alpha / (m - i + 1) for the i-th smallest of m p-values) excludes zero, and
+its Holm-corrected p is below alpha; the two are the same test inverted, so they agree. `~`
+promises that nothing that matters changed, so it needs the interval inside the
 equivalence band and that band no wider than the change that matters (`--min-effect`, or the
 rule's threshold); otherwise the verdict is `inconclusive`, with the reason.
 """
@@ -9,6 +12,7 @@ rule's threshold); otherwise the verdict is `inconclusive`, with the reason.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from traces import UsageError
@@ -76,7 +80,17 @@ class Effect:
     variance_factor: float = 1.0
     """How much serial correlation in send order widened the interval's variance (>= 1)."""
     reason: str = ""
-    """Why the verdict is inconclusive, for people: "noise ±48%", "CI exceeds ±2.0%"."""
+    """Why the verdict is inconclusive, for people: "noise ±48%", "CI exceeds ±2.0%",
+    "p (Holm) 0.076"."""
+    holm_alpha: float = math.nan
+    """The level Holm's step-down tests this effect at (alpha when there is one test)."""
+    interval_at: Callable[[float], tuple[float, float]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """The same interval at another confidence level; None: only the reported one exists."""
+    decision_lo: float = -math.inf
+    decision_hi: float = math.inf
+    """The interval at the Holm level (1 - holm_alpha), which decides significance."""
 
     @property
     def bounded(self) -> bool:
@@ -100,15 +114,25 @@ class Effect:
                 return math.log1p(threshold)
         return math.log1p(settings.min_effect)
 
+    def _holm_level(self, settings: Settings) -> float:
+        return self.holm_alpha if not math.isnan(self.holm_alpha) else settings.alpha
+
+    def _decision_interval(self, settings: Settings) -> tuple[float, float]:
+        if self.interval_at is None or not self.bounded:
+            return self.lo, self.hi
+        return self.interval_at(1.0 - self._holm_level(settings))
+
     def decide(self, settings: Settings) -> None:
         p = self.p_holm if not math.isnan(self.p_holm) else self.p
-        excludes_zero = self.bounded and (self.lo > 0 or self.hi < 0)
+        self.decision_lo, self.decision_hi = self._decision_interval(settings)
+        lo, hi = self.decision_lo, self.decision_hi
+        excludes_zero = self.bounded and (lo > 0 or hi < 0)
         self.significant = excludes_zero and not math.isnan(p) and p < settings.alpha
         threshold = self.band(settings)
         self.reason = ""
         if not self.bounded:
             self.verdict = "inconclusive"
-            self.reason = "too few pairs" if self.n else ""
+            self.reason = _too_few(self.n, self.variance_factor)
         elif self.significant and abs(self.estimate) > threshold:
             if self.kind == "log_ratio":
                 self.verdict = "slower" if self.estimate > 0 else "faster"
@@ -125,7 +149,17 @@ class Effect:
             self.verdict = "~"
         else:
             self.verdict = "inconclusive"
-            self.reason = f"CI exceeds ±{_band_percent(threshold)}"
+            self.reason = self._why_not(p, threshold, settings)
+
+    def _why_not(self, p: float, threshold: float, settings: Settings) -> str:
+        """The true reason a change neither counts nor is ruled out."""
+        if self.significant or not (self.lo > 0 or self.hi < 0):
+            # Within the band but not inside it, or no change ruled out: the interval is wide.
+            return f"CI exceeds ±{_band_percent(threshold)}"
+        if p >= settings.alpha:
+            # The interval excludes zero, but not once corrected for the other tests.
+            return f"p (Holm) {p:.2g}"
+        return f"{(1.0 - self._holm_level(settings)) * 100:.1f}% CI (Holm) includes 0"
 
     def to_json(self) -> dict[str, object]:
         def num(value: float) -> float | None:
@@ -149,10 +183,24 @@ class Effect:
             "noise_band": num(math.expm1(self.noise_band) if ratio else self.noise_band),
             "verdict": self.verdict,
             "verdict_text": self.verdict_text,
+            "ci_holm": [
+                num(math.expm1(self.decision_lo) if ratio else self.decision_lo),
+                num(math.expm1(self.decision_hi) if ratio else self.decision_hi),
+            ],
+            "holm_alpha": num(self.holm_alpha),
             "variance_factor": self.variance_factor,
             "significant": self.significant,
             "warnings": self.warnings,
         }
+
+
+def _too_few(n: int, variance_factor: float) -> str:
+    if not n:
+        return ""
+    if variance_factor > 1.0:
+        # Enough pairs, but so correlated that they carry the information of very few.
+        return f"too few effective pairs: {n / variance_factor:.0f} of {n}"
+    return "too few pairs"
 
 
 def _band_percent(log_band: float) -> str:

@@ -9,8 +9,8 @@ Grammar: comma-separated rules, each `METRIC:+NUMBER[%]`:
 - `images:VERDICT OP NUMBER[%]` (e.g. `images:changed>5%`, `images:missing>0`): handed to the
   image report, which counts requests per image verdict.
 
-A latency rule is violated in a stratum when the change there is significant (CI excludes no
-change, Holm-corrected p < alpha) and its whole CI lies beyond the rule and the A/A noise band:
+A latency rule is violated in a stratum when the change there is significant (its interval at
+the Holm level excludes no change) and its whole 95% CI lies beyond the rule and the A/A band:
 a point estimate over the threshold is not enough, so a true +3% change does not break
 `median:+5%` by chance. An error rule likewise needs the rise in failures to be significant and
 the lower bound of its CI (in points, or times the pairs for a count) beyond the rule.

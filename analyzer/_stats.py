@@ -23,6 +23,7 @@ __all__ = [
     "binom_cdf",
     "hodges_lehmann",
     "holm",
+    "holm_levels",
     "mann_whitney",
     "mcnemar",
     "min_n_for_quantile_ci",
@@ -401,3 +402,13 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - position) * p))
         adjusted[i] = running
     return adjusted
+
+
+def holm_levels(p_values: list[float], alpha: float) -> list[float]:
+    """The level Holm's step-down tests each hypothesis at: alpha / (m - i) for the i-th
+    smallest p (0-based), in the input order; NaN entries get NaN and do not count in m."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    levels = [math.nan] * len(p_values)
+    for position, (_, i) in enumerate(indexed):
+        levels[i] = alpha / (len(indexed) - position)
+    return levels

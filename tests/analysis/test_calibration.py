@@ -45,6 +45,20 @@ def test_seeded_calibration_keeps_its_bounds(
     assert not math.isnan(rates["p50_aa_significant"])
 
 
+@pytest.mark.parametrize(("rho", "power"), [(0.0, 0.9), (0.5, 0.4)])
+def test_short_runs_find_a_large_change(calibration: ModuleType, rho: float, power: float) -> None:
+    # 35 pairs: the correlation estimated from them is noisy; a noisy estimate must neither
+    # widen independent runs into missing a 25% slowdown nor let correlated ones overclaim.
+    seeds = 24
+    short = calibration.short_options(calibration.Options(seeds=seeds, resamples=200))
+    assert (short.pairs, short.shift) == (35, 0.25)
+    rates = calibration.calibrate(short, rho)
+    assert rates["power"] >= power
+    assert rates["false_positive"] <= 3 / seeds
+    assert rates["aa_coverage"] >= 19 / seeds
+    assert rates["shift_coverage"] >= 19 / seeds
+
+
 def test_table_replaces_only_its_marked_section(calibration: ModuleType, tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nbefore\n", encoding="utf-8")

@@ -131,3 +131,57 @@ def test_error_rules_need_the_whole_interval_beyond(write_run: WriteRun, tmp_pat
     assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+3%"]) == 0
     assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+5"]) == 1
     assert main(["compare", str(a), str(b), "--no-images", "--fail-on", "errors:+12"]) == 0
+
+
+def test_a_change_beyond_the_band_that_holm_does_not_confirm_says_so() -> None:
+    # Measured on a real +25% slowdown with 33 pairs: the interval lay wholly beyond ±5%, yet the
+    # verdict read "CI exceeds ±5.0%"; the true reason is the corrected p.
+    beyond = effect(0.24, 0.186, 0.34)
+    beyond.p, beyond.p_holm, beyond.holm_alpha = 0.025, 0.076, 0.05 / 3
+    beyond.decide(Settings(min_effect=0.05))
+    assert not beyond.significant
+    assert beyond.verdict_text == "inconclusive (p (Holm) 0.076)"
+
+
+def test_significance_is_the_interval_at_the_holm_level() -> None:
+    # One procedure decides: the interval at 1 - alpha/(m - i) must exclude zero. A 95% CI that
+    # excludes zero while the Holm-level one does not is no slowdown.
+    levels: list[float] = []
+
+    def at(confidence: float) -> tuple[float, float]:
+        levels.append(confidence)
+        return (-0.01, 0.2) if confidence > 0.95 else (0.01, 0.15)
+
+    item = effect(0.08, 0.01, 0.15)
+    item.p_holm, item.holm_alpha, item.interval_at = 0.04, 0.05 / 3, at
+    item.decide(Settings())
+    assert levels == [pytest.approx(1 - 0.05 / 3)]
+    assert not item.significant and item.verdict == "inconclusive"
+    assert item.verdict_text == "inconclusive (98.3% CI (Holm) includes 0)"
+    low, high = item.to_json()["ci_holm"]
+    assert (low, high) == (pytest.approx(math.expm1(-0.01)), pytest.approx(math.expm1(0.2)))
+    item.interval_at = lambda confidence: (0.005, 0.2)
+    item.decide(Settings())
+    assert item.significant and item.verdict == "slower"
+
+
+def test_holm_levels_follow_the_step_down_order() -> None:
+    from analyzer._stats import holm, holm_levels
+
+    ps = [0.03, math.nan, 0.001, 0.2]
+    assert holm_levels(ps, 0.05)[0] == pytest.approx(0.025)
+    assert holm_levels(ps, 0.05)[2] == pytest.approx(0.05 / 3)
+    assert holm_levels(ps, 0.05)[3] == pytest.approx(0.05)
+    assert math.isnan(holm_levels(ps, 0.05)[1])
+    # p below its level at every step <=> Holm-adjusted p below alpha.
+    adjusted = holm(ps)
+    for p, level, p_holm in zip(ps, holm_levels(ps, 0.05), adjusted, strict=True):
+        if not math.isnan(p):
+            assert (p < level) == (p_holm < 0.05)
+
+
+def test_an_interval_lost_to_correlation_says_so() -> None:
+    correlated = effect(0.3, -0.5, math.inf)
+    correlated.lo, correlated.variance_factor = -math.inf, 2.97
+    correlated.n = 16
+    assert decided(correlated).verdict_text == "inconclusive (too few effective pairs: 5 of 16)"
