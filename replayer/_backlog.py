@@ -16,7 +16,7 @@ from ._sender import Exchange
 
 __all__ = ["BODY_BUDGET", "Backlog"]
 
-BODY_BUDGET = 256 * 1024 * 1024
+BODY_BUDGET = 128 * 1024 * 1024
 """Bytes of response bodies waiting to be stored, at most, before bodies are left out."""
 
 T = TypeVar("T")
