@@ -148,11 +148,11 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def measured(command: list[str]) -> dict[str, Any]:
+def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `command`; its exit code, CPU seconds of its tree, peak tree RSS and load average."""
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = 0
     while process.poll() is None:
         peak = max(peak, _tree_rss_kb(process.pid))
@@ -214,10 +214,9 @@ def aiperf_row(trace: Path, server: ArrivalServer, rate: float, aiperf: str, tok
                tokenizer, "--url", server.url, "--endpoint-type", "image_edit", "--input-file",
                str(jsonl), "--custom-dataset-type", "single_turn", "--fixed-schedule",
                "--artifact-dir", str(work / "aiperf"), "--ui", "none"]  # fmt: skip
-    env_free = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    os.environ.clear()
-    os.environ.update(env_free)
-    row = {"tool": "AIPerf", **measured(command)}
+    # With HF_HUB_OFFLINE set, AIPerf refuses a local tokenizer directory.
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    row = {"tool": "AIPerf", **measured(command, env)}
     return {**row, **lag_ms(server.arrivals(), rate, _planned(trace))}
 
 
