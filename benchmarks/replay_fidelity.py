@@ -1,7 +1,6 @@
 """Replay timing fidelity: send lag, achieved rate, CPU and memory of `imgtrace replay`.
 
-Run:  .venv/bin/python benchmarks/replay_fidelity.py            (about 3 minutes)
-      .venv/bin/python benchmarks/replay_fidelity.py --quick    (no 100k memory run, shorter)
+Run:  .venv/bin/python benchmarks/replay_fidelity.py  (minutes; --quick: no 100k memory run)
 
 Against a minimal HTTP server in another process (an asyncio protocol that discards the body and
 answers a fixed small JSON), it measures in one run:
@@ -13,7 +12,8 @@ answers a fixed small JSON), it measures in one run:
 - the connection design: a closed loop through one shared httpx pool vs one client per
   in-flight request (imgtrace's lanes), at several concurrencies, against a server taking 10 ms;
 - peak RSS of a 100,000-request replay (in a subprocess) against a 1,000-request one.
-AIPerf is compared only if it is importable; otherwise ours is printed alone.
+Then (only these with --arrivals-only) benchmarks/replay_arrivals.py's runs, lag measured at the
+server, AIPerf beside imgtrace with `--aiperf EXE --aiperf-tokenizer DIR`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import replay_arrivals  # benchmarks/ is the script's directory, first on sys.path
 
 HERE = Path(__file__).resolve()
 RESPONSE_BODY = b'{"created":0,"data":[]}'
@@ -294,7 +296,7 @@ def peak_rss_mb(trace: Path, url: str, rate: float, out: Path) -> tuple[float, f
     # (large) benchmark process would report the parent's size.
     code = (
         "import sys\n"
-        "from imgtrace._cli import main\n"
+        "from imgtrace._commands._main import main\n"
         "code = main(sys.argv[1:])\n"
         "status = open('/proc/self/status').read()\n"
         "print(status.split('VmHWM:')[1].split()[0])\n"
@@ -349,9 +351,18 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="skip the 100k memory run")
     parser.add_argument("--json", help="also write all figures to this JSON file")
+    parser.add_argument("--aiperf", help="AIPerf's executable: also measure it at the server")
+    parser.add_argument("--aiperf-tokenizer", help="AIPerf's offline tokenizer directory")
+    parser.add_argument("--arrivals-only", action="store_true", help="server-side runs only")
+    parser.add_argument("--smoke", action="store_true", help="with it, a few requests each")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.delay)
+        return
+    if args.arrivals_only:
+        figures = replay_arrivals.run(args.aiperf, args.aiperf_tokenizer, args.smoke, upload_png())
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
         return
 
     figures: dict[str, Any] = {}
@@ -476,14 +487,8 @@ def main() -> None:
             figures["rss_mb"]["512_3000_at_300"] = rss_big
             print(f"peak RSS with 512² uploads, 3,000 requests at 300/s: {rss_big:.0f} MB")
 
-        try:
-            import aiperf  # noqa: F401
-        except ImportError:
-            print("\nAIPerf is not importable here: no comparison, imgtrace's figures alone.")
-            figures["aiperf"] = None
-        else:
-            print("\nAIPerf is importable, but running it is not automated by this script yet.")
-            figures["aiperf"] = "importable, not run"
+        # Measured at the server, each tool in processes of its own (AIPerf with --aiperf).
+        figures["arrivals"] = replay_arrivals.run(args.aiperf, args.aiperf_tokenizer, False, big)
     finally:
         null.stop()
         slow.stop()

@@ -5,6 +5,7 @@
 one schedule to several targets side by side, one run file each; `dry_run(config)` describes
 the schedule without sending. Every option type checks its own values (`UsageError`); the
 `parse_*` functions (and `Targets.parse`) turn the command line's text forms into them.
+The sends run in `ReplayConfig.workers` dispatch processes (spawned; 0: in this process).
 The command line is `imgtrace replay` (docs/replaying.md).
 """
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ import msgspec
 
 from traces import Outcome, TraceWriter, invalid_response, json_envelope
 
+from ._backlog import BODY_BUDGET, Backlog
 from ._sender import Exchange
 
 __all__ = ["OutcomeSink"]
@@ -47,6 +47,8 @@ class OutcomeSink:
         digests are kept, which still tells identical outputs apart.
     :param on_invalid: called by `close()`, on the caller's thread, once per exchange whose 2xx
         response turned out not to be JSON (its outcome carries the `invalid-response` error).
+    :param budget: bytes of bodies that may wait to be written; past it bodies are left out
+        (counted in `dropped`) rather than held or waited for.
     """
 
     def __init__(
@@ -56,15 +58,18 @@ class OutcomeSink:
         keep_images: bool = True,
         thread: bool = True,
         on_invalid: Callable[[Exchange], None] | None = None,
+        budget: int = BODY_BUDGET,
     ) -> None:
         self.writer = writer
         self.keep_images = keep_images
         self.on_invalid = on_invalid
         self.invalid: list[Exchange] = []
         self.error: BaseException | None = None
-        # A deque, not a queue: appending never wakes the thread, so a send does not pay for a
-        # thread switch; the thread collects what piled up every POLL_S instead.
-        self._pending: deque[Exchange] = deque()
+        self.dropped = 0
+        """Outcomes written without their body, because storing fell behind."""
+        # Not a queue: appending never wakes the thread, so a send does not pay for a thread
+        # switch; the thread collects what piled up every POLL_S instead.
+        self._pending: Backlog[None] = Backlog(budget)
         self._closing = threading.Event()
         # thread=False: another thread calls write_pending() (one thread for several sinks).
         self._thread: threading.Thread | None = None
@@ -73,7 +78,7 @@ class OutcomeSink:
             self._thread.start()
 
     def put(self, exchange: Exchange) -> None:
-        self._pending.append(exchange)
+        self._pending.put(None, exchange)
 
     def close(self) -> None:
         """Write everything handed over, then stop; re-raises a failure of the writer thread."""
@@ -90,8 +95,9 @@ class OutcomeSink:
 
     def write_pending(self) -> None:
         """Write every exchange handed over so far; a writer's failure is kept for close()."""
-        while self._pending:
-            exchange = self._pending.popleft()
+        while (taken := self._pending.take()) is not None:
+            exchange = taken[1]
+            self.dropped += exchange.body_dropped
             if self.error is not None:
                 continue  # keep draining so memory does not grow behind a dead writer
             try:

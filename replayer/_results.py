@@ -25,6 +25,12 @@ class ReplayResult:
     lanes: int
     target: str = ""
     """The base URL, without credentials."""
+    not_stored: int = 0
+    """Responses whose body was left out because storing fell behind the sends."""
+    workers: int = 0
+    """Dispatch processes (0: the sends ran in the calling process)."""
+    failures: tuple[str, ...] = ()
+    """Dispatch workers that died during the replay, one line each."""
 
     @property
     def achieved_rate(self) -> float:
@@ -58,6 +64,9 @@ class ReplayResult:
             "lag": self.lag.as_dict(),
             "bytes_up": s.bytes_up,
             "bytes_down": s.bytes_down,
+            "not_stored": self.not_stored,
+            "workers": self.workers,
+            "worker_failures": list(self.failures),
         }
 
 

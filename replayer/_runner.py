@@ -1,8 +1,12 @@
-"""One replay from start to finish: check everything, then hand the plan to the engine.
+"""One replay from start to finish: check everything, then hand the plan to the dispatchers.
 
 `replay` sends to one target and writes one run file; `replay_interleaved` sends one schedule
 to several named targets side by side and writes one run file per target into a directory.
 Both check every option, the trace and the outputs before a byte is sent.
+
+The sends run in `workers` dispatch processes of their own (`_workers`, default one), whose
+event loops only keep deadlines and move socket bytes; this process builds the bodies and
+writes the run files. With `workers=0` everything runs in this process (`_local`).
 """
 
 from __future__ import annotations
@@ -20,15 +24,19 @@ import anyio.to_thread
 
 from traces import OutputExists, TraceError, TraceReader, UsageError
 
-from ._engine import Engine, Group
 from ._errors import ReplayError
+from ._local import run_local
 from ._partition import Partition, PartPlan
+from ._produce import Feed, plan_feed
+from ._progress import Stats
 from ._results import InterleavedResult, ReplayResult
+from ._runfiles import Group, RunFile, RunFiles
 from ._schedule import DryRun, Plan, Selection, Timing, check_positive
 from ._shaping import Shaper, parse_seed, public_target
 from ._start import StartAt
-from ._targetrun import TargetRun
 from ._targets import Target, new_group_id, new_order_seed
+from ._worker import WorkerSpec
+from ._workers import run_workers
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -87,8 +95,20 @@ class ReplayConfig:
     """Offset zero at this wall-clock instant (`--start-at`), shared by every shard."""
     group: str | None = None
     """The id of the shards of one replay; derived from the trace and the start when None."""
+    workers: int = 1
+    """Dispatch processes splitting the schedule (send k to worker k mod N); 0 sends from
+    this process."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise UsageError(f"--workers {self.workers!r}: expected a whole number")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: expected 0 or more")
+        if self.workers > 1 and self.timing.closed:
+            raise UsageError(
+                f"--workers {self.workers} splits a schedule; a closed loop (--concurrency) has "
+                "none: use --workers 1"
+            )
         check_positive(self.timeout, "--timeout")
         if self.drain < 0:
             raise UsageError("--warmup and --drain cannot be negative")
@@ -191,13 +211,12 @@ def dry_run(config: ReplayConfig) -> DryRun:
         return plan.dry_run()
 
 
-def _build_engine(
-    config: ReplayConfig, reader: TraceReader, shapers: list[Shaper], plan: Plan
-) -> Engine:
+def _run_files(config: ReplayConfig, shapers: list[Shaper], plan: Plan, digest: str) -> RunFiles:
     assert config.output is not None
+    workers = config.workers
     if not config.targets:
-        run = TargetRun(None, shapers[0], config.output, config.lane_limit, plan.total)
-        return Engine(config, reader, plan, [run], None)
+        run = RunFile(None, shapers[0], config.output, Stats(planned=plan.total))
+        return RunFiles(config, plan, [run], None, digest, workers)
     group = Group(
         group=new_group_id(),
         order_seed=new_order_seed() if config.order_seed is None else config.order_seed,
@@ -206,10 +225,36 @@ def _build_engine(
         },
     )
     runs = [
-        TargetRun(t.name, shaper, t.run_path(config.output), config.lane_limit, plan.total)
+        RunFile(t.name, shaper, t.run_path(config.output), Stats(planned=plan.total))
         for t, shaper in zip(config.targets, shapers, strict=True)
     ]
-    return Engine(config, reader, plan, runs, group)
+    return RunFiles(config, plan, runs, group, digest, workers)
+
+
+def _feeds(
+    config: ReplayConfig,
+    reader: TraceReader,
+    shapers: list[Shaper],
+    plan: Plan,
+    order_seed: int,
+    extra_readers: list[TraceReader],
+) -> list[Feed]:
+    """One feed for all targets; in a closed loop one per target, since each target's loop
+    runs at its own server's pace and must not wait for the others' bodies."""
+    if not (config.timing.closed and len(shapers) > 1):
+        return [plan_feed(plan, reader, shapers, order_seed)]
+    feeds = [plan_feed(plan, reader, shapers[:1], order_seed)]
+    for shaper in shapers[1:]:
+        other = TraceReader(config.trace)
+        extra_readers.append(other)
+        other_plan = (
+            PartPlan(other, plan.selection, plan.timing, shaper, plan.part)
+            if isinstance(plan, PartPlan)
+            else Plan(other, plan.selection, plan.timing, shaper)
+        )
+        other_plan.survey = plan.survey
+        feeds.append(plan_feed(other_plan, other, [shaper], order_seed))
+    return feeds
 
 
 def _checked(config: ReplayConfig, interleaved: bool) -> None:
@@ -222,12 +267,12 @@ def _checked(config: ReplayConfig, interleaved: bool) -> None:
         raise UsageError(f"replay needs {what}")
 
 
-def _grouped(engine: Engine, results: list[ReplayResult]) -> InterleavedResult:
-    assert engine.group is not None
+def _grouped(files: RunFiles, results: list[ReplayResult]) -> InterleavedResult:
+    assert files.group is not None
     return InterleavedResult(
-        group=engine.group.group,
-        order_seed=engine.group.order_seed,
-        runs={run.name or "": result for run, result in zip(engine.runs, results, strict=True)},
+        group=files.group.group,
+        order_seed=files.group.order_seed,
+        runs={run.name or "": result for run, result in zip(files.runs, results, strict=True)},
     )
 
 
@@ -265,18 +310,47 @@ async def replay_interleaved_async(config: ReplayConfig) -> InterleavedResult:
 
 async def _run(
     config: ReplayConfig, reader: TraceReader, shapers: list[Shaper], plan: Plan
-) -> tuple[Engine, list[ReplayResult]]:
-    engine = _build_engine(
-        config, reader, shapers, plan
-    )  # in the event loop: it holds cancel scopes
+) -> tuple[RunFiles, list[ReplayResult]]:
+    # Before the bodies are built: the reader's file is then used by one thread at a time
+    # (a trace without an index is read once more to compute its digest).
+    digest = await anyio.to_thread.run_sync(reader.trace_digest)
+    files = _run_files(config, shapers, plan, digest)
+    seed = files.group.order_seed if files.group is not None else 0
+    extra_readers: list[TraceReader] = []
     try:
-        return engine, await engine.run()
+        feeds = await anyio.to_thread.run_sync(
+            _feeds, config, reader, shapers, plan, seed, extra_readers
+        )
+        async with anyio.create_task_group() as background:
+            if config.workers == 0:
+                results = await run_local(files, feeds, background)
+            else:
+                results = await run_workers(files, _specs(config, len(shapers)), feeds, background)
+            background.cancel_scope.cancel()
+        return files, results
     except Exception as exc:
         # A task group wraps errors in an ExceptionGroup; the user should see the TraceError.
         inner = _trace_error_in(exc)
         if inner is None or inner is exc:
             raise
         raise inner from None
+    finally:
+        for other in extra_readers:
+            other.close()
+
+
+def _specs(config: ReplayConfig, targets: int) -> list[WorkerSpec]:
+    return [
+        WorkerSpec(
+            index=index,
+            targets=targets,
+            timing=config.timing,
+            lane_limit=config.lane_limit,
+            timeout=config.timeout,
+            drain=config.drain,
+        )
+        for index in range(config.workers)
+    ]
 
 
 def _trace_error_in(exc: BaseException) -> TraceError | None:

@@ -42,6 +42,14 @@ class Clock:
         self.t0 = time.perf_counter_ns() + start_in_ns
         self.t0_wall = time.time_ns() + start_in_ns
 
+    @classmethod
+    def at(cls, t0_ns: int, t0_wall_ns: int) -> Clock:
+        """A clock whose t0 was chosen elsewhere: the monotonic clock is one per machine, so
+        every process of a replay shares it."""
+        clock = cls()
+        clock.t0, clock.t0_wall = t0_ns, t0_wall_ns
+        return clock
+
     def now(self) -> int:
         return time.perf_counter_ns() - self.t0
 
@@ -159,6 +167,8 @@ class Exchange:
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str | None = None
     body: bytes = b""
+    body_dropped: bool = False
+    """The body was left out because storing fell behind (see `Backlog`)."""
 
     @property
     def lag_ns(self) -> int:

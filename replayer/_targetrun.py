@@ -1,26 +1,23 @@
-"""One target's side of a replay: its lanes, counts, queued sends and run file.
+"""One target's dispatch side: its lanes, counts and queued sends (sockets, deadlines).
 
-In an open loop the dispatcher hands each send to its target with `submit` at the slot's
-deadline: it starts at once on a free lane, or waits in the target's own queue behind its
---max-inflight cap, in order, without holding back the sends to other targets.
+Each finished exchange goes to `deliver` at once (to the storing side, in this process or in
+the coordinator's). In an open loop the dispatcher hands each send to its target with `submit`
+at the slot's deadline: it starts at once on a free lane, or waits in the target's own queue
+behind its --max-inflight cap, in order, without holding back the sends to other targets.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from pathlib import Path
+from collections.abc import Callable
 
 import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from traces import TraceWriter
-
-from ._outcomes import OutcomeSink
-from ._progress import Stats
-from ._schedule import Slot
 from ._sender import Clock, Exchange, LanePool, send_one
-from ._shaping import Prepared, Shaper
+from ._shaping import Prepared
+from ._wire import Counts, Ticket
 
 __all__ = ["BACKLOG", "TargetRun"]
 
@@ -30,29 +27,25 @@ BACKLOG = 16
 
 
 class TargetRun:
-    """One target's side of a replay: its lanes, counts, queued sends and run file."""
+    """One target's dispatch side: its lanes, counts and queued sends."""
 
     def __init__(
-        self, name: str | None, shaper: Shaper, output: Path, limit: int | None, planned: int
+        self, limit: int | None, timeout: float, deliver: Callable[[Exchange], None]
     ) -> None:
-        self.name = name
-        self.shaper = shaper
-        self.output = output
         self.lanes = LanePool(limit)
-        self.stats = Stats(planned=planned)
+        self.timeout = timeout
+        self.deliver = deliver
+        self.sent = 0
         self.waited = 0
-        self.writer: TraceWriter | None = None
-        self.sink: OutcomeSink | None = None
         self.clock = Clock()
-        self.timeout = 300.0
         self.stopped = False
-        self._backlog: deque[tuple[Slot, Prepared, int]] = deque()
+        self._backlog: deque[tuple[Ticket, Prepared, int]] = deque()
         self._working = False
         self._room: anyio.Event | None = None
 
     # -- open loop: send now, or queue behind the cap -------------------------------------------
 
-    def submit(self, slot: Slot, prepared: Prepared, intended: int, senders: TaskGroup) -> None:
+    def submit(self, slot: Ticket, prepared: Prepared, intended: int, senders: TaskGroup) -> None:
         """Start the send now if a lane is free and none of this target's sends waits before it."""
         if not self._backlog:
             client = self.lanes.try_acquire()
@@ -91,20 +84,20 @@ class TargetRun:
     def start(
         self,
         client: httpx.AsyncClient,
-        slot: Slot,
+        slot: Ticket,
         prepared: Prepared,
         intended: int,
         senders: TaskGroup,
     ) -> None:
         exchange = Exchange(
             seq=slot.seq,
-            request_id=slot.request.id,
+            request_id=slot.request_id,
             loop=slot.loop,
             warmup=slot.warmup,
             intended_ns=intended,
             attempt_ns=self.clock.now(),
         )
-        self.stats.on_dispatch()
+        self.sent += 1
         senders.start_soon(self._send, client, prepared, exchange)
 
     async def _send(
@@ -114,6 +107,8 @@ class TargetRun:
             await send_one(client, prepared, exchange, self.clock, self.timeout)
         finally:
             self.lanes.release(client)
-            self.stats.on_done(exchange)
-            assert self.sink is not None
-            self.sink.put(exchange)
+            self.deliver(exchange)
+
+    def counts(self) -> Counts:
+        lanes = self.lanes
+        return Counts(self.sent, lanes.in_flight, lanes.peak, lanes.lanes, self.waited)

@@ -35,7 +35,9 @@ class Target:
     url: str
 
     def __post_init__(self) -> None:
-        flag = f"--target {self.name}=..."
+        # A name with a line break or other control character is shown quoted: one line.
+        shown = self.name if self.name.isprintable() else repr(self.name)
+        flag = f"--target {shown}=..."
         if not _NAME_RE.match(self.name) or self.name.endswith("."):
             raise UsageError(
                 f"{flag}: the name {self.name!r} is not a valid file name (it names "

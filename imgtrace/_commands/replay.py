@@ -29,9 +29,9 @@ lag-health line. docs/replaying.md explains the modes and measurements."""
 
 EPILOG = """\
 exit codes: 0 done (a warning is printed if some requests could not connect); 2 usage or input
-error, not a single request could connect to the target, or every request was refused with 401
-or 403 (the run file is still written);
-130 interrupted (the run file is written and marked interrupted)."""
+error, not a single request could connect to the target, every request was refused with 401
+or 403, or a dispatch worker died (the run file is still written; after a dying worker, marked
+interrupted); 130 interrupted (the run file is written and marked interrupted)."""
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -235,6 +235,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "many were kept) instead of refusing it",
     )
     sending.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="dispatch processes that send (default 1): send k goes to worker k mod N, each "
+        "sending on time and nothing else; 0 sends from the main process",
+    )
+    sending.add_argument(
         "--no-images",
         action="store_true",
         help="do not store returned images (their digests are kept)",
@@ -332,6 +340,7 @@ def config_from_args(
         force=args.force,
         handle_signals=True,
         salvage=args.salvage,
+        workers=args.workers,
         **_scale_out(args),
     )
     if not args.dry_run:
@@ -464,6 +473,12 @@ def _print_summary(console: Any, result: ReplayResult) -> None:
         table.add_row(label, value)
     console.print(table)
     console.print(result.lag.line())
+    if result.not_stored:
+        console.print(
+            f"imgtrace: warning: {result.not_stored} responses were not stored (storing fell "
+            "behind the sends; their timings, statuses and headers are in the run)",
+            markup=False,
+        )
     warning = result.lag.warning(result.planned_rate, result.achieved_rate)
     if warning:
         console.print(f"[bold red]{warning}[/]")

@@ -221,7 +221,8 @@ def test_some_unreachable_is_a_warning(tmp_path: Path, imgtrace: Run) -> None:
     assert kinds == [200, 200, "connect", "connect"]
 
 
-def test_interrupted_run_reads_back(tmp_path: Path, echo: Server) -> None:
+@pytest.mark.parametrize("workers", ["1", "2", "0"])
+def test_interrupted_run_reads_back(tmp_path: Path, echo: Server, workers: str) -> None:
     # 200 requests over 20 s, each answered after 1 s but the first: Ctrl-C arrives long before
     # the end, with requests in flight that the short --drain cuts off.
     delays = lambda i: "" if i == 0 else "delay=1"  # noqa: E731
@@ -241,6 +242,8 @@ def test_interrupted_run_reads_back(tmp_path: Path, echo: Server) -> None:
             "--drain",
             "0.2",
             "--no-progress",
+            "--workers",
+            workers,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -265,6 +268,7 @@ def test_interrupted_run_reads_back(tmp_path: Path, echo: Server) -> None:
         meta = reader.metadata()
         outcomes = sorted(reader.outcomes(), key=lambda o: o.seq)
     assert meta["interrupted"] is True
+    assert meta["workers"] == int(workers) and meta["worker_failures"] == []
     assert 1 < len(outcomes) < 200
     assert meta["completed"] == len(outcomes)
     assert outcomes[0].status == 200 and outcomes[0].error is None

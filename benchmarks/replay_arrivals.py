@@ -1,0 +1,313 @@
+"""Send timing measured at the server: `imgtrace replay` (and AIPerf, when given) side by side.
+
+Run:  .venv/bin/python benchmarks/replay_fidelity.py --arrivals-only \\
+          [--aiperf /path/to/aiperf --aiperf-tokenizer DIR] [--smoke]
+
+A null server in another process reads each request, answers a JSON body of a chosen size (a
+base64 image, as image-edit servers return) and logs when each request's first bytes arrived.
+The lag of arrival i is its arrival time against the ideal schedule (i / rate), relative to the
+least-late request: the same measure for every tool, with no trust in a tool's own clock.
+Each tool runs as a process of its own; CPU is its process tree's user+sys time and peak RSS
+the largest sum of VmRSS over its process tree, sampled every 20 ms. The load average before
+each run is printed with it: on a busy machine the tail belongs to the neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+SAMPLE_S = 0.02
+
+
+# -- the arrival-logging null server (its own process) -------------------------------------------
+
+
+def serve(port: int, response_bytes: int, log: Path) -> None:
+    image = base64.b64encode(os.urandom(response_bytes * 3 // 4)).decode()
+    body = json.dumps({"created": 0, "data": [{"b64_json": image}]}).encode()
+    answer = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    arrivals: list[int] = []
+
+    class Null(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+            self.buffer = bytearray()
+            self.remaining = -1
+
+        def data_received(self, data: bytes) -> None:
+            if self.remaining < 0 and not self.buffer:
+                arrivals.append(time.monotonic_ns())  # the first bytes of a request
+            self.buffer += data
+            while True:
+                if self.remaining < 0:
+                    end = self.buffer.find(b"\r\n\r\n")
+                    if end < 0:
+                        return
+                    head = bytes(self.buffer[:end]).lower()
+                    del self.buffer[: end + 4]
+                    self.remaining = 0
+                    for line in head.split(b"\r\n"):
+                        if line.startswith(b"content-length:"):
+                            self.remaining = int(line.split(b":", 1)[1])
+                take = min(self.remaining, len(self.buffer))
+                del self.buffer[:take]
+                self.remaining -= take
+                if self.remaining > 0:
+                    return
+                self.remaining = -1
+                self.transport.write(answer)
+                if not self.buffer:
+                    return
+                arrivals.append(time.monotonic_ns())  # pipelined: the next one starts here
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        server = await loop.create_server(Null, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+    log.write_text("\n".join(map(str, arrivals)))
+
+
+class ArrivalServer:
+    def __init__(self, response_bytes: int, work: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / f"arrivals-{self.port}.txt"
+        command = [sys.executable, str(HERE), "--serve", str(self.port)]
+        command += ["--response-bytes", str(response_bytes), "--log", str(self.log)]
+        self.process = subprocess.Popen(command)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the arrival server did not start")
+
+    def arrivals(self) -> list[int]:
+        """Stop the server and return its arrival times (the probe connection sent nothing)."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        return [int(line) for line in self.log.read_text().split()]
+
+
+def lag_ms(arrivals: list[int], rate: float, planned: int) -> dict[str, float]:
+    """Lag of the last `planned` arrivals: a tool's probes before the schedule are left out."""
+    import numpy as np
+
+    times = np.sort(np.asarray(arrivals, dtype=np.float64))[-planned:]
+    lags = times - np.arange(len(times)) * (1e9 / rate)
+    lags = (lags - lags.min()) / 1e6
+    return {
+        "arrived": float(len(arrivals)),
+        "lag_p50_ms": float(np.percentile(lags, 50)),
+        "lag_p99_ms": float(np.percentile(lags, 99)),
+        "lag_max_ms": float(lags.max()),
+    }
+
+
+# -- the tools, each a process tree of its own ---------------------------------------------------
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(status.split("VmRSS:")[1].split()[0])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `command`; its exit code, CPU seconds of its tree, peak tree RSS and load average."""
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_kb(process.pid))
+        time.sleep(SAMPLE_S)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if process.returncode != 0:
+        print(f"  {command[0]} exited with {process.returncode}: {stderr[-400:]}")
+    return {"rc": process.returncode, "cpu_s": cpu, "peak_rss_mb": peak / 1024, "load": load}
+
+
+def make_trace(path: Path, count: int, rate: float, image: bytes) -> Path:
+    from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
+
+    with TraceWriter(path, Header(source="synthetic"), force=True) as writer:
+        digest = writer.add_blob(image, "image/png")
+        for i in range(count):
+            parts = (
+                TextField(name="prompt", value=f"make it blue {i}"),
+                FilePart(name="image", blob=digest, size=len(image), filename="ref.png",
+                         content_type="image/png"),
+            )  # fmt: skip
+            writer.write(
+                Request(
+                    id=f"r{i:06d}",
+                    offset_ns=int(i * 1e9 / rate),
+                    path="/v1/images/edits",
+                    body=MultipartBody(parts=parts, boundary="benchmarkboundary"),
+                )
+            )
+    return path
+
+
+def _planned(trace: Path) -> int:
+    from traces import TraceReader
+
+    with TraceReader(trace) as reader:
+        return sum(1 for _ in reader.requests())
+
+
+def imgtrace_row(trace: Path, server: ArrivalServer, rate: float, workers: int, work: Path,
+                 store: bool = True) -> dict[str, Any]:  # fmt: skip
+    command = [sys.executable, "-m", "imgtrace", "replay", str(trace), "--target", server.url]
+    command += ["-o", str(work / "run.imgtrace"), "--force", "--no-progress"]
+    command += ["--workers", str(workers)] + ([] if store else ["--no-images"])
+    row = {"tool": f"imgtrace --workers {workers}", **measured(command)}
+    return {**row, **lag_ms(server.arrivals(), rate, _planned(trace))}
+
+
+def aiperf_row(trace: Path, server: ArrivalServer, rate: float, aiperf: str, tokenizer: str,
+               work: Path) -> dict[str, Any]:  # fmt: skip
+    jsonl = work / "aiperf-input.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "imgtrace", "export", "aiperf-input", str(trace), "-o", str(jsonl),
+         "--force"], check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    command = [aiperf, "profile", "--model", "black-forest-labs/FLUX.2-klein-4B", "--tokenizer",
+               tokenizer, "--url", server.url, "--endpoint-type", "image_edit", "--input-file",
+               str(jsonl), "--custom-dataset-type", "single_turn", "--fixed-schedule",
+               "--artifact-dir", str(work / "aiperf"), "--ui", "none"]  # fmt: skip
+    # With HF_HUB_OFFLINE set, AIPerf refuses a local tokenizer directory.
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    row = {"tool": "AIPerf", **measured(command, env)}
+    return {**row, **lag_ms(server.arrivals(), rate, _planned(trace))}
+
+
+# -- the scenarios of the targets ----------------------------------------------------------------
+
+COLUMNS = [
+    ("tool", ""), ("arrived", ".0f"), ("lag_p50_ms", ".3f"), ("lag_p99_ms", ".3f"),
+    ("lag_max_ms", ".2f"), ("cpu_s", ".1f"), ("peak_rss_mb", ".0f"), ("load", ".2f"),
+]  # fmt: skip
+
+
+def show(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print("  " + "  ".join(f"{key:>20}" if key == "tool" else f"{key:>11}" for key, _ in COLUMNS))
+    for row in rows:
+        cells = [
+            f"{row[key]:>20}" if key == "tool" else f"{format(row.get(key, 0), fmt):>11}"
+            for key, fmt in COLUMNS
+        ]
+        print("  " + "  ".join(cells))
+
+
+def run(aiperf: str | None, tokenizer: str | None, smoke: bool, upload: bytes) -> dict[str, Any]:
+    """Every target of the dispatcher, measured at the server; returns the figures."""
+    work = Path(tempfile.mkdtemp(prefix="imgtrace-arrivals-"))
+    count = 30 if smoke else 1000
+    figures: dict[str, Any] = {}
+
+    def rows_at(rate: float, response: int, trace: Path, workers: tuple[int, ...],
+                with_aiperf: bool) -> list[dict[str, Any]]:  # fmt: skip
+        rows = []
+        for n in workers:
+            rows.append(imgtrace_row(trace, ArrivalServer(response, work), rate, n, work))
+        if with_aiperf and aiperf and tokenizer:
+            server = ArrivalServer(response, work)
+            rows.append(aiperf_row(trace, server, rate, aiperf, tokenizer, work))
+        return rows
+
+    # Target: lag p99 <= 1 ms and <= 1/3 of AIPerf's, p50 <= 0.3 ms, CPU <= 3 ms per request.
+    trace = make_trace(work / "u100.imgtrace", count, 100, upload)
+    rows = rows_at(100, 800_000, trace, (1, 0), with_aiperf=True)
+    for row in rows:
+        row["cpu_ms_per_request"] = row["cpu_s"] / count * 1000
+    figures["uploads_100rps_0.8MB"] = rows
+    show(f"100 req/s, 512² uploads, 0.8 MB responses stored, {count} requests", rows)
+    print("  CPU ms per request: " + ", ".join(
+        f"{r['tool']} {r['cpu_ms_per_request']:.2f}" for r in rows))  # fmt: skip
+
+    # Target: peak RSS <= 300 MB with 4 MB responses at 50 req/s, images stored.
+    trace = make_trace(work / "u50.imgtrace", count // 2 if smoke else 1500, 50, upload)
+    rows = rows_at(50, 4_000_000, trace, (1,), with_aiperf=False)
+    figures["uploads_50rps_4MB"] = rows
+    show("50 req/s, 4 MB responses stored", rows)
+
+    # Target: the highest rate with lag p99 < 5 ms, --workers 2 >= 1.7x --workers 1.
+    best: dict[int, float] = {}
+    search = []
+    for workers in (1, 2):
+        for rate in (100, 300) if smoke else (500, 1000, 1500, 2000, 2500, 3000, 4000, 5000):
+            n = int(rate * (0.2 if smoke else 3))
+            trace = make_trace(work / f"s{rate}.imgtrace", n, rate, b"\x89PNG small")
+            row = imgtrace_row(trace, ArrivalServer(64, work), rate, workers, work)
+            row["rate"] = rate
+            search.append(row)
+            if row["lag_p99_ms"] >= 5 or row["arrived"] < n:
+                break
+            best[workers] = rate
+    figures["small_search"] = search
+    figures["highest_rate"] = best
+    show("small bodies: rates tried (until lag p99 >= 5 ms)", search)
+    print(f"  highest rate with lag p99 < 5 ms: {best}")
+
+    # Target: a 100,000-request replay in <= 300 MB (flat, not growing per request).
+    n = 2000 if smoke else 100_000
+    trace = make_trace(work / "long.imgtrace", n, 1000, b"\x89PNG small")
+    rows = rows_at(1000, 64, trace, (1,), with_aiperf=False)
+    figures["long_run"] = rows
+    show(f"{n:,} requests at 1,000 req/s, small bodies", rows)
+    return figures
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", type=int, required=True)
+    parser.add_argument("--response-bytes", type=int, default=64)
+    parser.add_argument("--log", type=Path, required=True)
+    args = parser.parse_args()
+    serve(args.serve, args.response_bytes, args.log)
+
+
+if __name__ == "__main__":
+    main()

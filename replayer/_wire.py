@@ -1,0 +1,134 @@
+"""The messages between the replay's coordinator and its dispatch workers (msgpack frames).
+
+Coordinator to worker, on a worker's feed pipe: `FeedItem`s (a send's ticket, its bodies'
+heads, the target order, then the content as a raw frame), then `End`. On its control pipe:
+`Start` (the shared t0), `Stop` (drain), `Abort`. Worker to coordinator, on its result pipe:
+`Ready`, `Done` per exchange (then its body, raw), `Tick` for the progress bar, and `Final`
+with its lane counts; a pipe that ends without `Final` means the worker died.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._sender import Exchange
+from ._shaping import Prepared
+
+__all__ = [
+    "Abort",
+    "Counts",
+    "Done",
+    "End",
+    "FeedItem",
+    "Final",
+    "Ready",
+    "Start",
+    "Stop",
+    "Tick",
+    "Ticket",
+    "decode_control",
+    "decode_feed",
+    "decode_result",
+    "encode",
+]
+
+
+class Ticket(msgspec.Struct, frozen=True, array_like=True):
+    """What the dispatcher needs of a slot: who it is, and when it is due."""
+
+    seq: int
+    request_id: str
+    loop: int
+    warmup: bool
+    intended_ns: int | None
+
+
+class Counts(msgspec.Struct, array_like=True):
+    """One target's dispatch side: sends started, in flight, lanes, waits for a lane."""
+
+    sent: int = 0
+    in_flight: int = 0
+    peak: int = 0
+    lanes: int = 0
+    waited: int = 0
+
+
+class FeedItem(msgspec.Struct, tag=True, array_like=True):
+    """One send, its body for each target but without the content: every target's body has the
+    same content, which follows in a raw frame of its own (never copied into a message)."""
+
+    ticket: Ticket
+    heads: list[tuple[str, str, list[tuple[str, str]]]]
+    order: tuple[int, ...]
+
+    @classmethod
+    def of(cls, ticket: Ticket, bodies: tuple[Prepared, ...], order: tuple[int, ...]) -> FeedItem:
+        return cls(ticket, [(b.method, b.url, b.headers) for b in bodies], order)
+
+    def prepared(self, content: bytes) -> tuple[Prepared, ...]:
+        return tuple(Prepared(m, u, h, content) for m, u, h in self.heads)
+
+
+class End(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+class Start(msgspec.Struct, tag=True, array_like=True):
+    t0_ns: int
+    t0_wall_ns: int
+
+
+class Stop(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+class Abort(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+class Ready(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+class Done(msgspec.Struct, tag=True, array_like=True):
+    """A finished exchange, without its body: a body follows in a raw frame when `body`."""
+
+    run: int
+    exchange: Exchange
+    body: bool
+
+
+class Tick(msgspec.Struct, tag=True, array_like=True):
+    counts: list[Counts]
+
+
+class Final(msgspec.Struct, tag=True, array_like=True):
+    counts: list[Counts]
+    error: str | None = None
+    """A failure inside the worker, as one line (the worker closed cleanly anyway)."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_feed = msgspec.msgpack.Decoder(FeedItem | End)
+_control: msgspec.msgpack.Decoder[Start | Stop | Abort] = msgspec.msgpack.Decoder(
+    Start | Stop | Abort
+)
+_result: msgspec.msgpack.Decoder[Ready | Done | Tick | Final] = msgspec.msgpack.Decoder(
+    Ready | Done | Tick | Final
+)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_feed(frame: bytes) -> FeedItem | End:
+    return _feed.decode(frame)
+
+
+def decode_control(frame: bytes) -> Start | Stop | Abort:
+    return _control.decode(frame)
+
+
+def decode_result(frame: bytes) -> Ready | Done | Tick | Final:
+    return _result.decode(frame)
