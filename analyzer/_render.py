@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import textwrap
 
 from ._table import Table
 
@@ -14,6 +16,8 @@ __all__ = [
     "fmt_percent",
     "fmt_ratio_ci",
     "render_text",
+    "text_width",
+    "wrap_lines",
 ]
 
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
@@ -70,26 +74,90 @@ def fmt_count(count: int) -> str:
     return f"{count:,}"
 
 
-def render_text(table: Table) -> str:
-    """Box-drawn text: the title, a header row, the rows, then numbered footnotes."""
-    widths = [len(column) for column in table.columns]
-    for row in table.rows:
-        for index, cell in enumerate(row):
-            widths[index] = max(widths[index], len(cell))
+DEFAULT_WIDTH = 100
+"""The width when neither the terminal nor COLUMNS says (output piped to a file)."""
+MIN_WIDTH = 40
+"""Narrower than this, wrapping would make tables unreadable; lines may then run over."""
 
-    def line(cells: list[str]) -> str:
-        padded = [
-            cell.ljust(width) if index == 0 else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "│ " + " │ ".join(padded) + " │"
 
-    rule = "─┼─".join("─" * width for width in widths)
-    out = [table.title, "┌─" + "─┬─".join("─" * w for w in widths) + "─┐", line(table.columns)]
+def text_width(width: int | None = None) -> int:
+    """The width to render for: `width`, else the terminal's or COLUMNS, else 100."""
+    if width is None:
+        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    return max(width, MIN_WIDTH)
+
+
+def _fit(natural: list[int], least: list[int], room: int) -> list[int]:
+    """Column widths within `room`: narrow the widest column first, never below `least`."""
+    widths = list(natural)
+    while sum(widths) > room:
+        candidates = [i for i, w in enumerate(widths) if w > least[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
+
+
+def _wrap(cell: str, width: int) -> list[str]:
+    if len(cell) <= width:
+        return [cell]
+    return textwrap.wrap(cell, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def wrap_lines(lines: list[str], width: int | None = None) -> list[str]:
+    """Lines of prose wrapped to `width` (the terminal's by default), continuations indented."""
+    width = text_width(width)
+    return [part for line in lines for part in textwrap.wrap(line, width, subsequent_indent="  ")]
+
+
+def render_text(table: Table, width: int | None = None) -> str:
+    """Box-drawn text: the title, a header row, the rows, then numbered footnotes.
+
+    Fits `width` columns (the terminal's by default): the widest cells wrap at spaces onto
+    more lines of their row, so a row's first line always holds its first word of every cell
+    (the verdict stays on its row's line); the title and footnotes wrap too.
+    """
+    width = text_width(width)
+    lines_of = [table.columns, *table.rows]
+    natural = [max(len(row[i]) for row in lines_of) for i in range(len(table.columns))]
+    least = [
+        max(3, min(natural[i], max(_longest_word(row[i]) for row in lines_of)))
+        for i in range(len(table.columns))
+    ]
+    overhead = 4 + 3 * (len(table.columns) - 1)
+    widths = _fit(natural, least, width - overhead)
+    if sum(widths) + overhead > width:
+        # Words longer than the room left: break them rather than run over the edge.
+        widths = _fit(widths, [3] * len(widths), width - overhead)
+
+    def line(cells: list[str]) -> list[str]:
+        wrapped = [_wrap(cell, w) for cell, w in zip(cells, widths, strict=True)]
+        height = max(len(parts) for parts in wrapped)
+        out = []
+        for index in range(height):
+            padded = [
+                (parts[index] if index < len(parts) else "").ljust(w)
+                if column == 0
+                else (parts[index] if index < len(parts) else "").rjust(w)
+                for column, (parts, w) in enumerate(zip(wrapped, widths, strict=True))
+            ]
+            out.append("│ " + " │ ".join(padded) + " │")
+        return out
+
+    rule = "─┼─".join("─" * w for w in widths)
+    out = textwrap.wrap(table.title, width) or [""]
+    out += ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", *line(table.columns)]
     out.append("├─" + rule + "─┤")
-    out.extend(line(row) for row in table.rows)
+    for row in table.rows:
+        out.extend(line(row))
     out.append("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
-    out.extend(table.footnotes)
+    for footnote in table.footnotes:
+        out.extend(textwrap.wrap(footnote, width, subsequent_indent="  ") or [""])
     return "\n".join(out)
 
 

@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     from analyzer import compare_files
     from analyzer._compare_run import compare_document, interleave_notes, summary_line
     from analyzer._compare_tables import comparison_tables, noise_table
-    from analyzer._render import render_text
+    from analyzer._render import render_text, wrap_lines
     from analyzer._report import health_line
     from analyzer._rules import violations
 
@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     code = EXIT_REGRESSION if found else EXIT_OK
     out = sys.stderr if args.json == "-" else sys.stdout
     print("\n\n".join(render_text(table) for table in tables), file=out)
-    print("\n" + "\n".join(summary), file=out)
+    print("\n" + "\n".join(wrap_lines(summary)), file=out)
     if args.json:
         document = compare_document(
             analyses, noise, settings, rules, found, tables, image_reports, code
