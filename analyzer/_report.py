@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traces import count_reproductions
+from traces import count_reproductions, lag_advice, lag_matters, lag_rule_text
 
 from . import _stats
 from ._load import FloatArray, Rows
@@ -18,12 +18,6 @@ from ._table import Table
 __all__ = ["health_line", "report_json", "report_tables", "run_summary"]
 
 QUANTILES = (0.5, 0.9, 0.99)
-# Lag health: the replay was not open-loop when the p99 send lag is both over the replayer's own
-# warning line (5 ms) and a noticeable share of the latency, or over 100 ms whatever the latency.
-# The floor keeps a fast test server (30 ms latencies) from calling a 2 ms lag unhealthy.
-LAG_SHARE_OF_MEDIAN = 0.05
-LAG_FLOOR_NS = 5e6
-LAG_ABSOLUTE_NS = 100e6
 
 
 @dataclass(frozen=True)
@@ -60,8 +54,7 @@ def run_summary(rows: Rows) -> RunSummary:
     latency = np.sort(measured.latency[ok])
     lag_p99 = _stats.quantile(lag, 0.99) if len(lag) else math.nan
     median = _stats.quantile(latency, 0.5)
-    late = lag_p99 > LAG_FLOOR_NS and lag_p99 > LAG_SHARE_OF_MEDIAN * median
-    healthy = not (late or lag_p99 > LAG_ABSOLUTE_NS)
+    healthy = not lag_matters(lag_p99, median)
     return RunSummary(
         requests=len(rows),
         warmup=int(rows.warmup.sum()),
@@ -86,9 +79,8 @@ def health_line(rows: Rows, summary: RunSummary | None = None) -> str:
     if summary.healthy:
         return f"{rows.path}: {lag}: sends left on time"
     return (
-        f"{rows.path}: {lag}: WARNING sends were late (p99 lag over 5 ms and 5% of the median "
-        "latency, or over 100ms): the replayer or its concurrency cap, not only the server, "
-        "shaped latency"
+        f"{rows.path}: {lag}: WARNING sends were late ({lag_rule_text()}): the replayer or its "
+        f"concurrency cap, not only the server, shaped latency; {lag_advice()}"
     )
 
 

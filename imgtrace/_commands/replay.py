@@ -29,7 +29,8 @@ lag-health line. docs/replaying.md explains the modes and measurements."""
 
 EPILOG = """\
 exit codes: 0 done (a warning is printed if some requests could not connect); 2 usage or input
-error, or not a single request could connect to the target (the run file is still written);
+error, or every request failed the same way: none could connect, or all got the same 4xx
+status such as 404 from a doubled path prefix (the run file is still written);
 130 interrupted (the run file is written and marked interrupted)."""
 
 
@@ -371,14 +372,11 @@ def _replay(args: argparse.Namespace) -> int:
     _print_summary(console, result)
     write_json(args.json, result.as_dict())
     target = config.shaper().url
-    if result.nothing_connected:
+    hint = _diagnosis(result, target)
+    if hint is not None:
         from replayer import ReplayError
-        from replayer._shaping import public_target
 
-        raise ReplayError(
-            f"not a single request could connect to {public_target(target)}; check --target "
-            f"and that the server is up (the run file {result.output} was written anyway)"
-        )
+        raise ReplayError(f"{hint} (the run file {result.output} was written anyway)")
     connect_errors = result.stats.error_kinds.get("connect", 0)
     if connect_errors:
         from replayer._shaping import public_target
@@ -406,6 +404,22 @@ def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console:
     return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
 
 
+def _diagnosis(result: ReplayResult, target: Any) -> str | None:
+    """The likely mistake when every request failed the same way (`replayer._diagnose`)."""
+    from replayer._diagnose import diagnose
+    from replayer._shaping import public_target
+
+    stats = result.stats
+    return diagnose(
+        stats.statuses,
+        stats.error_kinds,
+        stats.done,
+        connected=stats.connected,
+        target=public_target(target),
+        target_path=target.path.rstrip("/"),
+    )
+
+
 def _print_summary(console: Any, result: ReplayResult) -> None:
     from rich.table import Table
 
@@ -415,7 +429,8 @@ def _print_summary(console: Any, result: ReplayResult) -> None:
     table = Table(title=f"{title}: {result.output}", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    for label, value in summary_table(result.stats, result.achieved_rate, result.duration_s):
+    rows = summary_table(result.stats, result.achieved_rate, result.duration_s, result.planned_rate)
+    for label, value in rows:
         table.add_row(label, value)
     console.print(table)
     console.print(result.lag.line())
