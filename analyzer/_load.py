@@ -417,7 +417,7 @@ def join_rows(base: Rows, cand: Rows, *, force: bool = False) -> Join:
     if first and second and first != second and not force:
         raise AnalysisError(
             f"{base.path} and {cand.path} come from different traces (digests {first[:12]} "
-            f"and {second[:12]}): compare replays of the same trace, or pass --force to pair "
+            f"and {second[:12]}): compare replays of the same trace, or pass --any-trace to pair "
             "the request ids they share"
         )
     base_keys, base_dups = _keyed(base)

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from traces import UsageError
 
-from ._shared import EXIT_INTERRUPTED, EXIT_OK, Subparsers, refuse_existing, write_json
+from ._shared import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Subparsers,
+    add_deprecated_alias,
+    refuse_existing,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from replayer import DryRun, ReplayConfig, ReplayResult
@@ -170,12 +177,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "num_inference_steps=8; repeatable",
     )
     shaping.add_argument(
-        "--seed",
+        "--request-seed",
         default="keep",
         metavar="keep|fixed:N|random:S",
-        help="the seed field: as recorded (keep, default), N everywhere, or drawn per request "
-        "from S (reproducible)",
+        help="the requests' seed field: as recorded (keep, default), N everywhere, or drawn "
+        "per request from S (reproducible); as in synth",
     )
+    add_deprecated_alias(shaping, "--seed", "--request-seed", "request_seed")
     shaping.add_argument("--model", metavar="NAME", help="set the model field of every request")
 
     scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
@@ -306,7 +314,7 @@ def config_from_args(
         selection=selection,
         headers=headers,
         sets=sets,
-        seed=args.seed,
+        seed=args.request_seed,
         model=args.model,
         timeout=args.timeout,
         drain=args.drain,

@@ -279,7 +279,7 @@ def test_replayer_option_types_refuse_bad_values(index: int) -> None:
     [
         ({"timeout": 0}, "--timeout 0: expected a positive number"),
         ({"drain": -1}, "--warmup and --drain cannot be negative"),
-        ({"seed": "sometimes"}, "--seed"),
+        ({"seed": "sometimes"}, "--request-seed"),
     ],
 )
 def test_replay_config_refuses_bad_values(options: dict[str, Any], message: str) -> None:
