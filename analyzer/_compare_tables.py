@@ -15,6 +15,7 @@ from ._compare import (
 from ._render import (
     Footnotes,
     fmt_count,
+    fmt_delta,
     fmt_duration,
     fmt_p,
     fmt_percent,
@@ -49,6 +50,8 @@ def _marks(effect: Effect, notes: Footnotes) -> str:
 
 def _effect_cell(effect: Effect, notes: Footnotes, *, verdict: bool = True) -> str:
     cell = fmt_ratio_ci(effect.estimate, effect.lo, effect.hi) + _marks(effect, notes)
+    if not math.isnan(effect.delta_ns):
+        cell += f" ({fmt_delta(effect.delta_ns)})"
     return f"{cell} {effect.verdict_text}" if verdict else cell
 
 
@@ -88,7 +91,8 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
     classes.append("geomean")
     footnotes = notes.lines() + [
         "typical change: Hodges-Lehmann estimate of the per-request change CAND/BASE over "
-        "requests that succeeded in both runs; p: Wilcoxon signed-rank, Holm-corrected",
+        "requests that succeeded in both runs, with the median paired difference CAND - BASE "
+        "in time; p: Wilcoxon signed-rank, Holm-corrected",
         f"verdict: faster/slower when the CI excludes 0, p < {settings.alpha:g} and the change "
         f"exceeds {fmt_percent(settings.min_effect, signed=False)}"
         + (" and the A/A noise band" if noise else "")
@@ -120,7 +124,8 @@ def _tail_table(analysis: PairAnalysis) -> Table:
         title="Tail ratios CAND/BASE (paired moving-block bootstrap in send order, 95% CI)",
         columns=["class", "Δp50", "Δp90", "Δp99", "block"],
         rows=rows,
-        footnotes=notes.lines(),
+        footnotes=notes.lines()
+        + ["(±X) beside a ratio: the quantile's change in time, CAND - BASE"],
     )
 
 
@@ -151,6 +156,7 @@ def _unpaired_table(analysis: PairAnalysis, settings: Settings) -> Table:
             delta = "~"
         else:
             delta = fmt_percent(cand_m.estimate / base_m.estimate - 1.0)
+            delta += f" ({fmt_delta(cand_m.estimate - base_m.estimate)})"
         rows.append(
             [
                 stratum.name,

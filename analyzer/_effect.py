@@ -77,6 +77,9 @@ class Effect:
     """How much serial correlation in send order widened the interval's variance (>= 1)."""
     reason: str = ""
     """Why the verdict is inconclusive, for people: "noise ±48%", "CI exceeds ±2.0%"."""
+    delta_ns: float = math.nan
+    """The change in ns beside the ratio: the median paired difference CAND - BASE for the
+    typical change, the difference of the quantiles for a quantile's ratio; NaN for errors."""
 
     @property
     def bounded(self) -> bool:
@@ -143,6 +146,7 @@ class Effect:
                 num(math.expm1(self.hi) if ratio else self.hi),
             ],
             "log_ratio": num(self.estimate) if ratio else None,
+            "delta_ms": num(self.delta_ns / 1e6),
             "p": num(self.p),
             "p_holm": num(self.p_holm),
             "method": self.method,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import textwrap
@@ -11,6 +12,7 @@ from ._table import Table
 __all__ = [
     "Footnotes",
     "fmt_count",
+    "fmt_delta",
     "fmt_duration",
     "fmt_p",
     "fmt_percent",
@@ -39,6 +41,15 @@ def fmt_duration(ns: float) -> str:
     if abs(value) >= 1:
         return f"{value:.3g}ms"
     return f"{value * 1000:.3g}µs"
+
+
+def fmt_delta(ns: float) -> str:
+    """A signed change in time: +15.4ms, -812µs, ±0."""
+    if math.isnan(ns):
+        return "—"
+    if ns == 0:
+        return "±0"
+    return ("+" if ns > 0 else "-") + fmt_duration(abs(ns))
 
 
 def fmt_percent(fraction: float, *, signed: bool = True, digits: int = 1) -> str:
@@ -87,15 +98,35 @@ def text_width(width: int | None = None) -> int:
     return max(width, MIN_WIDTH)
 
 
-def _fit(natural: list[int], least: list[int], room: int) -> list[int]:
-    """Column widths within `room`: narrow the widest column first, never below `least`."""
-    widths = list(natural)
+def _fit(cells: list[list[str]], widths: list[int], least: list[int], room: int) -> list[int]:
+    """Column widths within `room`, never below `least`, adding as few lines as can be.
+
+    Greedy: take a column from its width one character at a time, choosing each time the one
+    that makes the table least tall (the widest among equals): a cell wraps where its row is
+    already tall before a short row grows.
+    """
+    widths = list(widths)
+
+    def lines(column: int, width: int) -> list[int]:
+        return [len(_wrap(row[column], width)) for row in cells]
+
+    per_column = [lines(i, w) for i, w in enumerate(widths)]
+
+    def height(columns: list[list[int]]) -> int:
+        return sum(max(row) for row in zip(*columns, strict=True))
+
     while sum(widths) > room:
         candidates = [i for i, w in enumerate(widths) if w > least[i]]
         if not candidates:
             break
-        widest = max(candidates, key=lambda i: widths[i])
-        widths[widest] -= 1
+        trial = {i: lines(i, widths[i] - 1) for i in candidates}
+        costs = {
+            i: height([trial[i] if j == i else col for j, col in enumerate(per_column)])
+            for i in candidates
+        }
+        chosen = min(candidates, key=lambda i: (costs[i], -widths[i]))
+        widths[chosen] -= 1
+        per_column[chosen] = trial[chosen]
     return widths
 
 
@@ -103,6 +134,7 @@ def _longest_word(text: str) -> int:
     return max((len(word) for word in text.split()), default=0)
 
 
+@functools.lru_cache(maxsize=4096)
 def _wrap(cell: str, width: int) -> list[str]:
     if len(cell) <= width:
         return [cell]
@@ -130,10 +162,10 @@ def render_text(table: Table, width: int | None = None) -> str:
         for i in range(len(table.columns))
     ]
     overhead = 4 + 3 * (len(table.columns) - 1)
-    widths = _fit(natural, least, width - overhead)
+    widths = _fit(lines_of, natural, least, width - overhead)
     if sum(widths) + overhead > width:
         # Words longer than the room left: break them rather than run over the edge.
-        widths = _fit(widths, [3] * len(widths), width - overhead)
+        widths = _fit(lines_of, widths, [3] * len(widths), width - overhead)
 
     def line(cells: list[str]) -> list[str]:
         wrapped = [_wrap(cell, w) for cell, w in zip(cells, widths, strict=True)]
