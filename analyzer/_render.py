@@ -167,6 +167,12 @@ def render_text(table: Table, width: int | None = None) -> str:
         # Words longer than the room left: break them rather than run over the edge.
         widths = _fit(lines_of, widths, [3] * len(widths), width - overhead)
 
+    # Figures align right; the first column and prose (a message, a note) read from the left.
+    left = [
+        i == 0 or any(len(row[i].split()) >= 3 for row in table.rows)
+        for i in range(len(table.columns))
+    ]
+
     def line(cells: list[str]) -> list[str]:
         wrapped = [_wrap(cell, w) for cell, w in zip(cells, widths, strict=True)]
         height = max(len(parts) for parts in wrapped)
@@ -174,7 +180,7 @@ def render_text(table: Table, width: int | None = None) -> str:
         for index in range(height):
             padded = [
                 (parts[index] if index < len(parts) else "").ljust(w)
-                if column == 0
+                if left[column]
                 else (parts[index] if index < len(parts) else "").rjust(w)
                 for column, (parts, w) in enumerate(zip(wrapped, widths, strict=True))
             ]

@@ -158,16 +158,9 @@ def report_tables(rows: Rows) -> list[Table]:
             ],
         ),
     ]
-    errors = Counter(zip(measured.stratum.tolist(), measured.error.tolist(), strict=True))
-    error_rows = [
-        [name, kind, fmt_count(count), fmt_percent(count / len(measured), signed=False)]
-        for (name, kind), count in sorted(errors.items())
-        if kind
-    ]
-    if error_rows:
-        tables.append(
-            Table(title="Errors", columns=["class", "error", "count", "share"], rows=error_rows)
-        )
+    error_table = _errors_table(measured)
+    if error_table is not None:
+        tables.append(error_table)
     reproduced = _reproduction_table(measured)
     if reproduced is not None:
         tables.append(reproduced)
@@ -194,6 +187,48 @@ def _reproduction_table(rows: Rows) -> Table | None:
     found = count_reproductions(failures, total)
     lines = [[r.line()] for r in found] or [[f"no failures in {total} repetitions"]]
     return Table(title=f"Reproduced across {total} repetitions", columns=["failure"], rows=lines)
+
+
+def error_groups(measured: Rows) -> dict[tuple[str, str], Counter[str]]:
+    """Per (class, error) the distinct one-line reasons and how often each came."""
+    groups: dict[tuple[str, str], Counter[str]] = {}
+    keys = zip(
+        measured.stratum.tolist(),
+        measured.error.tolist(),
+        measured.request_id.tolist(),
+        measured.loop.tolist(),
+        measured.repeat.tolist(),
+        strict=True,
+    )
+    for name, kind, request_id, loop, repeat in keys:
+        if kind:
+            detail = measured.error_details.get((request_id, loop, repeat), "")
+            groups.setdefault((name, kind), Counter())[detail] += 1
+    return groups
+
+
+def _errors_table(measured: Rows) -> Table | None:
+    groups = error_groups(measured)
+    if not groups:
+        return None
+    rows = []
+    for (name, kind), details in sorted(groups.items()):
+        count = sum(details.values())
+        common, _ = details.most_common(1)[0]
+        message = common or "(no message recorded)"
+        if len(details) > 1:
+            message += f" (+{len(details) - 1} more)"
+        share = fmt_percent(count / len(measured), signed=False)
+        rows.append([name, kind, fmt_count(count), share, fmt_count(len(details)), message])
+    return Table(
+        title="Errors",
+        columns=["class", "error", "count", "share", "distinct", "most common message"],
+        rows=rows,
+        footnotes=[
+            "distinct: how many different messages (error type and first line) came with the "
+            "error; --json lists them all"
+        ],
+    )
 
 
 def _run_table(rows: Rows, summary: RunSummary) -> Table:
@@ -252,5 +287,10 @@ def report_json(rows: Rows, tables: list[Table]) -> dict[str, object]:
         "kind": rows.kind,
         "summary": msgspec.to_builtins(summary.__dict__),
         "classes": classes,
+        "error_messages": [
+            {"class": name, "error": kind, "message": detail or None, "count": count}
+            for (name, kind), details in sorted(error_groups(measured).items())
+            for detail, count in details.most_common()
+        ],
         "tables": msgspec.to_builtins(tables),
     }
