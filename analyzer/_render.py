@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shutil
+import sys
 import textwrap
 
 from ._table import Table
@@ -91,11 +93,23 @@ MIN_WIDTH = 40
 """Narrower than this, wrapping would make tables unreadable; lines may then run over."""
 
 
+def terminal_width() -> int | None:
+    """The width of the terminal (or COLUMNS); None when output goes to a pipe or file."""
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return max(shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns, MIN_WIDTH)
+    return None
+
+
 def text_width(width: int | None = None) -> int:
-    """The width to render for: `width`, else the terminal's or COLUMNS, else 100."""
+    """The width to draw tables for: `width`, else the terminal's or COLUMNS, else 100."""
     if width is None:
-        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+        width = terminal_width() or DEFAULT_WIDTH
     return max(width, MIN_WIDTH)
+
+
+def _prose_width(width: int | None) -> int | None:
+    # Prose wraps only for a known width: piped output keeps one line per finding, for grep.
+    return max(width, MIN_WIDTH) if width is not None else terminal_width()
 
 
 def _fit(cells: list[list[str]], widths: list[int], least: list[int], room: int) -> list[int]:
@@ -142,23 +156,35 @@ def _wrap(cell: str, width: int) -> list[str]:
 
 
 def wrap_lines(lines: list[str], width: int | None = None) -> list[str]:
-    """Lines of prose wrapped to `width` (the terminal's by default), continuations indented."""
-    width = text_width(width)
-    return [part for line in lines for part in textwrap.wrap(line, width, subsequent_indent="  ")]
+    """Lines of prose wrapped to `width` (the terminal's), continuations indented.
+
+    With no width given and no terminal (a pipe, a file), lines stay whole.
+    """
+    prose = _prose_width(width)
+    if prose is None:
+        return list(lines)
+    return [
+        part
+        for line in lines
+        for part in (textwrap.wrap(line, prose, subsequent_indent="  ") or [""])
+    ]
 
 
 def render_text(table: Table, width: int | None = None) -> str:
     """Box-drawn text: the title, a header row, the rows, then numbered footnotes.
 
-    Fits `width` columns (the terminal's by default): the widest cells wrap at spaces onto
-    more lines of their row, so a row's first line always holds its first word of every cell
-    (the verdict stays on its row's line); the title and footnotes wrap too.
+    Fits `width` columns (the terminal's or COLUMNS, else 100): cells wrap at spaces onto more
+    lines of their row, so a row's first line holds the start of every cell (the verdict stays
+    on its row's line). The title and footnotes wrap too when the width is known (a terminal,
+    COLUMNS or `width`); in a pipe they stay whole lines.
     """
+    prose = _prose_width(width)
     width = text_width(width)
     lines_of = [table.columns, *table.rows]
     natural = [max(len(row[i]) for row in lines_of) for i in range(len(table.columns))]
+    # A header may break inside a word; a figure or a verdict must not.
     least = [
-        max(3, min(natural[i], max(_longest_word(row[i]) for row in lines_of)))
+        max(3, min(natural[i], max((_longest_word(row[i]) for row in table.rows), default=3)))
         for i in range(len(table.columns))
     ]
     overhead = 4 + 3 * (len(table.columns) - 1)
@@ -188,14 +214,13 @@ def render_text(table: Table, width: int | None = None) -> str:
         return out
 
     rule = "─┼─".join("─" * w for w in widths)
-    out = textwrap.wrap(table.title, width) or [""]
+    out = wrap_lines([table.title], prose) if prose else [table.title]
     out += ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", *line(table.columns)]
     out.append("├─" + rule + "─┤")
     for row in table.rows:
         out.extend(line(row))
     out.append("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
-    for footnote in table.footnotes:
-        out.extend(textwrap.wrap(footnote, width, subsequent_indent="  ") or [""])
+    out.extend(wrap_lines(table.footnotes, prose) if prose else table.footnotes)
     return "\n".join(out)
 
 

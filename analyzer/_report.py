@@ -18,6 +18,8 @@ from ._table import Table
 __all__ = ["health_line", "report_json", "report_tables", "run_summary"]
 
 QUANTILES = (0.5, 0.9, 0.99)
+SATURATED = 0.9
+"""Successes per second under 90% of the offered rate: the server fell behind the load."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class RunSummary:
     lag_p99: float
     median_latency: float
     healthy: bool
+    saturated: bool = False
+    """The server completed (well or not) under 90% of the offered rate: requests queued."""
 
 
 def _measured(rows: Rows) -> Rows:
@@ -55,18 +59,26 @@ def run_summary(rows: Rows) -> RunSummary:
     lag_p99 = _stats.quantile(lag, 0.99) if len(lag) else math.nan
     median = _stats.quantile(latency, 0.5)
     healthy = not lag_matters(lag_p99, median)
+    offered = (len(measured) - 1) / send_span if send_span > 0 else math.nan
+    service = measured.service[ok]
+    # The run ends one latency after the last send; the fastest request (one that did not
+    # queue) is taken off, so a short run that kept up is not called saturated.
+    busy = duration - (float(np.nanmin(service)) / 1e9 if len(service) else 0.0)
+    completed = int(np.isfinite(measured.done).sum())
+    saturated = bool(completed > 1 and busy > 0 and completed / busy < SATURATED * offered)
     return RunSummary(
         requests=len(rows),
         warmup=int(rows.warmup.sum()),
         measured=len(measured),
         ok=int(ok.sum()),
         duration_s=duration,
-        offered_rate=(len(measured) - 1) / send_span if send_span > 0 else math.nan,
+        offered_rate=offered,
         throughput=int(ok.sum()) / duration,
         lag_p50=_stats.quantile(lag, 0.5) if len(lag) else math.nan,
         lag_p99=lag_p99,
         median_latency=median,
         healthy=healthy,
+        saturated=saturated,
     )
 
 
@@ -240,8 +252,8 @@ def _run_table(rows: Rows, summary: RunSummary) -> Table:
         ],
         ["succeeded", f"{fmt_count(summary.ok)} of {fmt_count(summary.measured)}"],
         ["duration", f"{summary.duration_s:.2f}s"],
-        ["offered rate", f"{summary.offered_rate:.2f} req/s"],
-        ["achieved throughput", f"{summary.throughput:.2f} req/s (successes)"],
+        ["sent rate (offered)", f"{summary.offered_rate:.2f} req/s"],
+        ["server throughput", _throughput(summary)],
         [
             "send lag p50 / p99",
             f"{fmt_duration(summary.lag_p50)} / {fmt_duration(summary.lag_p99)}",
@@ -252,6 +264,13 @@ def _run_table(rows: Rows, summary: RunSummary) -> Table:
         items.append(["no recorded response", fmt_count(rows.no_response)])
     items += [["note", note] for note in rows.notes]
     return Table(title="Run", columns=["", ""], rows=items)
+
+
+def _throughput(summary: RunSummary) -> str:
+    text = f"{summary.throughput:.2f} req/s succeeded"
+    if summary.saturated:
+        text += " - below the sent rate: the server was saturated and requests queued"
+    return text
 
 
 def report_json(rows: Rows, tables: list[Table]) -> dict[str, object]:

@@ -185,17 +185,16 @@ SATURATED = 0.9
 
 
 def saturated(stats: Stats, send_rate: float, duration_s: float) -> bool:
-    """Whether the server completed fewer requests per second than were sent to it.
+    """Whether the server completed (well or not) fewer requests per second than were sent.
 
     The run's duration ends one latency after the last send; the fastest service latency (a
     request that did not queue) is taken off, so a short run that kept up is not called
     saturated for the time its last request took.
     """
-    succeeded = stats.done - stats.errors
-    if succeeded < 2 or send_rate <= 0 or not stats.service:
+    if stats.done < 2 or send_rate <= 0 or not stats.service:
         return False
     busy_s = duration_s - min(stats.service) / 1e9
-    return busy_s > 0 and succeeded / busy_s < SATURATED * send_rate
+    return busy_s > 0 and stats.done / busy_s < SATURATED * send_rate
 
 
 def summary_table(
@@ -211,14 +210,14 @@ def summary_table(
     planned = f" (planned {planned_rate:.2f})" if planned_rate else ""
     sustained = f"{throughput:.2f} req/s succeeded"
     if saturated(stats, achieved_rate, duration_s):
-        sustained += " - below the send rate: the server was saturated and requests queued"
+        sustained += " - below the sent rate: the server was saturated and requests queued"
     rows = [
         ("requests sent", f"{stats.sent} of {stats.planned} planned"),
         ("completed", f"{stats.done} ({succeeded} succeeded)"),
         ("warmup (excluded below)", str(stats.warmup)),
         ("errors", str(stats.errors)),
         ("duration", f"{duration_s:.2f} s"),
-        ("send rate", f"{achieved_rate:.2f} req/s{planned}"),
+        ("sent rate", f"{achieved_rate:.2f} req/s{planned}"),
         ("server throughput", sustained),
     ]
     if stats.statuses:
