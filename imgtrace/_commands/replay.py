@@ -398,6 +398,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console: Any) -> int:
+    import httpx
+
     from replayer import ReplayError, replay_interleaved
 
     group = replay_interleaved(config)
@@ -409,6 +411,10 @@ def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console:
         console.print(f"imgtrace: warning: {line}", markup=False)
     if error is not None:
         raise ReplayError(error)
+    for name, result in group.runs.items():
+        hint = _diagnosis(result, httpx.URL(result.target))
+        if hint is not None:
+            raise ReplayError(f"target {name}: {hint} (the run file {result.output} was written)")
     return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
 
 

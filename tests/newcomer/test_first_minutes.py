@@ -196,3 +196,15 @@ def test_compare_gives_the_change_in_time_beside_every_ratio(runs: Runs) -> None
     text = imgtrace("compare", runs.a, runs.b, "--no-images", columns=200).stdout
     all_row = next(line for line in _lines(text) if line.startswith("│ all "))
     assert "ms)" in all_row or "s)" in all_row
+
+
+def test_an_interleaved_target_with_a_doubled_prefix_is_diagnosed(runs: Runs) -> None:
+    out = runs.folder / "side_by_side"
+    result = imgtrace(
+        "replay", runs.trace, "--target", f"a={runs.url}", "--target", f"b={runs.url}/v1",
+        "-o", out, "--limit", "2",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in _lines(result.stderr) if line.startswith("imgtrace: error: ")]
+    assert len(errors) == 1 and "target b: every one of the 2 requests got HTTP 404" in errors[0]
+    assert "doubled path prefix" in errors[0]
