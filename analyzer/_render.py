@@ -182,16 +182,18 @@ def render_text(table: Table, width: int | None = None) -> str:
     width = text_width(width)
     lines_of = [table.columns, *table.rows]
     natural = [max(len(row[i]) for row in lines_of) for i in range(len(table.columns))]
-    # A header may break inside a word; a figure or a verdict must not.
-    least = [
-        max(3, min(natural[i], max((_longest_word(row[i]) for row in table.rows), default=3)))
-        for i in range(len(table.columns))
-    ]
+    # Words stay whole while they can: first every word, then only the cells' (a header may
+    # break inside a word, a figure or a verdict not), then none when even that is too wide.
+    columns = range(len(table.columns))
     overhead = 4 + 3 * (len(table.columns) - 1)
-    widths = _fit(lines_of, natural, least, width - overhead)
-    if sum(widths) + overhead > width:
-        # Words longer than the room left: break them rather than run over the edge.
-        widths = _fit(lines_of, widths, [3] * len(widths), width - overhead)
+    body = [max((_longest_word(row[i]) for row in table.rows), default=0) for i in columns]
+    whole = [max(body[i], _longest_word(table.columns[i])) for i in columns]
+    widths = natural
+    for least in (whole, body, [0] * len(natural)):
+        floor = [max(3, min(natural[i], least[i])) for i in columns]
+        widths = _fit(lines_of, widths, floor, width - overhead)
+        if sum(widths) + overhead <= width:
+            break
 
     # Figures align right; the first column and prose (a message, a note) read from the left.
     left = [
