@@ -272,6 +272,18 @@ def _bootstrap(
     return dict(zip(groups, results, strict=True))
 
 
+def _set_deltas(
+    typical: Effect, quantiles: dict[float, Effect], base_lat: FloatArray, cand_lat: FloatArray
+) -> None:
+    """The absolute change beside each ratio, so +197% also reads as +15.4ms."""
+    if not len(base_lat):
+        return
+    typical.delta_ns = float(np.median(cand_lat - base_lat))
+    base_sorted, cand_sorted = np.sort(base_lat), np.sort(cand_lat)
+    for q, effect in quantiles.items():
+        effect.delta_ns = _stats.quantile(cand_sorted, q) - _stats.quantile(base_sorted, q)
+
+
 def analyze_pair(join: Join, settings: Settings) -> PairAnalysis:
     """All statistics of CAND against BASE, stratum by stratum ("all" first)."""
     base_labels, cand_labels = _stratum_labels(join)
@@ -302,6 +314,7 @@ def analyze_pair(join: Join, settings: Settings) -> PairAnalysis:
         typical, wilcoxon = _typical(name, ratios, settings)
         result = results.get(name)
         quantiles = _tail_effects(name, len(ratios), result, settings)
+        _set_deltas(typical, quantiles, base_lat, cand_lat)
         errors, counts = _errors(name, base_ok[in_stratum], cand_ok[in_stratum])
         base_unpaired = _measured_ok(join.base, base_labels, name)
         cand_unpaired = _measured_ok(join.cand, cand_labels, name)

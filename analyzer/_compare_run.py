@@ -34,7 +34,7 @@ def _join(base: Rows, other: Rows, force: bool) -> Join:
     if base.trace_digest and other.trace_digest and base.trace_digest != other.trace_digest:
         warnings.warn(
             f"{other.path} replays a different trace than {base.path}; paired "
-            f"{join.pairs} requests by id (--force)",
+            f"{join.pairs} requests by id (--any-trace)",
             UserWarning,
             stacklevel=2,
         )

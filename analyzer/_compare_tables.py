@@ -15,6 +15,7 @@ from ._compare import (
 from ._render import (
     Footnotes,
     fmt_count,
+    fmt_delta,
     fmt_duration,
     fmt_p,
     fmt_percent,
@@ -49,6 +50,8 @@ def _marks(effect: Effect, notes: Footnotes) -> str:
 
 def _effect_cell(effect: Effect, notes: Footnotes, *, verdict: bool = True) -> str:
     cell = fmt_ratio_ci(effect.estimate, effect.lo, effect.hi) + _marks(effect, notes)
+    if not math.isnan(effect.delta_ns):
+        cell += f" ({fmt_delta(effect.delta_ns)})"
     return f"{cell} {effect.verdict_text}" if verdict else cell
 
 
@@ -60,7 +63,8 @@ def typical_factor(analysis: PairAnalysis) -> str:
 def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Table:
     notes = Footnotes()
     base, cand = analysis.join.base.path, analysis.join.cand.path
-    columns = ["class", "base p50", "cand p50", "base p99", "cand p99", "typical change [95% CI]"]
+    # BASE → CAND in one cell per quantile: two columns fewer, so the table fits 80 columns.
+    columns = ["class", "p50 base → cand", "p99 base → cand", "typical change [95% CI]"]
     columns += ["noise band"] if noise else []
     columns += ["verdict", "p (Holm)", "pairs"]
     rows, classes = [], []
@@ -68,10 +72,11 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
         typical = stratum.typical
         row = [
             stratum.name,
-            _spread(stratum.base_quantiles[0.5], notes, 0.5),
-            _spread(stratum.cand_quantiles[0.5], notes, 0.5),
-            _spread(stratum.base_quantiles[0.99], notes, 0.99),
-            _spread(stratum.cand_quantiles[0.99], notes, 0.99),
+            *(
+                f"{_spread(stratum.base_quantiles[q], notes, q)} → "
+                f"{_spread(stratum.cand_quantiles[q], notes, q)}"
+                for q in (0.5, 0.99)
+            ),
             _effect_cell(typical, notes, verdict=False),
         ]
         if noise:
@@ -80,7 +85,7 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
         rows.append(row)
         classes.append(ROW_CLASS[typical.verdict])
     mean, warnings = geomean(analysis)
-    geo = ["geomean", "", "", "", "", fmt_percent(math.expm1(mean))]
+    geo = ["geomean", "", "", fmt_percent(math.expm1(mean))]
     geo += [""] if noise else []
     geo += ["", "", ""]
     geo[0] += "".join(notes.mark(w) for w in warnings)
@@ -88,7 +93,8 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
     classes.append("geomean")
     footnotes = notes.lines() + [
         "typical change: Hodges-Lehmann estimate of the per-request change CAND/BASE over "
-        "requests that succeeded in both runs; p: Wilcoxon signed-rank, Holm-corrected",
+        "requests that succeeded in both runs, with the median paired difference CAND - BASE "
+        "in time; p: Wilcoxon signed-rank, Holm-corrected",
         f"verdict: faster/slower when the Holm-level CI excludes 0, p < {settings.alpha:g} and the "
         f"change exceeds {fmt_percent(settings.min_effect, signed=False)}"
         + (" and the A/A noise band" if noise else "")
@@ -120,7 +126,8 @@ def _tail_table(analysis: PairAnalysis) -> Table:
         title="Tail ratios CAND/BASE (paired moving-block bootstrap in send order, 95% CI)",
         columns=["class", "Δp50", "Δp90", "Δp99", "block"],
         rows=rows,
-        footnotes=notes.lines(),
+        footnotes=notes.lines()
+        + ["(±X) beside a ratio: the quantile's change in time, CAND - BASE"],
     )
 
 
@@ -151,6 +158,7 @@ def _unpaired_table(analysis: PairAnalysis, settings: Settings) -> Table:
             delta = "~"
         else:
             delta = fmt_percent(cand_m.estimate / base_m.estimate - 1.0)
+            delta += f" ({fmt_delta(cand_m.estimate - base_m.estimate)})"
         rows.append(
             [
                 stratum.name,

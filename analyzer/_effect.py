@@ -91,6 +91,9 @@ class Effect:
     decision_lo: float = -math.inf
     decision_hi: float = math.inf
     """The interval at the Holm level (1 - holm_alpha), which decides significance."""
+    delta_ns: float = math.nan
+    """The change in ns beside the ratio: the median paired difference CAND - BASE for the
+    typical change, the difference of the quantiles for a quantile's ratio; NaN for errors."""
 
     @property
     def bounded(self) -> bool:
@@ -177,6 +180,7 @@ class Effect:
                 num(math.expm1(self.hi) if ratio else self.hi),
             ],
             "log_ratio": num(self.estimate) if ratio else None,
+            "delta_ms": num(self.delta_ns / 1e6),
             "p": num(self.p),
             "p_holm": num(self.p_holm),
             "method": self.method,

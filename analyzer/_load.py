@@ -28,6 +28,7 @@ from traces import (
     view_exchange,
 )
 
+from ._error_detail import error_detail
 from ._errors import AnalysisError
 from ._provenance import client_of, interrupted, interrupted_note
 
@@ -81,6 +82,8 @@ class Rows:
     """What measured the latencies (`_provenance.client_of`): runs of two clients differ."""
     interrupted: bool = False
     """The run or recording was stopped before its end (its `interrupted` metadata)."""
+    error_details: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    """Per failed (request id, loop, repeat): the server's or transport's one-line reason."""
 
     def __post_init__(self) -> None:
         if len(self.repeat) != len(self.request_id):
@@ -141,6 +144,7 @@ class Rows:
             duplicates=self.duplicates,
             classes=self.classes,
             notes=self.notes,
+            error_details=self.error_details,
             group=self.group,
             client=self.client,
             interrupted=self.interrupted,
@@ -182,6 +186,7 @@ class _Columns:
         self.warmup: list[bool] = []
         self.bytes_up: list[int] = []
         self.bytes_down: list[int] = []
+        self.error_details: dict[tuple[str, int, int], str] = {}
 
     def add(self, exchange: ExchangeView) -> None:
         self.request_id.append(exchange.request_id)
@@ -195,6 +200,10 @@ class _Columns:
         self.done.append(_opt(exchange.done_ns))
         self.status.append(exchange.status or 0)
         self.error.append(_error_class(exchange.status, exchange.error_kind, exchange.done_ns))
+        if self.error[-1]:
+            detail = error_detail(exchange.envelope, exchange.error)
+            if detail:
+                self.error_details[(exchange.request_id, exchange.loop, exchange.repeat)] = detail
         self.warmup.append(exchange.warmup)
         self.bytes_up.append(exchange.bytes_up)
         self.bytes_down.append(exchange.bytes_down)
@@ -216,6 +225,7 @@ class _Columns:
             "done": np.array(self.done, dtype=np.float64),
             "status": np.array(self.status, dtype=np.int64),
             "error": errors,
+            "error_details": self.error_details,
             "warmup": np.array(self.warmup, dtype=np.bool_),
             "bytes_up": np.array(self.bytes_up, dtype=np.int64),
             "bytes_down": np.array(self.bytes_down, dtype=np.int64),
@@ -384,8 +394,10 @@ def _check_usable(rows: Rows) -> None:
     if not (rows.ok & measured).any():
         errors = Counter(rows.error[measured].tolist()).most_common(3)
         summary = ", ".join(f"{kind}: {count}" for kind, count in errors)
+        reasons = Counter(rows.error_details.values()).most_common(1)
+        said = f'; the server said "{reasons[0][0]}"' if reasons else ""
         raise AnalysisError(
-            f"{path}: every one of its {int(measured.sum())} requests failed ({summary}); "
+            f"{path}: every one of its {int(measured.sum())} requests failed ({summary}{said}); "
             "there is no latency to analyze: check the target and replay again"
         )
 
@@ -435,7 +447,7 @@ def join_rows(base: Rows, cand: Rows, *, force: bool = False) -> Join:
     if first and second and first != second and not force:
         raise AnalysisError(
             f"{base.path} and {cand.path} come from different traces (digests {first[:12]} "
-            f"and {second[:12]}): compare replays of the same trace, or pass --force to pair "
+            f"and {second[:12]}): compare replays of the same trace, or pass --any-trace to pair "
             "the request ids they share"
         )
     base_keys, base_dups = _keyed(base)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traces import count_reproductions
+from traces import count_reproductions, lag_advice, lag_matters, lag_rule_text
 
 from . import _stats
 from ._load import FloatArray, Rows
@@ -18,12 +18,8 @@ from ._table import Table
 __all__ = ["health_line", "report_json", "report_tables", "run_summary"]
 
 QUANTILES = (0.5, 0.9, 0.99)
-# Lag health: the replay was not open-loop when the p99 send lag is both over the replayer's own
-# warning line (5 ms) and a noticeable share of the latency, or over 100 ms whatever the latency.
-# The floor keeps a fast test server (30 ms latencies) from calling a 2 ms lag unhealthy.
-LAG_SHARE_OF_MEDIAN = 0.05
-LAG_FLOOR_NS = 5e6
-LAG_ABSOLUTE_NS = 100e6
+SATURATED = 0.9
+"""Successes per second under 90% of the offered rate: the server fell behind the load."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +37,8 @@ class RunSummary:
     lag_p99: float
     median_latency: float
     healthy: bool
+    saturated: bool = False
+    """The server completed (well or not) under 90% of the offered rate: requests queued."""
 
 
 def _measured(rows: Rows) -> Rows:
@@ -60,20 +58,27 @@ def run_summary(rows: Rows) -> RunSummary:
     latency = np.sort(measured.latency[ok])
     lag_p99 = _stats.quantile(lag, 0.99) if len(lag) else math.nan
     median = _stats.quantile(latency, 0.5)
-    late = lag_p99 > LAG_FLOOR_NS and lag_p99 > LAG_SHARE_OF_MEDIAN * median
-    healthy = not (late or lag_p99 > LAG_ABSOLUTE_NS)
+    healthy = not lag_matters(lag_p99, median)
+    offered = (len(measured) - 1) / send_span if send_span > 0 else math.nan
+    service = measured.service[ok]
+    # The run ends one latency after the last send; the fastest request (one that did not
+    # queue) is taken off, so a short run that kept up is not called saturated.
+    busy = duration - (float(np.nanmin(service)) / 1e9 if len(service) else 0.0)
+    completed = int(np.isfinite(measured.done).sum())
+    saturated = bool(completed > 1 and busy > 0 and completed / busy < SATURATED * offered)
     return RunSummary(
         requests=len(rows),
         warmup=int(rows.warmup.sum()),
         measured=len(measured),
         ok=int(ok.sum()),
         duration_s=duration,
-        offered_rate=(len(measured) - 1) / send_span if send_span > 0 else math.nan,
+        offered_rate=offered,
         throughput=int(ok.sum()) / duration,
         lag_p50=_stats.quantile(lag, 0.5) if len(lag) else math.nan,
         lag_p99=lag_p99,
         median_latency=median,
         healthy=healthy,
+        saturated=saturated,
     )
 
 
@@ -86,9 +91,8 @@ def health_line(rows: Rows, summary: RunSummary | None = None) -> str:
     if summary.healthy:
         return f"{rows.path}: {lag}: sends left on time"
     return (
-        f"{rows.path}: {lag}: WARNING sends were late (p99 lag over 5 ms and 5% of the median "
-        "latency, or over 100ms): the replayer or its concurrency cap, not only the server, "
-        "shaped latency"
+        f"{rows.path}: {lag}: WARNING sends were late ({lag_rule_text()}): the replayer or its "
+        f"concurrency cap, not only the server, shaped latency; {lag_advice()}"
     )
 
 
@@ -166,16 +170,9 @@ def report_tables(rows: Rows) -> list[Table]:
             ],
         ),
     ]
-    errors = Counter(zip(measured.stratum.tolist(), measured.error.tolist(), strict=True))
-    error_rows = [
-        [name, kind, fmt_count(count), fmt_percent(count / len(measured), signed=False)]
-        for (name, kind), count in sorted(errors.items())
-        if kind
-    ]
-    if error_rows:
-        tables.append(
-            Table(title="Errors", columns=["class", "error", "count", "share"], rows=error_rows)
-        )
+    error_table = _errors_table(measured)
+    if error_table is not None:
+        tables.append(error_table)
     reproduced = _reproduction_table(measured)
     if reproduced is not None:
         tables.append(reproduced)
@@ -204,6 +201,48 @@ def _reproduction_table(rows: Rows) -> Table | None:
     return Table(title=f"Reproduced across {total} repetitions", columns=["failure"], rows=lines)
 
 
+def error_groups(measured: Rows) -> dict[tuple[str, str], Counter[str]]:
+    """Per (class, error) the distinct one-line reasons and how often each came."""
+    groups: dict[tuple[str, str], Counter[str]] = {}
+    keys = zip(
+        measured.stratum.tolist(),
+        measured.error.tolist(),
+        measured.request_id.tolist(),
+        measured.loop.tolist(),
+        measured.repeat.tolist(),
+        strict=True,
+    )
+    for name, kind, request_id, loop, repeat in keys:
+        if kind:
+            detail = measured.error_details.get((request_id, loop, repeat), "")
+            groups.setdefault((name, kind), Counter())[detail] += 1
+    return groups
+
+
+def _errors_table(measured: Rows) -> Table | None:
+    groups = error_groups(measured)
+    if not groups:
+        return None
+    rows = []
+    for (name, kind), details in sorted(groups.items()):
+        count = sum(details.values())
+        common, _ = details.most_common(1)[0]
+        message = common or "(no message recorded)"
+        if len(details) > 1:
+            message += f" (+{len(details) - 1} more)"
+        share = fmt_percent(count / len(measured), signed=False)
+        rows.append([name, kind, fmt_count(count), share, fmt_count(len(details)), message])
+    return Table(
+        title="Errors",
+        columns=["class", "error", "count", "share", "distinct", "most common message"],
+        rows=rows,
+        footnotes=[
+            "distinct: how many different messages (error type and first line) came with the "
+            "error; --json lists them all"
+        ],
+    )
+
+
 def _run_table(rows: Rows, summary: RunSummary) -> Table:
     items = [
         ["file", f"{rows.path} ({rows.kind}, source {rows.source})"],
@@ -213,8 +252,8 @@ def _run_table(rows: Rows, summary: RunSummary) -> Table:
         ],
         ["succeeded", f"{fmt_count(summary.ok)} of {fmt_count(summary.measured)}"],
         ["duration", f"{summary.duration_s:.2f}s"],
-        ["offered rate", f"{summary.offered_rate:.2f} req/s"],
-        ["achieved throughput", f"{summary.throughput:.2f} req/s (successes)"],
+        ["sent rate (offered)", f"{summary.offered_rate:.2f} req/s"],
+        ["server throughput", _throughput(summary)],
         [
             "send lag p50 / p99",
             f"{fmt_duration(summary.lag_p50)} / {fmt_duration(summary.lag_p99)}",
@@ -225,6 +264,13 @@ def _run_table(rows: Rows, summary: RunSummary) -> Table:
         items.append(["no recorded response", fmt_count(rows.no_response)])
     items += [["note", note] for note in rows.notes]
     return Table(title="Run", columns=["", ""], rows=items)
+
+
+def _throughput(summary: RunSummary) -> str:
+    text = f"{summary.throughput:.2f} req/s succeeded"
+    if summary.saturated:
+        text += " - below the sent rate: the server was saturated and requests queued"
+    return text
 
 
 def report_json(rows: Rows, tables: list[Table]) -> dict[str, object]:
@@ -263,5 +309,10 @@ def report_json(rows: Rows, tables: list[Table]) -> dict[str, object]:
         "notes": rows.notes,
         "summary": msgspec.to_builtins(summary.__dict__),
         "classes": classes,
+        "error_messages": [
+            {"class": name, "error": kind, "message": detail or None, "count": count}
+            for (name, kind), details in sorted(error_groups(measured).items())
+            for detail, count in details.most_common()
+        ],
         "tables": msgspec.to_builtins(tables),
     }

@@ -21,9 +21,25 @@ HEADER = """\
 Generated from the parser by `python -m imgtrace._clidoc > docs/cli.md`; a test keeps it current.
 
 Every command prints one line `imgtrace: error: ...` and exits with code 2 on a usage or input
-error (`imgtrace --debug COMMAND ...` shows the traceback instead). `compare --fail-on` exits
-with 1 when it finds a significant regression. Commands that take a while show a progress bar on
-stderr.
+error (`imgtrace --debug COMMAND ...` shows the traceback instead). A mistake on the command line
+itself (an unknown flag, a missing argument, a value of the wrong type) gets that line, naming
+the command, and one more that points to the command's help instead of repeating its usage:
+
+```
+imgtrace: error: replay: argument --speed: invalid float value: 'x'
+run `imgtrace replay --help` for the options
+```
+
+`compare --fail-on` exits with 1 when it finds a significant regression. Commands that take a
+while show a progress bar on stderr. Tables fit the terminal's width (or `COLUMNS`; 100 columns
+in a pipe).
+
+A flag means one thing in every command: `--json FILE` writes JSON to FILE (`-` for standard
+output); `--force` overwrites existing outputs and nothing else; `--seed` seeds the command's own
+random draws (synth's generator, compare's bootstrap), while `--request-seed` sets the seed field
+of the requests (synth, replay). Old spellings still work and print a warning:
+`replay --seed` (now `--request-seed`), `compare --force` to pair runs of different traces (now
+`--any-trace`), and `show --json` before the files.
 """
 
 

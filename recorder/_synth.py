@@ -66,7 +66,10 @@ class ValueSpec:
     """
 
     def __init__(
-        self, text: str, kind: Literal["int", "float", "str", "size"], option: str
+        self,
+        text: str,
+        kind: Literal["int", "float", "str", "size", "output_size"],
+        option: str,
     ) -> None:
         self.text = text.strip()
         self.kind = kind
@@ -123,9 +126,13 @@ class ValueSpec:
             elif self.kind == "float":
                 if not math.isfinite(float(value)):
                     raise ValueError
-            elif self.kind == "size":
+            elif self.kind == "size" or (self.kind == "output_size" and value != "auto"):
                 parse_size(value)
         except ValueError:
+            if self.kind in ("size", "output_size"):
+                raise self._fail(
+                    f"{value!r} is not a size WIDTHxHEIGHT (e.g. 512x512, sides 1 to {_MAX_SIDE})"
+                ) from None
             raise self._fail(f"{value!r} is not a valid {self.kind}") from None
         return value
 
@@ -136,7 +143,7 @@ class ValueSpec:
         if self.distribution is not None:
             name, a, b = self.distribution
             x = float(rng.uniform(a, b) if name == "uniform" else rng.normal(a, b))
-            if self.kind == "size":
+            if self.kind in ("size", "output_size"):
                 side = min(_MAX_SIDE, max(16, round(x / 16) * 16))
                 return f"{side}x{side}"
             if self.kind == "int":
@@ -248,7 +255,9 @@ class _Synthesizer:
             raise UsageError("--images-per-request: every request needs at least one image")
         self.params = [
             ("n", ValueSpec(options.n, "int", "--n")),
-            ("size", ValueSpec(options.size, "str", "--size")),
+            # Checked as WxH (or OpenAI's "auto"): a malformed size would have the server
+            # reject every request of the trace.
+            ("size", ValueSpec(options.size, "output_size", "--size")),
             ("output_format", ValueSpec(options.output_format, "str", "--output-format")),
             ("num_inference_steps", ValueSpec(options.num_inference_steps, "int", "--steps")),
             ("guidance_scale", ValueSpec(options.guidance_scale, "float", "--guidance-scale")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from traces import quantile
+from traces import LAG_FLOOR_NS, lag_advice, lag_matters, lag_rule_text, quantile
 
 from ._sender import Exchange
 
@@ -21,8 +22,8 @@ __all__ = ["LAG_LATE_NS", "LAG_WARN_NS", "LagHealth", "Live", "Stats", "summary_
 
 LAG_LATE_NS = 1_000_000
 """A send more than 1 ms after its intended time counts as late in the lag-health line."""
-LAG_WARN_NS = 5_000_000
-"""Lag p99 above 5 ms: the replayer could not keep up, and says so loudly."""
+LAG_WARN_NS = int(LAG_FLOOR_NS)
+"""Below this lag p99 the replayer never warns (`traces.lag_matters` is the whole rule)."""
 _RECENT = 1000
 
 
@@ -44,10 +45,13 @@ class LagHealth:
     """Share of sends later than 1 ms."""
     waited: int = 0
     """Sends that waited for a free slot under --max-inflight."""
+    median_latency_ms: float = math.nan
+    """Median latency from the intended send of the successful requests: what the lag shapes."""
 
     @property
     def kept_up(self) -> bool:
-        return self.p99_ms * 1e6 <= LAG_WARN_NS
+        """No lag that matters for the latencies (`traces.lag_matters`, as in `report`)."""
+        return not lag_matters(self.p99_ms * 1e6, self.median_latency_ms * 1e6)
 
     def line(self) -> str:
         return (
@@ -57,21 +61,26 @@ class LagHealth:
         )
 
     def warning(self, planned_rate: float | None, achieved_rate: float) -> str | None:
+        """The loud line when the lag matters for the latencies, with what to do about it."""
         if self.kept_up:
             return None
+        share = (
+            f", {self.p99_ms / self.median_latency_ms:.0%} of the median latency"
+            if self.median_latency_ms > 0
+            else ""
+        )
         text = (
-            f"WARNING: the replayer could not keep up: send lag p99 {self.p99_ms:.1f} ms is over "
-            f"{LAG_WARN_NS / 1e6:g} ms"
+            f"WARNING: the replayer could not keep up: send lag p99 {self.p99_ms:.1f} ms{share} "
+            f"({lag_rule_text()} matters)"
         )
         if planned_rate:
-            text += f" (achieved {achieved_rate:.1f} req/s of {planned_rate:.1f} planned)"
-        text += (
-            ". Latencies from the intended time stay honest, but the load did not reach the "
-            "server on schedule"
-        )
+            text += f"; sent at {achieved_rate:.1f} req/s of {planned_rate:.1f} planned"
         if self.waited:
             text += f"; {self.waited} sends waited for a free slot (--max-inflight)"
-        return text + "."
+        return (
+            text + ". Latencies from the intended time stay honest, but the load did not reach "
+            f"the server on schedule: {lag_advice()}."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +90,9 @@ class LagHealth:
             "max_ms": self.max_ms,
             "late_share": self.late_share,
             "waited": self.waited,
+            "median_latency_ms": self.median_latency_ms
+            if self.median_latency_ms == self.median_latency_ms
+            else None,
             "kept_up": self.kept_up,
         }
 
@@ -170,6 +182,7 @@ class Stats:
             max_ms=(max(lags) / 1e6) if lags else 0.0,
             late_share=late / len(lags) if lags else 0.0,
             waited=waited,
+            median_latency_ms=self.latency_ms("intended", 50) if self.latency else math.nan,
         )
 
     def latency_ms(self, which: str, percent: float) -> float:
@@ -178,15 +191,45 @@ class Stats:
         return _quantile_ms(values, percent / 100)
 
 
-def summary_table(stats: Stats, achieved_rate: float, duration_s: float) -> list[tuple[str, str]]:
-    """The final summary as (label, value) rows; rendered by rich or as plain text."""
+SATURATED = 0.9
+"""The server kept under 90% of the send rate: it fell behind the load and requests queued."""
+
+
+def saturated(stats: Stats, send_rate: float, duration_s: float) -> bool:
+    """Whether the server completed (well or not) fewer requests per second than were sent.
+
+    The run's duration ends one latency after the last send; the fastest service latency (a
+    request that did not queue) is taken off, so a short run that kept up is not called
+    saturated for the time its last request took.
+    """
+    if stats.done < 2 or send_rate <= 0 or not stats.service:
+        return False
+    busy_s = duration_s - min(stats.service) / 1e9
+    return busy_s > 0 and stats.done / busy_s < SATURATED * send_rate
+
+
+def summary_table(
+    stats: Stats, achieved_rate: float, duration_s: float, planned_rate: float | None = None
+) -> list[tuple[str, str]]:
+    """The final summary as (label, value) rows; rendered by rich or as plain text.
+
+    Three rates, never one for another: what was sent (the replayer's side), and what
+    succeeded over the whole run (what the server sustained).
+    """
+    succeeded = stats.done - stats.errors
+    throughput = succeeded / duration_s if duration_s > 0 else 0.0
+    planned = f" (planned {planned_rate:.2f})" if planned_rate else ""
+    sustained = f"{throughput:.2f} req/s succeeded"
+    if saturated(stats, achieved_rate, duration_s):
+        sustained += " - below the sent rate: the server was saturated and requests queued"
     rows = [
         ("requests sent", f"{stats.sent} of {stats.planned} planned"),
-        ("completed", str(stats.done)),
+        ("completed", f"{stats.done} ({succeeded} succeeded)"),
         ("warmup (excluded below)", str(stats.warmup)),
         ("errors", str(stats.errors)),
         ("duration", f"{duration_s:.2f} s"),
-        ("achieved rate", f"{achieved_rate:.2f} req/s"),
+        ("sent rate", f"{achieved_rate:.2f} req/s{planned}"),
+        ("server throughput", sustained),
     ]
     if stats.statuses:
         rows.append(("statuses", ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))))

@@ -166,7 +166,7 @@ def parse_seed(text: str) -> SeedPolicy:
             return SeedPolicy(mode, int(number))
         except ValueError:
             pass
-    raise UsageError(f"--seed {text!r}: expected keep, fixed:N or random:S (N, S integers)")
+    raise UsageError(f"--request-seed {text!r}: expected keep, fixed:N or random:S (N, S integers)")
 
 
 def parse_url(text: str, flag: str = "--target") -> httpx.URL:

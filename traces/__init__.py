@@ -32,6 +32,14 @@ from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
 from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import is_json_media, json_envelope, strip_images_from_json
+from ._lag import (
+    LAG_ABSOLUTE_NS,
+    LAG_FLOOR_NS,
+    LAG_SHARE_OF_MEDIAN,
+    lag_advice,
+    lag_matters,
+    lag_rule_text,
+)
 from ._media import extension_for, sniff_media_type
 from ._merge import MergeResult, ShardInfo, merge_files, shard_metadata, shard_of
 from ._multipart import (
@@ -92,6 +100,9 @@ __all__ = [
     "HEAD_TOO_LARGE",
     "IMAGE_FIELDS",
     "INVALID_RESPONSE",
+    "LAG_ABSOLUTE_NS",
+    "LAG_FLOOR_NS",
+    "LAG_SHARE_OF_MEDIAN",
     "MASK_FIELDS",
     "MAX_CLASSES",
     "PLACEHOLDERS",
@@ -166,6 +177,9 @@ __all__ = [
     "invalid_response",
     "is_json_media",
     "json_envelope",
+    "lag_advice",
+    "lag_matters",
+    "lag_rule_text",
     "merge_files",
     "new_boundary",
     "parse_byte_size",

@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from traces import TraceError, __version__
 
@@ -28,7 +29,7 @@ from . import (
     serve,
     synth,
 )
-from ._shared import error_line, exit_code_for
+from ._shared import EXIT_USAGE, error_line, exit_code_for
 
 __all__ = ["build_parser", "main"]
 
@@ -53,8 +54,24 @@ exit codes: 0 ok; 1 a regression was found (compare --fail-on); 2 usage or input
 Run `imgtrace COMMAND --help` for the options of a command; docs/cli.md lists them all."""
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse with the project's error rule: one `imgtrace: error: ...` line, exit 2.
+
+    A second line points to the command's `--help` instead of repeating its whole usage, which
+    for `replay` is a dozen lines that push the error out of sight. Subcommands inherit it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("imgtrace").strip()
+        where = f"{command}: " if command else ""
+        self.exit(
+            EXIT_USAGE,
+            f"imgtrace: error: {where}{message}\nrun `{self.prog} --help` for the options\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="imgtrace",
         description="Record, replay and compare traces of image-edit HTTP APIs.",
         epilog=EPILOG,

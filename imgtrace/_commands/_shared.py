@@ -24,8 +24,10 @@ __all__ = [
     "EXIT_USAGE",
     "Subparsers",
     "Update",
+    "add_deprecated_alias",
     "add_output_flags",
     "argument_type",
+    "deprecation",
     "error_line",
     "exit_code_for",
     "parse_duration",
@@ -210,3 +212,44 @@ def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return convert
+
+
+# -- renamed flags --------------------------------------------------------------------------------
+
+
+def deprecation(old: str, new: str) -> None:
+    """The one warning for an old spelling that still works."""
+    print(f"imgtrace: warning: {old} is deprecated here: use {new}", file=sys.stderr)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Stores into the new flag's destination and warns that the old spelling will go."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        deprecation(option_string or self.option_strings[0], self.new)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: str, dest: str
+) -> None:
+    """Keep `old` working as a spelling of `new` (same destination), with a warning."""
+    parser.add_argument(
+        old,
+        dest=dest,
+        action=_DeprecatedAlias,
+        new=new,
+        default=argparse.SUPPRESS,
+        metavar="...",
+        help=f"deprecated spelling of {new}",
+    )

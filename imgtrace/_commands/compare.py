@@ -16,6 +16,7 @@ from ._shared import (
     EXIT_OK,
     EXIT_REGRESSION,
     Subparsers,
+    deprecation,
     progress,
     refuse_existing,
     write_json,
@@ -88,10 +89,15 @@ def add_arguments(compare: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=1, help="bootstrap random seed (default 1; results repeat)"
     )
     compare.add_argument(
+        "--any-trace",
+        action="store_true",
+        help="pair runs of different traces on the request ids they share (refused otherwise)",
+    )
+    compare.add_argument(
         "--force",
         action="store_true",
-        help="pair runs of different traces on the request ids they share, and overwrite "
-        "existing output files",
+        help="overwrite existing output files (pairing runs of different traces with it is "
+        "deprecated: use --any-trace)",
     )
     add_image_arguments(compare)
     spread = compare.add_argument_group(
@@ -201,7 +207,7 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
         summary_line,
     )
     from analyzer._compare_tables import comparison_tables, noise_table
-    from analyzer._render import render_text
+    from analyzer._render import render_text, wrap_lines
     from analyzer._report import health_line
     from analyzer._rules import violations
 
@@ -212,9 +218,10 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
             args.noise,
             settings,
             trace=args.trace,
-            force=args.force,
+            force=args.any_trace or args.force,
             salvage=args.salvage,
         )
+    _warn_force_pairing(args, analyses, noise)
     tables: list[Any] = []
     for analysis in analyses:
         tables += comparison_tables(analysis, settings, noise=noise is not None)
@@ -243,7 +250,7 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     code = EXIT_REGRESSION if found else EXIT_OK
     out = sys.stderr if args.json == "-" else sys.stdout
     print("\n\n".join(render_text(table) for table in tables), file=out)
-    print("\n" + "\n".join(summary), file=out)
+    print("\n" + "\n".join(wrap_lines(summary)), file=out)
     if args.json:
         document = compare_document(
             analyses,
@@ -260,6 +267,18 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
     if args.html is not None:
         _write_html(args, analyses, runs, summary, tables, image_reports)
     return code
+
+
+def _warn_force_pairing(args: argparse.Namespace, analyses: list[Any], noise: Any) -> None:
+    """--force once also paired runs of different traces; that meaning now is --any-trace."""
+    if args.any_trace or not args.force:
+        return
+    joins = [analysis.join for analysis in analyses] + ([noise.join] if noise else [])
+    if any(
+        join.base.trace_digest and join.cand.trace_digest != join.base.trace_digest
+        for join in joins
+    ):
+        deprecation("--force to pair runs of different traces", "--any-trace")
 
 
 def _image_reports(args: argparse.Namespace, rules: Any) -> tuple[list[Any], list[str]]:

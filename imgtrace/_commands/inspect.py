@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import Subparsers, refuse_existing, write_json
+from traces import UsageError
+
+from ._shared import Subparsers, deprecation, refuse_existing, write_json
 
 __all__ = ["register"]
 
@@ -47,8 +49,15 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def add_show_arguments(show: argparse.ArgumentParser) -> None:
     """The flags of `show`."""
-    show.add_argument("files", nargs="+", type=Path, metavar="FILE", help="trace or run files")
-    show.add_argument("--json", action="store_true", help="print one JSON object per file")
+    show.add_argument("files", nargs="*", type=Path, metavar="FILE", help="trace or run files")
+    show.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write one JSON object per file, one per line, to FILE (`-` or no FILE: standard "
+        "output), as every command's --json does",
+    )
     _add_salvage(show)
 
 
@@ -93,16 +102,45 @@ def _add_salvage(parser: argparse.ArgumentParser) -> None:
 def _show(args: argparse.Namespace) -> int:
     from traces import TraceReader, format_summary, summarize
 
-    for number, path in enumerate(args.files):
+    files: list[Path] = list(args.files)
+    target: str | None = args.json
+    if target not in (None, "-") and _is_trace_file(Path(target)):
+        # `show --json TRACE`: --json was a switch; a trace or run file is an input, never an
+        # output to overwrite.
+        deprecation("show --json TRACE (--json as a switch before the files)", "--json -")
+        files.insert(0, Path(target))
+        target = "-"
+    if not files:
+        raise UsageError("show needs at least one FILE (a trace or run file)")
+    if target not in (None, "-") and Path(target).exists():
+        raise UsageError(
+            f"--json {target} already exists: choose another file (show never overwrites)"
+        )
+    lines: list[bytes] = []
+    for number, path in enumerate(files):
         with TraceReader(path, salvage=args.salvage) as reader:
             summary = summarize(reader)
-        if args.json:
+        if target == "-":
             write_json("-", summary, compact=True)
+        elif target is not None:
+            import msgspec
+
+            lines.append(msgspec.json.encode(summary) + b"\n")
         else:
             if number:
                 print()
             print("\n".join(format_summary(summary)))
+    if target not in (None, "-"):
+        Path(target).write_bytes(b"".join(lines))
     return 0
+
+
+def _is_trace_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return b"IMGTRACE" in handle.read(16)
+    except OSError:
+        return False
 
 
 def _cat(args: argparse.Namespace) -> int:

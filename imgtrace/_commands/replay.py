@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from traces import UsageError
 
-from ._shared import EXIT_INTERRUPTED, EXIT_OK, Subparsers, refuse_existing, write_json
+from ._shared import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Subparsers,
+    add_deprecated_alias,
+    refuse_existing,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from replayer import DryRun, ReplayConfig, ReplayResult
@@ -29,9 +36,10 @@ lag-health line. docs/replaying.md explains the modes and measurements."""
 
 EPILOG = """\
 exit codes: 0 done (a warning is printed if some requests could not connect); 2 usage or input
-error, not a single request could connect to the target, every request was refused with 401
-or 403, or a dispatch worker died (the run file is still written; after a dying worker, marked
-interrupted); 130 interrupted (the run file is written and marked interrupted)."""
+error, or every request failed the same way: none could connect, all were refused with 401
+or 403, or all got the same 4xx status such as 404 from a doubled path prefix; or a dispatch
+worker died (the run file is still written; after a dying worker, marked interrupted);
+130 interrupted (the run file is written and marked interrupted)."""
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -179,12 +187,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "num_inference_steps=8; repeatable",
     )
     shaping.add_argument(
-        "--seed",
+        "--request-seed",
         default="keep",
         metavar="keep|fixed:N|random:S",
-        help="the seed field: as recorded (keep, default), N everywhere, or drawn per request "
-        "from S (reproducible)",
+        help="the requests' seed field: as recorded (keep, default), N everywhere, or drawn "
+        "per request from S (reproducible); as in synth",
     )
+    add_deprecated_alias(shaping, "--seed", "--request-seed", "request_seed")
     shaping.add_argument("--model", metavar="NAME", help="set the model field of every request")
 
     scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
@@ -332,7 +341,7 @@ def config_from_args(
         headers=headers,
         queries=queries,
         sets=sets,
-        seed=args.seed,
+        seed=args.request_seed,
         model=args.model,
         timeout=args.timeout,
         drain=args.drain,
@@ -400,20 +409,11 @@ def _replay(args: argparse.Namespace) -> int:
     _print_summary(console, result)
     write_json(args.json, result.as_dict())
     target = config.shaper().url
-    if result.nothing_connected:
-        from replayer import ReplayError
-        from replayer._shaping import public_target
-
-        raise ReplayError(
-            f"not a single request could connect to {public_target(target)}; check --target "
-            f"and that the server is up (the run file {result.output} was written anyway)"
-        )
-    refused = _refused_credentials(result.stats)
-    if refused:
+    hint = _diagnosis(result, target)
+    if hint is not None:
         from replayer import ReplayError
 
-        written = f"the run file {result.output} was"
-        raise ReplayError(_refused_message(f"the {refused} requests", written))
+        raise ReplayError(f"{hint} (the run file {result.output} was written anyway)")
     connect_errors = result.stats.error_kinds.get("connect", 0)
     if connect_errors:
         from replayer._shaping import public_target
@@ -427,6 +427,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console: Any) -> int:
+    import httpx
+
     from replayer import ReplayError, replay_interleaved
 
     group = replay_interleaved(config)
@@ -442,6 +444,10 @@ def _replay_interleaved(args: argparse.Namespace, config: ReplayConfig, console:
     if refused:
         what = f"the requests to {', '.join(refused)}"
         raise ReplayError(_refused_message(what, "the run files were"))
+    for name, result in group.runs.items():
+        hint = _diagnosis(result, httpx.URL(result.target))
+        if hint is not None:
+            raise ReplayError(f"target {name}: {hint} (the run file {result.output} was written)")
     return EXIT_INTERRUPTED if group.interrupted else EXIT_OK
 
 
@@ -460,6 +466,22 @@ def _refused_credentials(stats: Any) -> int:
     return refused if refused and refused == stats.done else 0
 
 
+def _diagnosis(result: ReplayResult, target: Any) -> str | None:
+    """The likely mistake when every request failed the same way (`replayer._diagnose`)."""
+    from replayer._diagnose import diagnose
+    from replayer._shaping import public_target
+
+    stats = result.stats
+    return diagnose(
+        stats.statuses,
+        stats.error_kinds,
+        stats.done,
+        connected=stats.connected,
+        target=public_target(target),
+        target_path=target.path.rstrip("/"),
+    )
+
+
 def _print_summary(console: Any, result: ReplayResult) -> None:
     from rich.table import Table
 
@@ -469,7 +491,8 @@ def _print_summary(console: Any, result: ReplayResult) -> None:
     table = Table(title=f"{title}: {result.output}", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    for label, value in summary_table(result.stats, result.achieved_rate, result.duration_s):
+    rows = summary_table(result.stats, result.achieved_rate, result.duration_s, result.planned_rate)
+    for label, value in rows:
         table.add_row(label, value)
     console.print(table)
     console.print(result.lag.line())

@@ -208,11 +208,16 @@ def test_runs_of_different_traces_are_refused_unless_forced(write_run: WriteRun,
     a = write_run("a.run", base)
     b = write_run("b.run", cand, trace_digest="e" * 64)
     code, _, err = run("compare", a, b, "--no-images")
-    assert code == 2 and "different traces" in err and "--force" in err
+    assert code == 2 and "different traces" in err and "--any-trace" in err
     assert len(err.strip().splitlines()) == 1
     with pytest.warns(UserWarning, match="different trace"):
         # --debug keeps the CLI from replacing the warning display that pytest records with.
-        assert run("--debug", "compare", a, b, "--no-images", "--force")[0] == 0
+        assert run("--debug", "compare", a, b, "--no-images", "--any-trace")[0] == 0
+    # The old spelling still pairs them, and says it is deprecated.
+    with pytest.warns(UserWarning, match="different trace"):
+        code, _, err = run("--debug", "compare", a, b, "--no-images", "--force")
+    assert code == 0
+    assert "imgtrace: warning: --force to pair runs of different traces is deprecated" in err
 
 
 def _empty_run(path: Path) -> Path:

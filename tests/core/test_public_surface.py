@@ -25,6 +25,9 @@ PUBLIC = {
         "HEAD_TOO_LARGE",
         "IMAGE_FIELDS",
         "INVALID_RESPONSE",
+        "LAG_ABSOLUTE_NS",
+        "LAG_FLOOR_NS",
+        "LAG_SHARE_OF_MEDIAN",
         "MASK_FIELDS",
         "MAX_CLASSES",
         "PLACEHOLDERS",
@@ -99,6 +102,9 @@ PUBLIC = {
         "invalid_response",
         "is_json_media",
         "json_envelope",
+        "lag_advice",
+        "lag_matters",
+        "lag_rule_text",
         "merge_files",
         "new_boundary",
         "parse_byte_size",
@@ -276,7 +282,7 @@ def test_replayer_option_types_refuse_bad_values(index: int) -> None:
     [
         ({"timeout": 0}, "--timeout 0: expected a positive number"),
         ({"drain": -1}, "--warmup and --drain cannot be negative"),
-        ({"seed": "sometimes"}, "--seed"),
+        ({"seed": "sometimes"}, "--request-seed"),
     ],
 )
 def test_replay_config_refuses_bad_values(options: dict[str, Any], message: str) -> None:

@@ -73,7 +73,7 @@ def test_set_keeps_equals_in_value() -> None:
 
 @pytest.mark.parametrize("text", ["", "fixed", "fixed:x", "random:", "always:1", "keep:1"])
 def test_invalid_seed(text: str) -> None:
-    with pytest.raises(UsageError, match="--seed"):
+    with pytest.raises(UsageError, match="--request-seed"):
         parse_seed(text)
 
 
