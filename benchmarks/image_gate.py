@@ -11,7 +11,6 @@ must fail it. Prints the share of seeds for each (targets: A/A passes in >= 95%,
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,34 +19,25 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "images"))
 
 from gate_runs import SERVER, gate, replay, synth
-from testproc import free_port, stop_process, wait_until_ready
-
-
-def serve(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgtrace", "serve", "--host", "127.0.0.1", "--port", str(port),
-         *SERVER, *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url + "/health", process, 30)
-    return url, process
+from servers import start_serve
 
 
 def trial(folder: Path, seed: int, requests: int) -> tuple[bool, bool]:
     """(A/A passed, B failed) for one seed."""
     trace = synth(folder, seed, requests)
-    noisy, noisy_process = serve("--noise", "2", "--random-seed", str(seed))
-    variant, variant_process = serve("--noise", "2", "--variant", "b", "--random-seed", str(seed))
+    noisy_server = start_serve(*SERVER, "--noise", "2", "--random-seed", str(seed))
+    variant_server = start_serve(
+        *SERVER, "--noise", "2", "--variant", "b", "--random-seed", str(seed)
+    )
+    noisy, variant = noisy_server.url, variant_server.url
     try:
         runs = {name: folder / f"{name}{seed}.run" for name in ("a", "a2", "a3", "b")}
         for name in ("a", "a2", "a3"):
             replay(trace, noisy, runs[name])
         replay(trace, variant, runs["b"])
     finally:
-        stop_process(noisy_process)
-        stop_process(variant_process)
+        noisy_server.stop()
+        variant_server.stop()
     same = gate(runs["a"], runs["a2"], runs["a3"])
     changed = gate(runs["a"], runs["b"], runs["a3"])
     for result in (same, changed):

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: the anyio backend, free ports, server processes, the CLI."""
+"""Fixtures shared by every test: the anyio backend, server processes, the CLI."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
-from testproc import free_port, stop_process, wait_until_ready
+from servers import Started, refused_url, start_serve
 
 
 @pytest.fixture
@@ -18,53 +17,27 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
+def refused() -> Iterator[str]:
+    """A URL on 127.0.0.1 that refuses connections (its port held, not listening)."""
+    with refused_url() as url:
+        yield url
 
 
-@dataclass
-class ServerProcess:
-    """A server started as its own process on 127.0.0.1."""
-
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-    def stop(self, timeout: float = 10.0) -> int:
-        return stop_process(self.process, timeout)
-
-
-SpawnServer = Callable[..., ServerProcess]
+ServerProcess = Started
+SpawnServer = Callable[..., Started]
 
 
 @pytest.fixture
 def spawn_server() -> Iterator[SpawnServer]:
-    """Start `imgtrace serve ARGS` (the bundled reference server) on a free port; stopped after.
+    """Start `imgtrace serve ARGS` (the bundled reference server) on port 0; stopped after.
 
-    `spawn_server("--speed", "50")` returns once GET /health answers 200.
+    `spawn_server("--speed", "50")` returns once the server says it is ready, with its URL.
     """
-    started: list[ServerProcess] = []
+    started: list[Started] = []
 
-    def spawn(*args: str, command: str = "serve", timeout: float = 30.0) -> ServerProcess:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imgtrace",
-                command,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        server = ServerProcess(f"http://127.0.0.1:{port}", port, process)
+    def spawn(*args: str, timeout: float = 30.0) -> Started:
+        server = start_serve(*args, timeout=timeout)
         started.append(server)
-        wait_until_ready(server.url + "/health", process, timeout)
         return server
 
     yield spawn

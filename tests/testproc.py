@@ -1,4 +1,4 @@
-"""Process helpers every test folder shares: free ports, readiness, clean stops.
+"""Process helpers every test folder shares: readiness, clean stops, raw HTTP.
 
 A plain module beside tests/conftest.py (pytest puts tests/ on sys.path), so helper modules in
 the sub-folders can import it too.
@@ -11,14 +11,6 @@ import subprocess
 import time
 
 import httpx
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:

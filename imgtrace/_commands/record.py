@@ -27,7 +27,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]") if host.startswith("[") else host
     host = host or "127.0.0.1"  # `:8080` and `8080` keep the safe default
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise UsageError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
     from recorder import exposure_warning
 
@@ -240,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(Path(args.output), options, args.force)
     listener = _bind(host, port)
+    port = listener.getsockname()[1]  # the port it got, when asked for any (port 0)
     try:
         recorder = Recorder(
             args.output,

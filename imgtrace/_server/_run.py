@@ -42,6 +42,8 @@ def _listen(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port/--host"
         ) from None
     sock.set_inheritable(True)
+    # Listening from here on, so a client told the port may connect before uvicorn starts.
+    sock.listen(2048)
     return sock
 
 
@@ -55,6 +57,12 @@ def serve(config: ServerConfig) -> int:
     sock = _listen(config.host, config.port)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
+    # Said at once, before the warm-up, so a caller of --port 0 can watch /health turn ready.
+    print(
+        f"imgtrace serve: listening on http://{host}:{port}, warming up",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def announce() -> None:
         speed = "inf" if config.speed == float("inf") else f"{config.speed:g}"

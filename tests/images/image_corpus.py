@@ -195,8 +195,8 @@ def _text(colour: tuple[int, int, int]) -> Edit:
         image = Image.fromarray(a.copy())
         draw = ImageDraw.Draw(image)
         draw.text((left, top), "sale 42%", fill=colour)
-        box = draw.textbbox((left, top), "sale 42%")
-        return np.asarray(image), (box[1], box[0], box[3] - box[1], box[2] - box[0])
+        x0, y0, x1, y1 = (int(v) for v in draw.textbbox((left, top), "sale 42%"))
+        return np.asarray(image), (y0, x0, y1 - y0, x1 - x0)
 
     return edit
 
@@ -241,10 +241,10 @@ def cases(
         found.append(Case("re-encode", "PNG level 9", name, data, png(a, compress_level=9),
                           "identical-pixels"))  # fmt: skip
         for quality in (95, 85):
-            b = _jpeg(a, quality)
-            expected = label(oracle(a, _decoded(b), None), th)
+            jpeg = _jpeg(a, quality)
+            expected = label(oracle(a, _decoded(jpeg), None), th)
             if expected is not None:
-                found.append(Case("re-encode", f"JPEG q{quality}", name, data, b, expected))
+                found.append(Case("re-encode", f"JPEG q{quality}", name, data, jpeg, expected))
         for family, case, edit in _edits():
             b, region = edit(a, rng)
             expected = label(oracle(a, b, region), th)
@@ -278,7 +278,7 @@ def server_cases(seed: int, th: Thresholds, sizes: tuple[int, ...]) -> list[Case
             background="auto", quality="auto", seed=seed + index, steps=8, guidance=4.0,
             negative_prompt="", model=None, user=None,
         )  # fmt: skip
-        renders = {}
+        renders: dict[str, bytes] = {}
         for key, variant, noise in (("a", "", 2), ("a2", "", 2), ("b", "b", 2), ("same", "", 0)):
             renderer = Renderer(variant, noise, 0, seed + len(renders))
             renders[key] = renderer.render(request, renderer.decode_inputs(request))[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ Output = Sequence[bytes] | ErrorInfo | int
 
 def write_run(
     path: Path,
-    outputs: dict[str, Output],
+    outputs: Mapping[str, Output],
     *,
     trace: Path | None = None,
     missing_blobs: bool = False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,12 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def browser() -> Browser:
+def browser() -> Iterator[Browser]:
     executable = find_chromium()
     if executable is None:
         pytest.fail("headless Chromium is needed: apt-get install -y chromium chromium-driver")
     opened = Browser(executable)
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 

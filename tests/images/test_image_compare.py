@@ -6,29 +6,20 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from images_support import jpeg, png, scene, write_run, write_trace
+from images_support import Output, jpeg, png, scene, write_run, write_trace
 
 from analyzer._errors import AnalysisError
 from analyzer._images import ImageReport, ImageThresholds, compare_run_images
+from analyzer._rules import ImageRule
 from imgtrace._commands._image_flags import add_image_arguments, thresholds_from_args
 from traces import ErrorInfo, UsageError
 
 SIZE = 192
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Stand-in with the shape of analyzer._rules.ImageRule."""
-
-    verdict: str
-    op: str
-    value: float
-    percent: bool
 
 
 def _noisy(pixels: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -69,7 +60,7 @@ def runs(tmp_path: Path) -> Path:
     a = {f"r{i}": [png(p)] for i, p in enumerate(pictures)}
     a["r6"] = [png(pictures[6]), png(pictures[7])]
     a["r7"] = [png(pictures[7]), png(pictures[8])]
-    b = dict(a)
+    b: dict[str, Output] = dict(a)
     b["r1"] = [png(pictures[1], compress_level=9)]  # identical pixels
     b["r2"] = [png(_patched(pictures[2]))]  # changed
     b["r3"] = ErrorInfo(kind="timeout", message="read timed out")  # missing
@@ -155,13 +146,13 @@ def test_rules_counts_and_json(runs: Path) -> None:
     report = _compare(runs)
     counts = report.counts()
     assert counts["changed"] == 2 and counts["missing"] == 2
-    message = report.violation(Rule("changed", ">", 0, False))
+    message = report.violation(ImageRule("changed", ">", 0, False))
     assert message is not None and "2 of 12 outputs are changed" in message
-    assert report.violation(Rule("changed", ">", 50, True)) is None
-    assert report.violation(Rule("changed", ">", 10, True)) is not None
-    assert report.violation(Rule("layout", ">=", 1, False)) is not None  # alias
+    assert report.violation(ImageRule("changed", ">", 50, True)) is None
+    assert report.violation(ImageRule("changed", ">", 10, True)) is not None
+    assert report.violation(ImageRule("layout", ">=", 1, False)) is not None  # alias
     with pytest.raises(UsageError, match="unknown image verdict"):
-        report.violation(Rule("blurry", ">", 0, False))
+        report.violation(ImageRule("blurry", ">", 0, False))
     data = json.loads(json.dumps(report.to_json(), allow_nan=False))
     assert data["counts"]["undecodable"] == 2
     assert len(data["pairs"]) == len(report.pairs)
@@ -314,9 +305,9 @@ def test_compare_reads_each_file_once_and_skips_image_bytes(
     passes: Counter[tuple[str, frozenset[str] | None]] = Counter()
     located = TraceReader._located
 
-    def counted(self: TraceReader, kinds: object) -> object:
-        passes[(self.path.name, frozenset(kinds) if kinds else None)] += 1  # type: ignore[arg-type]
-        return located(self, kinds)  # type: ignore[arg-type]
+    def counted(self: TraceReader, kinds: Any) -> Any:
+        passes[(self.path.name, frozenset(kinds) if kinds else None)] += 1
+        return located(self, kinds)
 
     monkeypatch.setattr(TraceReader, "_located", counted)
     for name in ("a.run", "b.run"):

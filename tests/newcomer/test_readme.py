@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from traces import TraceReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,7 @@ def _report_megabytes(out: Path) -> float:
     return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
 
 
+@pytest.mark.readme
 def test_readme_demo_command_works_in_a_fresh_environment(tmp_path: Path) -> None:
     demo, _ = readme_commands()
     clone = _copy_of_the_repository(tmp_path / "imgtrace")

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
-from testproc import free_port
+from servers import ThreadServer
 
 from recorder import Recorder, RecordingProxy, RecordOptions
 from traces import TraceReader, parse_multipart
@@ -36,40 +35,6 @@ def png(seed: int, size: int = 32) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="PNG")
     return out.getvalue()
-
-
-class ThreadServer:
-    """uvicorn serving an ASGI app on 127.0.0.1 from a background thread."""
-
-    def __init__(self, app: Any, **settings: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            **{"http": "h11", **settings},
-            ws="none",
-            lifespan="auto",
-            log_level="critical",
-            access_log=False,
-            proxy_headers=False,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from recorder_helpers import (
     SECRET_USER,
     SERVER_PATH,
     StartProxy,
-    ThreadServer,
     Upstream,
     decompressed,
     png,
@@ -31,7 +29,8 @@ from recorder_helpers import (
     requests_of,
     wait_for,
 )
-from testproc import exact_head, raw_status, stop_process
+from servers import ThreadServer, imgtrace_argv, start_process
+from testproc import exact_head, raw_status
 
 from imgtrace._headlimit import uvicorn_http
 from recorder import Recorder, RecordingProxy, RecordOptions
@@ -489,40 +488,30 @@ def test_record_warns_for_a_network_address(capsys: pytest.CaptureFixture[str]) 
 
 def test_record_prints_a_bracketed_ipv6_url(tmp_path: Path) -> None:
     try:
-        with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
-            port = probe.getsockname()[1]
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            pass
     except OSError as exc:
         pytest.skip(f"no IPv6 loopback here: {exc}")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imgtrace",
-            "record",
-            "--upstream",
-            "http://127.0.0.1:9",
-            "--listen",
-            f"[::1]:{port}",
-            "-o",
-            str(tmp_path / "v6.imgtrace"),
-        ],
-        stderr=subprocess.PIPE,
-    )
+    argv = imgtrace_argv(
+        "record", "--upstream", "http://127.0.0.1:9", "--listen", "[::1]:0",
+        "-o", str(tmp_path / "v6.imgtrace"),
+    )  # fmt: skip
+    # Any "recording" line: the bracketed form is what is checked below.
+    proxy = start_process(argv, re.compile(r"imgtrace: recording (\S+?:(\d+)) -> "), watch="stderr")
+    url = f"http://[::1]:{proxy.port}"
 
     def serving() -> bool:
         try:
-            httpx.get(f"http://[::1]:{port}/health", timeout=1)  # 502: the upstream is down
+            httpx.get(url + "/health", timeout=1)  # 502: the upstream is down
         except httpx.TransportError:
             return False
         return True
 
     try:
-        assert process.stderr is not None
-        line = process.stderr.readline().decode()
         wait_for(serving, timeout=20)  # a stop before uvicorn serves would not be seen
     finally:
-        stop_process(process)
-    assert line.startswith(f"imgtrace: recording http://[::1]:{port} -> "), line
+        proxy.stop()
+    assert proxy.lines[-1].startswith(f"imgtrace: recording {url} -> "), proxy.lines
 
 
 def test_header_over_the_limit_is_refused_and_recorded(upstream: Upstream, tmp_path: Path) -> None:

@@ -24,11 +24,11 @@ from recorder_helpers import (
     SECRET_USER,
     Upstream,
     decompressed,
-    free_port,
     png,
     raw_multipart,
     wait_for,
 )
+from servers import start_record
 from testproc import exact_head, raw_status
 
 from imgtrace._cli import main
@@ -39,28 +39,18 @@ RecordProcess = tuple[subprocess.Popen[str], str]
 
 @pytest.fixture
 def record() -> Iterator[Callable[..., RecordProcess]]:
-    """`record(*args)` starts `imgtrace record --listen 127.0.0.1:PORT ARGS` and waits for it."""
+    """`record(*args)` starts `imgtrace record --listen 127.0.0.1:0 ARGS` and waits for it."""
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str, preexec: Callable[[], None] | None = None) -> RecordProcess:
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "imgtrace", "record", "--listen", f"127.0.0.1:{port}", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        proxy = start_record(
+            *args,
             text=True,
             preexec_fn=preexec,
             env={**os.environ, "IMGTRACE_USER_KEY": "cli-user-key"},
         )
-        started.append(process)
-
-        def listening() -> bool:
-            assert process.poll() is None, process.communicate()[1]
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, timeout=20)
-        return process, f"http://127.0.0.1:{port}"
+        started.append(proxy.process)
+        return proxy.process, proxy.url
 
     yield start
     for process in started:
@@ -178,7 +168,7 @@ class _quiet:
         self._catch.__enter__()
         warnings.simplefilter("ignore", TraceRecoveryWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._catch.__exit__(*exc)
 
 
@@ -376,7 +366,7 @@ def test_existing_output_is_refused_and_kept(
         "-o",
         str(out),
         "--listen",
-        f"127.0.0.1:{free_port()}",
+        "127.0.0.1:0",
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (

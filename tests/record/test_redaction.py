@@ -17,13 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from recorder_helpers import (
     StartProxy,
-    ThreadServer,
     Upstream,
     decompressed,
     png,
     raw_multipart,
     requests_of,
 )
+from servers import ThreadServer
 
 from imgtrace._cli import main
 from traces import (

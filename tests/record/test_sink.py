@@ -15,7 +15,16 @@ from imgtrace._commands._shared import parse_duration, parse_size
 from recorder import Recorder, RecordOptions
 from recorder._capture import Exchange, pseudonymise
 from recorder._sink import part_path
-from traces import Header, Redaction, TraceReader, TraceWriter, UsageError, redact_query
+from traces import (
+    Header,
+    Outcome,
+    Redaction,
+    Request,
+    TraceReader,
+    TraceWriter,
+    UsageError,
+    redact_query,
+)
 
 
 def _exchange(recorder: Recorder, body: bytes = b"{}") -> Exchange:
@@ -87,9 +96,9 @@ def test_a_writer_that_falls_behind_drops_and_counts(tmp_path: Path) -> None:
     release = threading.Event()
 
     class SlowWriter(TraceWriter):
-        def write(self, record: object) -> None:  # type: ignore[override]
+        def write(self, record: Request | Outcome) -> None:
             release.wait(10)
-            super().write(record)  # type: ignore[arg-type]
+            super().write(record)
 
     def factory(path: Path, header: Header, redaction: Redaction, flush: float) -> TraceWriter:
         return SlowWriter(path, header, force=True, redaction=redaction, flush_interval=flush)

@@ -34,7 +34,8 @@ def test_openai_sdk_through_the_transport(upstream: Upstream, tmp_path: Path) ->
         client = openai.OpenAI(
             api_key=SECRET_TOKEN,
             base_url=upstream.url + "/v1",
-            http_client=http_client,
+            # The SDK's annotation names its own copy of httpx; any httpx.Client works.
+            http_client=http_client,  # type: ignore[arg-type]
             max_retries=0,
         )
         result = client.images.edit(

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from reduce_support import FAST, planted_trace, warm_up
-from testproc import free_port
 
 from traces import TraceReader
 
@@ -189,10 +188,10 @@ def test_a_trace_that_does_not_reproduce(
     assert not out.exists()
 
 
-def test_a_target_that_is_down(tmp_path: Path, imgtrace: Run) -> None:
+def test_a_target_that_is_down(tmp_path: Path, imgtrace: Run, refused: str) -> None:
     trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
     out = tmp_path / "min.imgtrace"
-    url = f"http://127.0.0.1:{free_port()}"
+    url = refused
     done = imgtrace(
         "reduce", str(trace), "--target", url, "--until", "status>=500", "--speed", "50",
         "-o", str(out),

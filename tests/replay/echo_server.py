@@ -1,10 +1,12 @@
 """A tiny HTTP server for replayer tests: echoes what it received, with controllable faults.
 
-Run as `python echo_server.py PORT [DELAY_S]`. Every POST answers JSON with the text fields,
-file parts (name and size), a sha256 of the Authorization header (never the header itself), the
-number of requests in flight when it arrived, and one small base64 PNG in `data[]`. The query
-string steers faults: `status=N` answers N, `delay=S` waits S seconds, `hang=1` never answers,
-`close=1` drops the connection mid-answer, `exit=1` answers and then ends the server.
+Run as `python echo_server.py PORT [DELAY_S]` (PORT 0 picks a free one); once it listens it
+prints `echo server: ready on http://127.0.0.1:PORT` with the port it got. Every POST answers
+JSON with the text fields, file parts (name and size), a sha256 of the Authorization header
+(never the header itself), the number of requests in flight when it arrived, and one small
+base64 PNG in `data[]`. The query string steers faults: `status=N` answers N, `delay=S` waits
+S seconds, `hang=1` never answers, `close=1` drops the connection mid-answer, `exit=1` answers
+and then ends the server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import sys
 import time
 from typing import Any
@@ -103,11 +106,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         state["inflight"] -= 1
 
 
+def main() -> None:
+    # Bound here, before serving, so the port it prints is the one it got (PORT may be 0).
+    # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say TCP (as `imgtrace serve`).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+    sock.listen(2048)  # before the line: a client that reads it may connect at once
+    port = sock.getsockname()[1]
+    print(f"echo server: ready on http://127.0.0.1:{port}", flush=True)
+    config = uvicorn.Config(app, log_level="critical", timeout_graceful_shutdown=1)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        log_level="critical",
-        timeout_graceful_shutdown=1,
-    )
+    main()

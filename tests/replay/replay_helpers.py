@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import servers
 from PIL import Image
-from testproc import free_port, stop_process, wait_until_ready
+from servers import Started
 
 from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
 
 
 @dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        stop_process(self.process)
+class Server(Started):
+    """The echo server (echo_server.py) in its own process."""
 
     def stats(self) -> dict[str, int]:
         data: dict[str, int] = httpx.get(self.url + "/stats").json()
         return data
 
 
-ECHO = Path(__file__).with_name("echo_server.py")
 MS = 1_000_000
 
 
@@ -76,16 +70,4 @@ def write_trace(
 
 
 def start_echo(delay: float = 0.0) -> Server:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ECHO), str(port), str(delay)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process)
-    try:
-        wait_until_ready(server.url + "/health", process, 20.0)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(**vars(servers.start_echo(delay)))

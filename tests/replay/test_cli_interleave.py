@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from replay_helpers import Server, free_port, write_trace
+from replay_helpers import Server, write_trace
 
 from traces import TraceReader
 
@@ -126,10 +126,10 @@ def test_order_seed_needs_named_targets(trace: Path, tmp_path: Path, imgtrace: R
 
 
 def test_dead_target_exits_2_after_writing_every_run(
-    trace: Path, tmp_path: Path, imgtrace: Run, echo: Server
+    trace: Path, tmp_path: Path, imgtrace: Run, echo: Server, refused: str
 ) -> None:
     out = tmp_path / "ab"
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = refused
     result = imgtrace(
         "replay", str(trace), "--target", f"a={echo.url}", "--target", f"b={dead}",
         "-o", str(out), "--no-progress",

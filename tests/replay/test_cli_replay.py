@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from replay_helpers import Server, free_port, png, start_echo, write_trace
+from replay_helpers import Server, png, start_echo, write_trace
 
 from traces import FilePart, Header, MultipartBody, Request, TextField, TraceReader, TraceWriter
 
@@ -88,10 +88,10 @@ def test_missing_blob(tmp_path: Path, imgtrace: Run, echo: Server) -> None:
 
 
 def test_unreachable_target_writes_run_and_exits_2(
-    trace: Path, tmp_path: Path, imgtrace: Run
+    trace: Path, tmp_path: Path, imgtrace: Run, refused: str
 ) -> None:
     out = tmp_path / "run.imgtrace"
-    target = f"http://127.0.0.1:{free_port()}"
+    target = refused
     result = imgtrace("replay", str(trace), "--target", target, "-o", str(out), "--no-progress")
     one_line_error(result, "not a single request could connect", target)
     with TraceReader(out) as reader:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from replay_helpers import MS, Server, free_port, start_echo, write_trace
+from replay_helpers import MS, Server, start_echo, write_trace
 
 from replayer import (
     InterleavedResult,
@@ -158,11 +158,11 @@ def test_sends_go_out_in_the_drawn_order(tmp_path: Path, echo: Server, other_ech
     assert matches >= 0.8 * (count - 1), matches
 
 
-def test_dead_target_does_not_stop_the_others(tmp_path: Path, echo: Server) -> None:
+def test_dead_target_does_not_stop_the_others(tmp_path: Path, echo: Server, refused: str) -> None:
     offsets = [0, 10, 20, 30, 40]
     trace = write_trace(tmp_path / "t.imgtrace", offsets)
     out = tmp_path / "group"
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = refused
     result = interleaved(trace, out, [Target("a", echo.url), Target("b", dead)])
     assert result.unreachable() == ["b"]
     error, _ = result.problems()

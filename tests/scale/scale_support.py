@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import io
-import select
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
-from testproc import stop_process
+from servers import FAST_SERVE, start_serve
 
 from traces import (
     FilePart,
@@ -120,34 +117,8 @@ def write_shard_run(
 @contextmanager
 def reference_server(*args: str, timeout: float = 30.0) -> Iterator[str]:
     """`imgtrace serve` on 127.0.0.1, port 0, fast; yields its URL from the readiness line."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imgtrace",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--speed",
-            "1000",
-            "--load-time",
-            "0",
-            "--cold-start",
-            "0",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    server = start_serve(*FAST_SERVE, *args, timeout=timeout)
     try:
-        assert process.stdout is not None
-        readable, _, _ = select.select([process.stdout], [], [], timeout)
-        line = process.stdout.readline().decode() if readable else ""
-        prefix = "imgtrace serve: ready on "
-        if not line.startswith(prefix):
-            raise RuntimeError(f"no readiness line from imgtrace serve: {line!r}")
-        yield line[len(prefix) :].split()[0]
+        yield server.url
     finally:
-        stop_process(process)
+        server.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -226,7 +225,7 @@ def run_shards(
     errors = []
     for process in processes:
         _, err = process.communicate(timeout=180)
-        errors.append("" if process.returncode == 0 else f"{shlex.join(process.args)}: {err}")
+        errors.append("" if process.returncode == 0 else f"{process.args!r}: {err}")
     return errors
 
 

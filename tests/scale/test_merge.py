@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scale_support import MS, write_shard_run, write_trace
@@ -148,9 +149,7 @@ def test_overlapping_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     forged = write_shard_run(tmp_path / "f.imgtrace", index=0, count=1, total=4, group="g1")
     with TraceReader(forged) as reader:
         sends = list(reader.outcomes())
-    from scale_support import shard_metadata
-
-    from traces import Header, TraceWriter
+    from traces import Header, TraceWriter, shard_metadata
 
     header = Header(
         kind="run",
@@ -169,7 +168,7 @@ def test_overlapping_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert not list(tmp_path.glob(".*partial"))
 
 
-def _fields(outcome: Outcome) -> dict[str, object]:
+def _fields(outcome: Outcome) -> dict[str, Any]:
     return {name: getattr(outcome, name) for name in outcome.__struct_fields__}
 
 

@@ -6,13 +6,14 @@ A module of its own (not conftest.py) so tests can import it whatever else pytes
 from __future__ import annotations
 
 import io
-import select
+import re
 import subprocess
-import sys
+from typing import IO
 
 import httpx
 from PIL import Image
-from testproc import free_port, stop_process
+from servers import SERVE_LISTENING, SERVE_READY, imgtrace_argv, wait_for_line
+from testproc import stop_process
 
 from traces import FormPartData, encode_multipart, new_boundary
 
@@ -36,49 +37,43 @@ def decode(data: bytes) -> Image.Image:
 
 
 class Server:
-    """`imgtrace serve` in its own process, with its readiness line read from stdout."""
+    """`imgtrace serve` on port 0 in its own process; started now, its port known once ready.
+
+    Several can start at once and be waited for in turn (`wait_ready`).
+    """
 
     def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
+        self.url = ""
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imgtrace",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--load-time",
-                "0",
-                "--cold-start",
-                "0",
-                *args,
-            ],
+            imgtrace_argv("serve", "--host", "127.0.0.1", "--port", "0", *NO_WARMUP, *args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
 
     def wait_ready(self, timeout: float = 30.0) -> str:
         """Block until the readiness line; returns it."""
-        assert self.process.stdout is not None
-        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline().decode() if readable else ""
-        if not line.startswith("imgtrace serve: ready on"):
-            self.process.kill()
-            self.process.wait()
-            assert self.process.stderr is not None
-            stderr = self.process.stderr.read().decode()
+        return self._wait(self.process.stdout, SERVE_READY, timeout)
+
+    def wait_listening(self, timeout: float = 30.0) -> str:
+        """Block until the server has bound its port, warm or not; returns the line it said."""
+        return self._wait(self.process.stderr, SERVE_LISTENING, timeout)
+
+    def _wait(self, stream: IO[bytes] | None, ready: re.Pattern[str], timeout: float) -> str:
+        assert stream is not None
+        try:
+            match, lines = wait_for_line(self.process, stream, ready, timeout)
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"no readiness line: {line!r}, stderr: {stderr}")
-        return line
+            raise
+        self.url, self.port = match.group(1), int(match.group(2))
+        return lines[-1]
 
     def stop(self, timeout: float = 10.0) -> int:
         return stop_process(self.process, timeout)
 
 
+NO_WARMUP = ("--load-time", "0", "--cold-start", "0")
 MAX_BODY = 1_000_000
 
 

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import httpx
@@ -20,14 +19,8 @@ from imgtrace._cli import main
 def test_health_is_503_until_warm_and_sigint_stops_cleanly() -> None:
     server = Server("--load-time", "1000")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(server.url + "/health")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "server never listened"
-                time.sleep(0.05)
+        server.wait_listening()
+        health = httpx.get(server.url + "/health")
         assert_error(health, 503)
         refused = httpx.post(
             server.url + "/v1/images/edits",

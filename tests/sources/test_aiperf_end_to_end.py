@@ -14,13 +14,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from servers import Started, start_record, start_serve
 from source_fixtures import png, run_cli
-from testproc import free_port, stop_process, wait_until_ready
 
 from traces import MultipartBody, Request, TextField, TraceReader
 
@@ -36,14 +35,6 @@ pytestmark = [
         "venv; see docs/tutorials/with-aiperf.md)",
     ),
 ]
-
-
-def _imgtrace(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imgtrace", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def _body(request: Request) -> list[tuple[str, str, str | None]]:
@@ -94,22 +85,11 @@ def test_aiperf_sends_what_the_imports_build(
     exported.write_text("\n".join(lines) + "\n")
     capsys.readouterr()
 
-    server_port, proxy_port = free_port(), free_port()
-    server = _imgtrace("serve", "--port", str(server_port), "--load-time", "0", "--cold-start", "0")
-    proxy = None
+    server = start_serve("--load-time", "0", "--cold-start", "0")
+    proxy: Started | None = None
     try:
-        wait_until_ready(f"http://127.0.0.1:{server_port}/health", server, 30)
         recording = tmp_path / "recorded.imgtrace"
-        proxy = _imgtrace(
-            "record",
-            "--upstream",
-            f"http://127.0.0.1:{server_port}",
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "-o",
-            str(recording),
-        )
-        wait_until_ready(f"http://127.0.0.1:{proxy_port}/health", proxy, 30)
+        proxy = start_record("--upstream", server.url, "-o", str(recording))
         run = subprocess.run(
             [
                 AIPERF,
@@ -119,7 +99,7 @@ def test_aiperf_sends_what_the_imports_build(
                 "--tokenizer",
                 TOKENIZER,
                 "--url",
-                f"http://127.0.0.1:{proxy_port}",
+                proxy.url,
                 "--endpoint-type",
                 "image_edit",
                 "--input-file",
@@ -143,12 +123,12 @@ def test_aiperf_sends_what_the_imports_build(
         assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
     finally:
         if proxy is not None:
-            proxy.send_signal(signal.SIGINT)
+            proxy.process.send_signal(signal.SIGINT)
             try:
-                proxy.wait(30)
+                proxy.process.wait(30)
             finally:
-                stop_process(proxy)
-        stop_process(server)
+                proxy.stop()
+        server.stop()
     sent = _requests(recording)
     assert len(sent) == 4
 
