@@ -34,8 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "analysis"))
+
+from analyzer_runs import rows_from as rows
+
 from analyzer._compare import PairAnalysis, Settings, analyze_pair, apply_holm
-from analyzer._load import Rows, join_rows
+from analyzer._load import join_rows
 from analyzer._rules import parse_rules, violations
 
 MODELS = (("independent", 0.0), ("AR(1) rho=0.5", 0.5), ("AR(1) rho=0.8", 0.8))
@@ -67,37 +71,6 @@ def run_noise(rng: np.random.Generator, n: int, rho: float, spread: float) -> np
     for i in range(1, n):
         series[i] = rho * series[i - 1] + shocks[i]
     return np.exp(series)
-
-
-def rows(latency: np.ndarray, name: str) -> Rows:
-    n = len(latency)
-    intended = np.arange(n, dtype=np.float64) * 1e8
-    ids = np.empty(n, dtype=object)
-    ids[:] = [f"r{i}" for i in range(n)]
-    empty = np.empty(n, dtype=object)
-    empty[:] = [""] * n
-    stratum = np.empty(n, dtype=object)
-    stratum[:] = ["all"] * n
-    return Rows(
-        path=Path(name),
-        kind="run",
-        source="replay",
-        trace_digest="t",
-        request_id=ids,
-        loop=np.zeros(n, np.int64),
-        seq=np.arange(n, dtype=np.int64),
-        intended=intended,
-        sent=intended,
-        upload_done=intended,
-        first_byte=intended + latency,
-        done=intended + latency,
-        status=np.full(n, 200, np.int64),
-        error=empty,
-        warmup=np.zeros(n, bool),
-        bytes_up=np.zeros(n, np.int64),
-        bytes_down=np.zeros(n, np.int64),
-        stratum=stratum,
-    )
 
 
 def analyze(base: np.ndarray, cand: np.ndarray, settings: Settings) -> PairAnalysis:

@@ -1,4 +1,4 @@
-"""Process helpers every test folder shares: readiness, clean stops, raw HTTP.
+"""Process helpers every test folder shares: clean stops, raw HTTP.
 
 A plain module beside tests/conftest.py (pytest puts tests/ on sys.path), so helper modules in
 the sub-folders can import it too.
@@ -8,24 +8,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
-
-import httpx
-
-
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Poll `url` until it answers 200; fail early if the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:

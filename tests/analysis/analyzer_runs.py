@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer._load import Rows
 from traces import (
     ErrorInfo,
     Header,
@@ -144,3 +145,35 @@ def write_recorded_trace(path: Path, latencies_ns: Sequence[float] | Any) -> Pat
                 )
             )
     return path
+
+
+def rows_from(latencies: np.ndarray, name: str) -> Rows:
+    """The rows of a clean run: one request every 0.1 s taking `latencies` ns, all 200."""
+    n = len(latencies)
+    intended = np.arange(n, dtype=np.float64) * 1e8
+    ids = np.empty(n, dtype=object)
+    ids[:] = [f"r{i}" for i in range(n)]
+    errors = np.empty(n, dtype=object)
+    errors[:] = [""] * n
+    stratum = np.empty(n, dtype=object)
+    stratum[:] = ["all"] * n
+    return Rows(
+        path=Path(name),
+        kind="run",
+        source="replay",
+        trace_digest="t",
+        request_id=ids,
+        loop=np.zeros(n, np.int64),
+        seq=np.arange(n, dtype=np.int64),
+        intended=intended,
+        sent=intended,
+        upload_done=intended,
+        first_byte=intended + latencies,
+        done=intended + latencies,
+        status=np.full(n, 200, np.int64),
+        error=errors,
+        warmup=np.zeros(n, bool),
+        bytes_up=np.zeros(n, np.int64),
+        bytes_down=np.zeros(n, np.int64),
+        stratum=stratum,
+    )

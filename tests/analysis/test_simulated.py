@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-from analyzer_runs import simulate_pairs
+from analyzer_runs import rows_from, simulate_pairs
 
 from analyzer._compare import PairAnalysis, Settings, analyze_pair, apply_holm
-from analyzer._load import Rows, join_rows
+from analyzer._load import join_rows
 
 ALPHA = 0.05
 # Over 150 seeds the binomial standard error of a 5% rate is 1.8 points; allow about 2.5 of them.
 TOLERANCE = 0.045
-
-
-def rows_from(latencies: np.ndarray, name: str) -> Rows:
-    n = len(latencies)
-    intended = np.arange(n, dtype=np.float64) * 1e8
-    ids = np.empty(n, dtype=object)
-    ids[:] = [f"r{i}" for i in range(n)]
-    errors = np.empty(n, dtype=object)
-    errors[:] = [""] * n
-    stratum = np.empty(n, dtype=object)
-    stratum[:] = ["all"] * n
-    return Rows(
-        path=Path(name),
-        kind="run",
-        source="replay",
-        trace_digest="t",
-        request_id=ids,
-        loop=np.zeros(n, np.int64),
-        seq=np.arange(n, dtype=np.int64),
-        intended=intended,
-        sent=intended,
-        upload_done=intended,
-        first_byte=intended + latencies,
-        done=intended + latencies,
-        status=np.full(n, 200, np.int64),
-        error=errors,
-        warmup=np.zeros(n, bool),
-        bytes_up=np.zeros(n, np.int64),
-        bytes_down=np.zeros(n, np.int64),
-        stratum=stratum,
-    )
 
 
 def analyze(base: np.ndarray, cand: np.ndarray, resamples: int = 300) -> PairAnalysis:

@@ -1,11 +1,18 @@
-"""Fixtures for replayer tests: echo servers shared by a test module."""
+"""Fixtures for replayer tests: echo servers shared by a test module, a small trace."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from replay_helpers import Server, start_echo
+from replay_helpers import Server, start_echo, write_trace
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    """Three image edits, 10 ms apart."""
+    return write_trace(tmp_path / "t.imgtrace", [0, 10, 20])
 
 
 @pytest.fixture(scope="module")

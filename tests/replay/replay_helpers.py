@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import servers
-from PIL import Image
+from samples import png as png
 from servers import Started
 
 from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
@@ -25,12 +25,18 @@ class Server(Started):
 
 
 MS = 1_000_000
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def png(seed: int = 0, size: int = 8) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), (seed % 256, 40, 90)).save(buffer, format="PNG")
-    return buffer.getvalue()
+def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit 2, no traceback, one `imgtrace: error:` line in stderr, holding each fragment."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("imgtrace: error: ")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
 
 
 def write_trace(

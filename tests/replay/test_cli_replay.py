@@ -8,30 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from replay_helpers import Server, png, start_echo, write_trace
+from replay_helpers import Run, Server, one_line_error, png, start_echo, write_trace
 
 from traces import FilePart, Header, MultipartBody, Request, TextField, TraceReader, TraceWriter
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("imgtrace: error: ")]
-    assert len(errors) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0]
-
-
-@pytest.fixture
-def trace(tmp_path: Path) -> Path:
-    return write_trace(tmp_path / "t.imgtrace", [0, 10, 20])
 
 
 def test_missing_trace(tmp_path: Path, imgtrace: Run, echo: Server) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from PIL import Image
+import pytest
+from samples import png as png
 from servers import FAST_SERVE, start_serve
 
 from traces import (
@@ -24,10 +24,15 @@ from traces import (
 MS = 1_000_000
 
 
-def png(seed: int, size: int = 8) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), (seed % 256, 40, 90)).save(buffer, format="PNG")
-    return buffer.getvalue()
+def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *fragments: str) -> str:
+    """Exit 2 and stderr is one line `imgtrace: error: ...` holding each fragment; returns it."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("imgtrace: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 def write_trace(

@@ -6,20 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scale_support import MS, write_shard_run, write_trace
+from scale_support import MS, one_line_error, write_shard_run, write_trace
 
 from imgtrace import main
 from traces import Blob, Outcome, TraceReader, merge_files
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *fragments: str) -> str:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("imgtrace: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def shards(tmp_path: Path, count: int = 3, total: int = 20, **kwargs: object) -> list[Path]:

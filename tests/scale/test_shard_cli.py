@@ -7,19 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from scale_support import reference_server, write_trace
+from scale_support import one_line_error, reference_server, write_trace
 
 from imgtrace import main
 from traces import TraceReader, shard_of
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], code: int, *fragments: str) -> None:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("imgtrace: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture
