@@ -74,9 +74,9 @@ def test_a_recording_against_a_replay_and_two_replayer_versions_are_mixed(
     base, cand = _slower_pair(write_run, "proxy", tool_version="0.4.0")
     _, out, _ = run("compare", base, cand, "--no-images")
     assert "imgtrace record" in out and "mixed clients" in out
-    base, cand = simulate_pairs(100, 5)
-    older = write_run("old.run", base, tool_version="0.3.0")
-    newer = write_run("new.run", cand, tool_version="0.4.0")
+    base_ms, cand_ms = simulate_pairs(100, 5)
+    older = write_run("old.run", base_ms, tool_version="0.3.0")
+    newer = write_run("new.run", cand_ms, tool_version="0.4.0")
     _, out, _ = run("compare", older, newer, "--no-images")
     assert "mixed clients" in out
 

@@ -107,5 +107,6 @@ def test_a_changed_part_gets_a_plain_head_and_the_others_keep_theirs() -> None:
 
 def test_a_boundary_that_is_not_a_token_is_quoted_in_a_new_content_type() -> None:
     body = MultipartBody(parts=(TextField(name="a", value="1"),), boundary="abc def")
-    content_type, _ = encode_body(body, {}.__getitem__)
+    no_blobs: dict[str, bytes] = {}
+    content_type, _ = encode_body(body, no_blobs.__getitem__)
     assert content_type == 'multipart/form-data; boundary="abc def"'

@@ -7,19 +7,16 @@ and the replayed Content-Type and body are compared with what the client sent.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from raw_capture import RawCaptureServer
-from testproc import free_port
+from servers import start_record
 
 from traces import TraceReader
 
@@ -55,27 +52,13 @@ def servers() -> Iterator[tuple[RawCaptureServer, RawCaptureServer]]:
     target.close()
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _record(upstream: str, out: Path, bodies: list[tuple[str, bytes]]) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgtrace", "record", "--listen", f"127.0.0.1:{port}"]
-        + ["--upstream", upstream, "-o", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
+    proxy = start_record(
+        "--upstream", upstream, "-o", str(out), stdout=subprocess.DEVNULL, text=True
     )
+    process = proxy.process
     try:
-        deadline = time.monotonic() + 20
-        while not _listening(port):
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with httpx.Client(base_url=proxy.url) as client:
             for content_type, body in bodies:
                 sent = client.post(
                     "/v1/images/edits", content=body, headers={"content-type": content_type}
