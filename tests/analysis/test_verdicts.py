@@ -6,6 +6,7 @@ import html
 import json
 import math
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -158,7 +159,7 @@ def test_significance_is_the_interval_at_the_holm_level() -> None:
     assert levels == [pytest.approx(1 - 0.05 / 3)]
     assert not item.significant and item.verdict == "inconclusive"
     assert item.verdict_text == "inconclusive (98.3% CI (Holm) includes 0)"
-    low, high = item.to_json()["ci_holm"]
+    low, high = cast("list[Any]", item.to_json()["ci_holm"])
     assert (low, high) == (pytest.approx(math.expm1(-0.01)), pytest.approx(math.expm1(0.2)))
     item.interval_at = lambda confidence: (0.005, 0.2)
     item.decide(Settings())
