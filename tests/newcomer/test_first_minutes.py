@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testproc import free_port, stop_process, wait_until_ready
+from servers import start_serve
+from testproc import stop_process
 
 from traces import TraceReader
 
@@ -34,16 +35,10 @@ def imgtrace(*args: str | Path, columns: int | None = None) -> subprocess.Comple
 
 
 def serve(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgtrace", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--cold-start", "0", "--load-time", "0", "--jitter", "0", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = start_serve(
+        "--cold-start", "0", "--load-time", "0", "--jitter", "0", *args, stderr=subprocess.DEVNULL
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url + "/health", process, 30.0)
-    return url, process
+    return server.url, server.process
 
 
 @dataclass
