@@ -216,8 +216,13 @@ def _assert_clean(path: Path) -> None:
         assert secret.encode() not in data, secret
 
 
+# The command prints its warnings as one line each (the test run turns bare warnings into errors).
+@pytest.mark.filterwarnings("default::UserWarning")
 def test_recording_and_its_replay_keep_no_secret(
-    gateway: ThreadServer, start_proxy: StartProxy, tmp_path: Path
+    gateway: ThreadServer,
+    start_proxy: StartProxy,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     proxy = start_proxy(gateway.url)
     assert _post(proxy.url).status_code == 200
@@ -237,6 +242,8 @@ def test_recording_and_its_replay_keep_no_secret(
     run = tmp_path / "run.imgtrace"
     code = main(["replay", str(proxy.path), "--target", gateway.url, "-o", str(run)])
     assert code == 0
+    # The replay says, before sending, which recorded credentials it cannot send.
+    assert "was redacted when it was recorded" in capsys.readouterr().err
     with TraceReader(run) as replayed:
         (outcome,) = list(replayed.outcomes())
     assert outcome.status == 200
@@ -259,7 +266,10 @@ def test_keep_header_keeps_a_named_credential(
     assert dict(request.response.headers)["x-litellm-model-api-base"] == INTERNAL_BASE
 
 
-def test_a_placeholder_is_never_replayed(upstream: Upstream, tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("default::UserWarning")
+def test_a_placeholder_is_never_replayed(
+    upstream: Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trace = tmp_path / "t.imgtrace"
     headers = (
         ("x-session-affinity", "<redacted>"),
@@ -270,6 +280,7 @@ def test_a_placeholder_is_never_replayed(upstream: Upstream, tmp_path: Path) -> 
         writer.write(Request(id="a", offset_ns=0, path="/echo", headers=headers))
     run = tmp_path / "run.imgtrace"
     assert main(["replay", str(trace), "--target", upstream.url, "-o", str(run)]) == 0
+    assert "authorization header was redacted" in capsys.readouterr().err
     (seen,) = [item for item in upstream.seen if item.get("path") == "/echo" and "headers" in item]
     assert seen["headers"]["x-kept"] == "visible"
     assert "x-session-affinity" not in seen["headers"] and "authorization" not in seen["headers"]
