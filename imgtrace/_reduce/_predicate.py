@@ -168,13 +168,15 @@ class _ImageChanged(Predicate):
 
 
 @dataclass(eq=False)
-class _All(Predicate):
+class _Combined(Predicate):
     parts: list[Predicate]
     text: str
 
     def __post_init__(self) -> None:
         self.needs_images = any(part.needs_images for part in self.parts)
 
+
+class _All(_Combined):
     def hits(self, run: RunView) -> list[str]:
         found: list[str] = []
         for part in self.parts:
@@ -185,14 +187,7 @@ class _All(Predicate):
         return found
 
 
-@dataclass(eq=False)
-class _Any(Predicate):
-    parts: list[Predicate]
-    text: str
-
-    def __post_init__(self) -> None:
-        self.needs_images = any(part.needs_images for part in self.parts)
-
+class _Any(_Combined):
     def hits(self, run: RunView) -> list[str]:
         found: list[str] = []
         for part in self.parts:
