@@ -19,11 +19,10 @@ import httpx
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from traces import HEAD_TOO_LARGE, ErrorKind
+from traces import HEAD_TOO_LARGE, ErrorKind, Http1Pool, Http1Response
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
 from ._sink import Recorder
-from ._upstream import UpstreamPool, UpstreamResponse
 
 __all__ = ["RecordingProxy"]
 
@@ -50,7 +49,7 @@ class _ClientGone(Exception):
 
 
 class _Request(NamedTuple):
-    """The arguments of `UpstreamPool.request`."""
+    """The arguments of `Http1Pool.request`."""
 
     method: str
     target: str
@@ -121,7 +120,7 @@ class RecordingProxy:
         self._timeout = timeout
         self._max_connections = max_connections
         # Made on first use, inside the event loop that serves the proxy.
-        self._pool: UpstreamPool | None = None
+        self._pool: Http1Pool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -134,9 +133,9 @@ class RecordingProxy:
         if pool is not None:
             await pool.aclose()
 
-    def _upstream_pool(self) -> UpstreamPool:
+    def _upstream_pool(self) -> Http1Pool:
         if self._pool is None:
-            self._pool = UpstreamPool(
+            self._pool = Http1Pool(
                 self.upstream, timeout=self._timeout, max_connections=self._max_connections
             )
         return self._pool
@@ -308,7 +307,7 @@ class RecordingProxy:
 
     async def _relay_small(
         self,
-        response: UpstreamResponse,
+        response: Http1Response,
         start: Message,
         send: Send,
         exchange: Exchange | None,
@@ -331,7 +330,7 @@ class RecordingProxy:
 
     async def _relay_stream(
         self,
-        response: UpstreamResponse,
+        response: Http1Response,
         start: Message,
         send: Send,
         exchange: Exchange | None,

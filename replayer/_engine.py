@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import anyio
 import anyio.to_thread
-import httpx
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -35,15 +34,6 @@ __all__ = ["Engine"]
 AHEAD = 64
 # Longest the dispatcher waits for its first bodies before it says it is ready.
 PRIME_TIMEOUT = 5.0
-
-
-async def _warm_up() -> None:
-    """Pay the one-off costs of a first request (lazy imports in httpx's stack) before t0."""
-    transport = httpx.MockTransport(lambda request: httpx.Response(204))
-    async with httpx.AsyncClient(transport=transport) as client:
-        await client.post("http://warm.up/", content=b"x")
-    import h11  # noqa: F401 - imported by the first real connection otherwise
-    import httpcore._backends.anyio  # noqa: F401
 
 
 class Engine:
@@ -78,7 +68,6 @@ class Engine:
         with anyio.move_on_after(PRIME_TIMEOUT):
             for event in primed:
                 await event.wait()
-        await _warm_up()
 
     async def _produce(
         self, feed: Feed, send: MemoryObjectSendStream[Item], primed: anyio.Event

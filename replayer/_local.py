@@ -27,8 +27,10 @@ async def run_local(
 ) -> list[ReplayResult]:
     config = files.config
     runs = [
-        TargetRun(config.lane_limit, config.timeout, partial(files.deliver, index))
-        for index in range(len(files.runs))
+        TargetRun(
+            config.lane_limit, config.timeout, partial(files.deliver, index), str(run.shaper.url)
+        )
+        for index, run in enumerate(files.runs)
     ]
     engine = Engine(config.timing, runs, feeds, config.drain)
     await engine.prime(background)

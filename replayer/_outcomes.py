@@ -21,7 +21,7 @@ import msgspec
 from traces import Outcome, TraceWriter, invalid_response, json_envelope
 
 from ._backlog import BODY_BUDGET, Backlog
-from ._sender import Exchange
+from ._sender import Exchange, decoded_body
 
 __all__ = ["OutcomeSink"]
 
@@ -116,6 +116,9 @@ class OutcomeSink:
         envelope: Any = None
         images: tuple[str, ...] = ()
         body_blob: str | None = None
+        undecodable = decoded_body(exchange)
+        if undecodable is not None and exchange.error is None:
+            exchange.error = undecodable
         body = exchange.body
         split = None
         if body:

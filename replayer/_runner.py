@@ -325,7 +325,7 @@ async def _run(
             if config.workers == 0:
                 results = await run_local(files, feeds, background)
             else:
-                results = await run_workers(files, _specs(config, len(shapers)), feeds, background)
+                results = await run_workers(files, _specs(config, shapers), feeds, background)
             background.cancel_scope.cancel()
         return files, results
     except Exception as exc:
@@ -339,11 +339,11 @@ async def _run(
             other.close()
 
 
-def _specs(config: ReplayConfig, targets: int) -> list[WorkerSpec]:
+def _specs(config: ReplayConfig, shapers: list[Shaper]) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             index=index,
-            targets=targets,
+            urls=tuple(str(shaper.url) for shaper in shapers),
             timing=config.timing,
             lane_limit=config.lane_limit,
             timeout=config.timeout,

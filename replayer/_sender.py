@@ -1,35 +1,35 @@
 """Sending: absolute deadlines, one HTTP connection per in-flight request, phase timings.
 
-Why lanes instead of one shared client: whenever a request enters or leaves httpx's shared
-pool (httpcore's `_assign_requests_to_connections`), the pool re-checks every connection (an
-idle one by polling its socket) and matches every queued request against every connection,
-all under one lock. The work per request grows with the square of the concurrency, and beyond
-about 16 requests in flight the pool itself becomes the bottleneck (the `connection design`
-table of benchmarks/replay_fidelity.py). A lane is a client whose pool holds exactly one
-connection; an in-flight request owns its lane, so every pool stays trivially small.
+Every send owns a lane (a connection of its own) from its start to its end: a pool that
+matches queued requests against shared connections does work that grows with the square of
+the concurrency, and beyond about 16 requests in flight it becomes the bottleneck (the
+`connection design` table of benchmarks/replay_fidelity.py). The bytes go through
+`traces.Http1Pool`, whose C parser (httptools) leaves a sized response body alone once the head
+is read: a 0.8 MB image response costs the event loop a few socket reads, not the ~5 ms of CPU
+that httpx spent on it, which was send lag for the next request.
 """
 
 from __future__ import annotations
 
-import ssl
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import anyio.lowlevel
 import httpx
 
-from traces import ErrorInfo, error_kind
+from traces import ErrorInfo, Http1Pool, error_kind
 
 from ._shaping import Prepared
+from ._waker import wait_precisely
 
-__all__ = ["Clock", "Exchange", "LanePool", "classify_error", "send_one"]
+__all__ = ["Clock", "Exchange", "LanePool", "classify_error", "decoded_body", "send_one"]
 
-# Sleep until this long before a deadline, then yield-spin: the event loop's timers fire up
-# to ~1 ms late (epoll rounds its timeout up to whole milliseconds).
-SPIN_NS = 1_500_000
+# Sleep on the event loop's own timers until this long before a deadline (they fire up to
+# ~1 ms late: epoll rounds its timeout up to whole milliseconds), then precisely (`_waker`).
+COARSE_NS = 2_000_000
 # Below the keep-alive timeout of common servers (uvicorn 5 s, nginx 75 s): a connection idle
 # longer is closed by us first, instead of racing the server's close with the next request.
 KEEPALIVE_EXPIRY = 4.0
@@ -55,78 +55,60 @@ class Clock:
 
     async def wait_until(self, offset_ns: int) -> None:
         deadline = self.t0 + offset_ns
-        while True:
-            remaining = deadline - time.perf_counter_ns()
-            if remaining <= 0:
-                return
-            if remaining > SPIN_NS:
-                await anyio.sleep((remaining - SPIN_NS) / 1e9)
-            else:
-                # Yield, not sleep: responses of requests in flight are handled meanwhile.
-                await anyio.lowlevel.checkpoint()
+        remaining = deadline - time.perf_counter_ns()
+        if remaining <= 0:
+            return
+        if remaining > COARSE_NS:
+            await anyio.sleep((remaining - COARSE_NS) / 1e9)
+        await wait_precisely(deadline)
 
 
 class LanePool:
-    """Clients with one connection each; an in-flight request holds one lane.
+    """The lanes of one target: an in-flight request holds one, with its connection.
 
     `limit` caps the lanes (the closed loop's N, or --max-inflight); `acquire` then waits,
-    and the wait shows up as lag because the send time is taken after it.
+    and the wait shows up as lag because the send time is taken after it. The connections
+    live in one `Http1Pool`, which reuses the most recently used idle one (the warmest).
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, url: str = "http://127.0.0.1", timeout: float = 300.0):
         self.limit = limit
         self.in_flight = 0
         self.peak = 0
         self.waits = 0
-        self._free: list[httpx.AsyncClient] = []
-        self._all: list[httpx.AsyncClient] = []
+        self.lanes = 0
+        """Lanes opened: the most requests that were in flight at once, or the cap."""
         self._freed: anyio.Event | None = None
-        # One TLS context for every lane: building one per client costs milliseconds.
-        self._ssl = ssl.create_default_context()
-        self._limits = httpx.Limits(
-            max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY
+        # The pool's own limits are above the send's (`send_one`), so a send that runs out of
+        # time is always a `timeout`, as its outcome says.
+        self.pool = Http1Pool(
+            httpx.URL(url),
+            timeout=2 * timeout + 1,
+            max_connections=0,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
         )
 
-    def _new_client(self) -> httpx.AsyncClient:
-        # trust_env=False: no proxy or .netrc credentials from the environment sneak in.
-        client = httpx.AsyncClient(
-            limits=self._limits, timeout=None, verify=self._ssl, trust_env=False
-        )
-        self._all.append(client)
-        return client
-
-    def try_acquire(self) -> httpx.AsyncClient | None:
+    def try_acquire(self) -> Http1Pool | None:
         """A lane now, or None when the cap is reached (the caller queues the send)."""
-        if self._free:
-            client = self._free.pop()  # LIFO: reuse the warmest connection
-        elif self.limit is None or len(self._all) < self.limit:
-            client = self._new_client()
-        else:
-            return None
+        if self.in_flight == self.lanes:
+            if self.limit is not None and self.lanes >= self.limit:
+                return None
+            self.lanes += 1
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
-        return client
+        return self.pool
 
-    async def acquire(self) -> httpx.AsyncClient:
+    async def acquire(self) -> Http1Pool:
         waited = False
-        while True:
-            if self._free:
-                client = self._free.pop()  # LIFO: reuse the warmest connection
-                break
-            if self.limit is None or len(self._all) < self.limit:
-                client = self._new_client()
-                break
+        while (pool := self.try_acquire()) is None:
             waited = True
             self._freed = anyio.Event()
             await self._freed.wait()
         self.waits += waited
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        return client
+        return pool
 
-    def release(self, client: httpx.AsyncClient) -> None:
+    def release(self, pool: Http1Pool) -> None:
         self.in_flight -= 1
-        self._free.append(client)
         if self._freed is not None:
             self._freed.set()
 
@@ -136,14 +118,9 @@ class LanePool:
             self._freed = anyio.Event()
             await self._freed.wait()
 
-    @property
-    def lanes(self) -> int:
-        return len(self._all)
-
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
-            for client in self._all:
-                await client.aclose()
+            await self.pool.aclose()
 
 
 @dataclass
@@ -184,24 +161,25 @@ def classify_error(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(kind=error_kind(exc, default="local"), message=str(exc) or type(exc).__name__)
 
 
-def _tracer(exchange: Exchange, clock: Clock) -> Callable[[str, Any], Any]:
-    # httpcore calls this on every phase of the exchange; the names end the same for HTTP/1.1
-    # and HTTP/2 (e.g. "http11.send_request_body.complete").
-    async def trace(name: str, info: Any) -> None:
-        if name.endswith("send_request_headers.started"):
-            exchange.sent_ns = clock.now()
-        elif name.endswith("send_request_body.complete"):
-            exchange.upload_done_ns = clock.now()
-        elif name.endswith("receive_response_headers.complete"):
-            # The status line and headers are the first bytes of a response: parsing them
-            # completes as soon as the first read returns (one segment on any real server).
-            exchange.first_byte_ns = clock.now()
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
-    return trace
+
+def _phases(exchange: Exchange, clock: Clock) -> Callable[[str], None]:
+    def phase(name: str) -> None:
+        if name == "sending":
+            exchange.sent_ns = clock.now()
+        else:
+            exchange.upload_done_ns = clock.now()
+
+    return phase
 
 
 async def send_one(
-    client: httpx.AsyncClient,
+    pool: Http1Pool,
     prepared: Prepared,
     exchange: Exchange,
     clock: Clock,
@@ -209,23 +187,31 @@ async def send_one(
 ) -> Exchange:
     """Send one request and fill in `exchange`; failures are outcomes, never exceptions.
 
-    Cancellation (an interrupted replay past its drain time) is recorded as an `aborted`
-    outcome and re-raised.
+    The body is kept as it came (any Content-Encoding undone later, by `decoded_body`, on the
+    side that stores it). Cancellation (an interrupted replay past its drain time) is recorded
+    as an `aborted` outcome and re-raised.
     """
-    request = prepared.request
-    request.extensions = {"trace": _tracer(exchange, clock)}
     exchange.bytes_up = len(prepared.content)
     try:
         with anyio.move_on_after(limit_s) as scope:
-            response = await client.send(request, stream=True)
+            response = await pool.request(
+                prepared.method,
+                prepared.target,
+                prepared.headers,
+                prepared.content,
+                on_phase=_phases(exchange, clock),
+            )
             try:
-                exchange.status = response.status_code
+                # The head is parsed as soon as the first read returns (one segment on any
+                # real server): its time is the first byte's.
+                exchange.first_byte_ns = clock.now()
+                exchange.status = response.status
                 body = await response.aread()
                 exchange.done_ns = clock.now()
                 exchange.body = body
-                exchange.bytes_down = response.num_bytes_downloaded
-                exchange.headers = tuple(response.headers.multi_items())
-                exchange.content_type = response.headers.get("content-type")
+                exchange.bytes_down = len(body)
+                exchange.headers = tuple((_text(n), _text(v)) for n, v in response.headers)
+                exchange.content_type = _header(exchange.headers, "content-type")
             finally:
                 await response.aclose()
         if scope.cancelled_caught:
@@ -243,3 +229,64 @@ async def send_one(
         exchange.done_ns = clock.now()
         exchange.body = b""
     return exchange
+
+
+def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _unzstd(body: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+
+
+def _unbrotli(body: bytes) -> bytes:
+    try:
+        import brotli  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # optional, as for httpx: without it the body stays as it came
+        return body
+    return bytes(brotli.decompress(body))
+
+
+_DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": lambda body: zlib.decompress(body, zlib.MAX_WBITS | 16),
+    "x-gzip": lambda body: zlib.decompress(body, zlib.MAX_WBITS | 16),
+    "deflate": lambda body: _inflate(body),
+    "zstd": _unzstd,
+    "br": _unbrotli,
+    "identity": lambda body: body,
+}
+
+
+def _inflate(body: bytes) -> bytes:
+    try:
+        return zlib.decompress(body)
+    except zlib.error:  # raw deflate, as some servers send it
+        return zlib.decompress(body, -zlib.MAX_WBITS)
+
+
+def decoded_body(exchange: Exchange) -> ErrorInfo | None:
+    """Undo the response's Content-Encoding on `exchange.body`, as httpx's `aread` does.
+
+    Done by the side that stores the outcome, never on a dispatcher's event loop. Unknown
+    codings are left as they are; a body that does not decode is a `protocol` error.
+    """
+    coding = _header(exchange.headers, "content-encoding")
+    if not exchange.body or coding is None:
+        return None
+    body = exchange.body
+    try:
+        for name in reversed([c.strip().lower() for c in coding.split(",") if c.strip()]):
+            decoder = _DECODERS.get(name)
+            if decoder is None:
+                return None
+            body = decoder(body)
+    except Exception as exc:  # zlib's, zstandard's or brotli's error: the server's fault
+        message = f"the {coding} response body does not decode: {exc}"
+        return ErrorInfo(kind="protocol", message=message)
+    exchange.body = body
+    return None

@@ -200,17 +200,24 @@ def _json_value(text: str) -> Any:
 class Prepared:
     """A request ready to send: everything the event loop needs, already encoded.
 
-    `request` is built here, off the event loop, with no client defaults merged in: the target
-    sees the recorded headers (plus a User-Agent when the recording had none), not httpx's.
+    The target sees the recorded headers (plus a User-Agent when the recording had none), with
+    only `Host` and `Content-Length` added on the wire. `target` is the request line's path and
+    query, worked out here, off the event loop, when not given.
     """
 
     method: str
     url: str
     headers: list[tuple[str, str]]
     content: bytes
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            object.__setattr__(self, "target", httpx.URL(self.url).raw_path.decode("ascii"))
 
     @cached_property
     def request(self) -> httpx.Request:
+        """The same request as httpx builds it (for callers that send it with httpx)."""
         return httpx.Request(self.method, self.url, headers=self.headers, content=self.content)
 
 
@@ -276,9 +283,7 @@ class Shaper:
 
         The body is shared, not copied: an interleaved replay encodes each body once.
         """
-        moved = Prepared(prepared.method, self.url_for(request), prepared.headers, prepared.content)
-        _ = moved.request  # built now, in the producer's thread
-        return moved
+        return Prepared(prepared.method, self.url_for(request), prepared.headers, prepared.content)
 
     def query_for(self, query: str) -> str:
         """The recorded query with `queries` applied and placeholders left out.
@@ -339,9 +344,7 @@ class Shaper:
         headers.extend(self.headers)
         if not any(name.lower() == "user-agent" for name, _ in headers):
             headers.append(("User-Agent", f"imgtrace/{__version__}"))
-        prepared = Prepared(request.method, self.url_for(request), headers, content)
-        _ = prepared.request  # built now, in the producer's thread
-        return prepared
+        return Prepared(request.method, self.url_for(request), headers, content)
 
 
 def _override_parts(body: MultipartBody, values: dict[str, str]) -> MultipartBody:

@@ -12,8 +12,9 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
+
+from traces import Http1Pool
 
 from ._sender import Clock, Exchange, LanePool, send_one
 from ._shaping import Prepared
@@ -30,9 +31,9 @@ class TargetRun:
     """One target's dispatch side: its lanes, counts and queued sends."""
 
     def __init__(
-        self, limit: int | None, timeout: float, deliver: Callable[[Exchange], None]
+        self, limit: int | None, timeout: float, deliver: Callable[[Exchange], None], url: str
     ) -> None:
-        self.lanes = LanePool(limit)
+        self.lanes = LanePool(limit, url, timeout)
         self.timeout = timeout
         self.deliver = deliver
         self.sent = 0
@@ -83,7 +84,7 @@ class TargetRun:
 
     def start(
         self,
-        client: httpx.AsyncClient,
+        client: Http1Pool,
         slot: Ticket,
         prepared: Prepared,
         intended: int,
@@ -100,9 +101,7 @@ class TargetRun:
         self.sent += 1
         senders.start_soon(self._send, client, prepared, exchange)
 
-    async def _send(
-        self, client: httpx.AsyncClient, prepared: Prepared, exchange: Exchange
-    ) -> None:
+    async def _send(self, client: Http1Pool, prepared: Prepared, exchange: Exchange) -> None:
         try:
             await send_one(client, prepared, exchange, self.clock, self.timeout)
         finally:

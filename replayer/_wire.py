@@ -1,9 +1,11 @@
 """The messages between the replay's coordinator and its dispatch workers (msgpack frames).
 
 Coordinator to worker, on a worker's feed pipe: `FeedItem`s (a send's ticket, its bodies'
-heads, the target order, then the content as a raw frame), then `End`. On its control pipe:
+heads, the target order, and where its content is: in the feed's shared-memory ring, or in a
+raw frame that follows), then `End`. On its control pipe:
 `Start` (the shared t0), `Stop` (drain), `Abort`. Worker to coordinator, on its result pipe:
-`Ready`, `Done` per exchange (then its body, raw), `Tick` for the progress bar, and `Final`
+`Ready`, `Done` per exchange (its body in the worker's result ring, or in a raw frame that
+follows), `Tick` for the progress bar, and `Final`
 with its lane counts; a pipe that ends without `Final` means the worker died.
 """
 
@@ -15,6 +17,8 @@ from ._sender import Exchange
 from ._shaping import Prepared
 
 __all__ = [
+    "INLINE",
+    "NO_BODY",
     "Abort",
     "Counts",
     "Done",
@@ -53,20 +57,31 @@ class Counts(msgspec.Struct, array_like=True):
     waited: int = 0
 
 
+# Where a body is (`FeedItem.at`, `Done.at`): at a position of a ring (0 or more), or not there.
+INLINE = -1
+"""In a raw frame right after the message (a body too big for the ring)."""
+NO_BODY = -2
+
+
 class FeedItem(msgspec.Struct, tag=True, array_like=True):
     """One send, its body for each target but without the content: every target's body has the
-    same content, which follows in a raw frame of its own (never copied into a message)."""
+    same content, which is at `at` (a ring position, or INLINE), `size` bytes."""
 
     ticket: Ticket
-    heads: list[tuple[str, str, list[tuple[str, str]]]]
+    heads: list[tuple[str, str, str, list[tuple[str, str]]]]
     order: tuple[int, ...]
+    at: int
+    size: int
 
     @classmethod
-    def of(cls, ticket: Ticket, bodies: tuple[Prepared, ...], order: tuple[int, ...]) -> FeedItem:
-        return cls(ticket, [(b.method, b.url, b.headers) for b in bodies], order)
+    def of(
+        cls, ticket: Ticket, bodies: tuple[Prepared, ...], order: tuple[int, ...], at: int
+    ) -> FeedItem:
+        heads = [(b.method, b.url, b.target, b.headers) for b in bodies]
+        return cls(ticket, heads, order, at, len(bodies[0].content))
 
     def prepared(self, content: bytes) -> tuple[Prepared, ...]:
-        return tuple(Prepared(m, u, h, content) for m, u, h in self.heads)
+        return tuple(Prepared(m, u, h, content, t) for m, u, t, h in self.heads)
 
 
 class End(msgspec.Struct, tag=True, array_like=True):
@@ -91,11 +106,13 @@ class Ready(msgspec.Struct, tag=True, array_like=True):
 
 
 class Done(msgspec.Struct, tag=True, array_like=True):
-    """A finished exchange, without its body: a body follows in a raw frame when `body`."""
+    """A finished exchange, without its body, which is at `at` (a ring position, INLINE or
+    NO_BODY), `size` bytes."""
 
     run: int
     exchange: Exchange
-    body: bool
+    at: int
+    size: int
 
 
 class Tick(msgspec.Struct, tag=True, array_like=True):

@@ -1,18 +1,21 @@
 """A dispatch worker: a process whose event loop only keeps deadlines and moves socket bytes.
 
-The coordinator (`_workers`) builds the bodies and feeds them through a pipe; the worker sends
-each at its deadline and passes every finished exchange back through another pipe, from a
-thread of its own (`Outbox`), body as a raw frame. When the coordinator falls behind reading,
-bodies past the worker's budget are left out rather than held or waited for. The worker never
-opens the trace or a run file, and ignores Ctrl-C: the coordinator tells it to stop or abort.
+The coordinator (`_workers`) builds the bodies and feeds them through a pipe (the bytes through
+a shared-memory ring, `_ring`); the worker sends each at its deadline and passes every finished
+exchange back through another pipe and ring, from a thread of its own (`Outbox`). When the
+coordinator falls behind reading, bodies past the worker's budget are left out rather than held
+or waited for. The worker never opens the trace or a run file, and ignores Ctrl-C: the
+coordinator tells it to stop or abort.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -24,10 +27,13 @@ import anyio.lowlevel
 from ._backlog import Backlog
 from ._engine import Engine
 from ._produce import BATCH, Feed, Item
+from ._ring import Ring
 from ._schedule import Timing
 from ._sender import Clock, Exchange
 from ._targetrun import TargetRun
 from ._wire import (
+    INLINE,
+    NO_BODY,
     Abort,
     Done,
     End,
@@ -46,6 +52,8 @@ __all__ = ["WORKER_BUDGET", "WorkerSpec", "worker_main"]
 WORKER_BUDGET = 32 * 1024 * 1024
 """Bytes of response bodies a worker holds for the coordinator, at most."""
 POLL_S = 0.01
+RING_WAIT_S = 0.001
+RING_PATIENCE_S = 5.0
 TICK_S = 0.25
 SWITCH_INTERVAL = 0.0005
 
@@ -53,14 +61,19 @@ SWITCH_INTERVAL = 0.0005
 @dataclass(frozen=True)
 class WorkerSpec:
     index: int
-    targets: int
+    urls: tuple[str, ...]
+    """Each target's base URL."""
     timing: Timing
     lane_limit: int | None
     timeout: float
     drain: float
+    feed_rings: tuple[str, ...] = ()
+    """The shared memory of each feed's ring (by name), made by the coordinator."""
+    result_ring: str = ""
+    ring_size: int = 0
 
 
-def pipe_feed(conn: Connection) -> Feed:
+def pipe_feed(conn: Connection, ring: Ring) -> Feed:
     """Items from the coordinator: up to BATCH of what has arrived, waiting only for the first."""
     ended = False
 
@@ -75,7 +88,10 @@ def pipe_feed(conn: Connection) -> Feed:
             if isinstance(message, End):
                 ended = True
                 break
-            content = conn.recv_bytes()
+            if message.at == INLINE:
+                content = conn.recv_bytes()
+            else:
+                content = ring.take(message.at, message.size)
             items.append((message.ticket, message.prepared(content), message.order))
         return items
 
@@ -85,8 +101,9 @@ def pipe_feed(conn: Connection) -> Feed:
 class Outbox:
     """Sends finished exchanges, progress ticks and the final counts to the coordinator."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, ring: Ring) -> None:
         self.conn = conn
+        self.ring = ring
         self.runs: list[TargetRun] = []
         """Set once every target's side is built; ticks wait for it."""
         self.backlog: Backlog[int] = Backlog(WORKER_BUDGET)
@@ -118,10 +135,27 @@ class Outbox:
         while (taken := self.backlog.take()) is not None:
             run, exchange = taken
             body, exchange.body = exchange.body, b""
+            at = self._place(body, exchange)
             with self._lock:
-                self.conn.send_bytes(encode(Done(run, exchange, bool(body))))
-                if body:
+                self.conn.send_bytes(encode(Done(run, exchange, at, len(body))))
+                if at == INLINE:
                     self.conn.send_bytes(body)
+
+    def _place(self, body: bytes, exchange: Exchange) -> int:
+        """Where `body` goes: into the ring once the coordinator has taken enough out (meanwhile
+        new exchanges wait in the bounded backlog), or inline when the ring cannot hold it. A
+        coordinator that takes nothing for RING_PATIENCE_S gets the exchange without it."""
+        if not body:
+            return NO_BODY
+        if len(body) > self.ring.size:
+            return INLINE
+        give_up = time.monotonic() + RING_PATIENCE_S
+        while (at := self.ring.put(body)) is None:
+            if time.monotonic() > give_up:
+                exchange.body_dropped = True
+                return NO_BODY
+            time.sleep(RING_WAIT_S)
+        return at
 
     def close(self, error: str | None) -> None:
         self._closing.set()
@@ -149,13 +183,20 @@ def _watch_control(conn: Connection, engine: Engine, token: anyio.lowlevel.Event
 async def _serve(
     spec: WorkerSpec, feeds: list[Connection], control: Connection, results: Connection
 ) -> None:
-    outbox = Outbox(results)
+    feed_rings = [Ring(spec.ring_size, name) for name in spec.feed_rings]
+    result_ring = Ring(spec.ring_size, spec.result_ring)
+    outbox = Outbox(results, result_ring)
     runs = [
-        TargetRun(spec.lane_limit, spec.timeout, partial(outbox.put, index))
-        for index in range(spec.targets)
+        TargetRun(spec.lane_limit, spec.timeout, partial(outbox.put, index), url)
+        for index, url in enumerate(spec.urls)
     ]
     outbox.runs = runs
-    engine = Engine(spec.timing, runs, [pipe_feed(conn) for conn in feeds], spec.drain)
+    engine = Engine(
+        spec.timing,
+        runs,
+        [pipe_feed(c, r) for c, r in zip(feeds, feed_rings, strict=True)],
+        spec.drain,
+    )
     error: str | None = None
     try:
         async with anyio.create_task_group() as background:
@@ -172,6 +213,28 @@ async def _serve(
     except Exception as exc:  # reported to the coordinator, which closes the runs
         error = f"{type(exc).__name__}: {exc}"
     outbox.close(error)
+    for ring in (*feed_rings, result_ring):
+        ring.close()
+
+
+# glibc's mallopt parameters, and what a worker sets them to. By default a buffer over 128 KiB
+# (or the last such size freed) is a mapping of its own: every 0.8 MB response read, joined and
+# copied into the ring faults in fresh zeroed pages and unmaps them again, which measured 1 ms
+# of system time per image request. From the heap they are reused; the trim threshold bounds
+# what the heap keeps free.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+
+
+def _keep_large_buffers() -> None:
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not glibc: its allocator has its own ways
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 def worker_main(
@@ -180,6 +243,7 @@ def worker_main(
     """The worker process's entry point (started with the spawn method)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     sys.setswitchinterval(SWITCH_INTERVAL)
+    _keep_large_buffers()
     try:
         anyio.run(_serve, spec, feeds, control, results)
     except (EOFError, OSError):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -26,9 +28,12 @@ from ._errors import ReplayError
 from ._partition import part_of
 from ._produce import Feed
 from ._results import ReplayResult
+from ._ring import Ring
 from ._runfiles import RunFiles
 from ._sender import Clock
 from ._wire import (
+    INLINE,
+    NO_BODY,
     Abort,
     Counts,
     Done,
@@ -48,6 +53,11 @@ __all__ = ["Workers", "run_workers"]
 
 READY_TIMEOUT = 60.0
 POLL_S = 0.05
+# Bytes of each shared-memory ring: a few image bodies in flight between the processes. Bodies
+# wait in the bounded queues on either side, not here; a bigger body goes through the pipe.
+RING_SIZE = 16 << 20
+# How often a producer looks again for room in a full ring.
+RING_WAIT_S = 0.001
 
 
 class WorkerHandle:
@@ -56,12 +66,20 @@ class WorkerHandle:
     def __init__(self, spec: WorkerSpec, feeds: int, deliver: Callable[[int, Done, bytes], None]):
         context = multiprocessing.get_context("spawn")
         self.index = spec.index
-        self.counts = [Counts() for _ in range(spec.targets)]
+        self.counts = [Counts() for _ in spec.urls]
         self.final: Final | None = None
         self.ready = threading.Event()
         self._deliver = deliver
         pairs = [context.Pipe(duplex=False) for _ in range(feeds)]
         self.feeds: list[Connection] = [send for _, send in pairs]
+        self.feed_rings = [Ring(RING_SIZE) for _ in range(feeds)]
+        self.result_ring = Ring(RING_SIZE)
+        spec = replace(
+            spec,
+            feed_rings=tuple(ring.name for ring in self.feed_rings),
+            result_ring=self.result_ring.name,
+            ring_size=RING_SIZE,
+        )
         control_recv, self.control = context.Pipe(duplex=False)
         self.results, results_send = context.Pipe(duplex=False)
         self.process: BaseProcess = context.Process(
@@ -81,7 +99,7 @@ class WorkerHandle:
             try:
                 message = decode_result(self.results.recv_bytes())
                 if isinstance(message, Done):
-                    body = self.results.recv_bytes() if message.body else b""
+                    body = self._body(message)
                     self._deliver(self.index, message, body)
                 elif isinstance(message, Tick):
                     self.counts = message.counts
@@ -92,6 +110,13 @@ class WorkerHandle:
                     self.final = message
             except (EOFError, OSError):
                 return
+
+    def _body(self, done: Done) -> bytes:
+        if done.at == INLINE:
+            return self.results.recv_bytes()
+        if done.at == NO_BODY:
+            return b""
+        return self.result_ring.take(done.at, done.size)
 
     def tell(self, message: Start | Stop | Abort) -> None:
         try:
@@ -120,14 +145,18 @@ class WorkerHandle:
             self.process.join()
         for conn in (*self.feeds, self.control, self.results):
             conn.close()
+        self.reader.join(5.0)
+        for ring in (*self.feed_rings, self.result_ring):
+            ring.close()
 
 
 class Pump:
     """Builds a feed's bodies and writes each to its worker's pipe, in schedule order."""
 
-    def __init__(self, feed: Feed, conns: Sequence[Connection]) -> None:
+    def __init__(self, feed: Feed, conns: Sequence[Connection], rings: Sequence[Ring]) -> None:
         self.feed = feed
         self.conns = list(conns)
+        self.rings = list(rings)
         self.error: BaseException | None = None
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="imgtrace-bodies", daemon=True)
@@ -140,9 +169,15 @@ class Pump:
                 if not items:
                     break
                 for ticket, bodies, order in items:
-                    conn = self.conns[part_of(ticket.seq, len(self.conns))]
-                    conn.send_bytes(encode(FeedItem.of(ticket, bodies, order)))
-                    conn.send_bytes(bodies[0].content)
+                    part = part_of(ticket.seq, len(self.conns))
+                    content = bodies[0].content
+                    at = self._place(self.rings[part], content)
+                    if at is None:
+                        break
+                    conn = self.conns[part]
+                    conn.send_bytes(encode(FeedItem.of(ticket, bodies, order, at)))
+                    if at == INLINE:
+                        conn.send_bytes(content)
         except OSError:
             pass  # a worker went away; its reader reports it
         except BaseException as exc:  # the sends built so far go out, then the replay ends
@@ -152,6 +187,17 @@ class Pump:
                 conn.send_bytes(encode(End()))
             except OSError:
                 pass
+
+    def _place(self, ring: Ring, content: bytes) -> int | None:
+        """The ring position of `content` once there is room (the worker takes bodies out as
+        it reads them), INLINE when it is bigger than the ring, None when stopping."""
+        if len(content) > ring.size:
+            return INLINE
+        while (at := ring.put(content)) is None:
+            if self.stopping:
+                return None
+            time.sleep(RING_WAIT_S)
+        return at
 
 
 class Workers:
@@ -164,7 +210,11 @@ class Workers:
         self._lock = threading.Lock()
         self.handles = [WorkerHandle(spec, len(feeds), self._deliver) for spec in specs]
         self.pumps = [
-            Pump(feed, [handle.feeds[index] for handle in self.handles])
+            Pump(
+                feed,
+                [handle.feeds[index] for handle in self.handles],
+                [handle.feed_rings[index] for handle in self.handles],
+            )
             for index, feed in enumerate(feeds)
         ]
 

@@ -29,6 +29,7 @@ from ._errors import (
 from ._failures import ERROR_KINDS, ErrorKind, error_kind, error_kind_named
 from ._framing import BlobLocation, FileIndex
 from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
+from ._http1_pool import Http1Pool, Http1Response
 from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import is_json_media, json_envelope, strip_images_from_json
@@ -127,6 +128,8 @@ __all__ = [
     "FormPartData",
     "GapSource",
     "Header",
+    "Http1Pool",
+    "Http1Response",
     "Interleave",
     "JsonBody",
     "MergeResult",

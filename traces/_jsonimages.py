@@ -1,10 +1,10 @@
 """Pull base64 images out of a JSON response body in short steps (`strip_images_from_json`).
 
-Decoding a 2 MB `b64_json` string in one call holds the GIL for several milliseconds (about
-2 ms per MB for base64, 1.4 ms per MB for the JSON string), and the event loop, which needs the
-GIL to send the next request on time, waits that long. Here the base64 spans are found in the
-raw bytes, decoded in 128 KiB steps (the interpreter can switch threads between steps), and
-only the small rest of the document goes through the JSON decoder. The result is the same as
+Decoding a 2 MB `b64_json` string with the standard library holds the GIL for about 10 ms
+(about 4 ms per MB for base64, 1.4 ms per MB for the JSON string), and an event loop that needs
+the GIL to send the next request on time waits that long. Here the base64 spans are found in
+the raw bytes and decoded by pybase64 (SIMD, about 50 times faster than `binascii`), and only
+the small rest of the document goes through the JSON decoder. The result is the same as
 `strip_images(json.loads(body), add_blob)`; anything unusual falls back to that. Used by the
 recorder and the replayer, which both handle multi-megabyte image responses beside an event loop.
 """
@@ -15,14 +15,13 @@ import binascii
 from typing import Any
 
 import msgspec
+import pybase64
 
 from ._body import BlobSink, strip_images
 
 __all__ = ["is_json_media", "json_envelope", "strip_images_from_json"]
 
 _KEY = b'"b64_json"'
-_CHUNK = 1 << 17  # a multiple of 4: chunks decode independently
-_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _WHITESPACE = b" \t\r\n"
 _decoder = msgspec.json.Decoder()
 
@@ -102,25 +101,11 @@ def _string_value_start(body: bytes, key: int, after: int) -> int | None:
 
 
 def _decode_base64(body: bytes, start: int, end: int) -> bytes | None:
-    """Strict base64 (as `base64.b64decode(validate=True)`), decoded a chunk at a time."""
-    if (end - start) % 4:
+    """Strict base64 (as `base64.b64decode(validate=True)`), or None when it is not."""
+    try:
+        return pybase64.b64decode(memoryview(body)[start:end], validate=True)
+    except (binascii.Error, ValueError):
         return None
-    out: list[bytes] = []
-    for offset in range(start, end, _CHUNK):
-        chunk = body[offset : min(offset + _CHUNK, end)]
-        last = offset + _CHUNK >= end
-        core = chunk
-        if last:
-            core = chunk.rstrip(b"=")
-            if len(chunk) - len(core) > 2:
-                return None
-        if core.translate(None, _ALPHABET):
-            return None  # a character outside the alphabet, or padding before the end
-        try:
-            out.append(binascii.a2b_base64(chunk))
-        except binascii.Error:
-            return None
-    return b"".join(out)
 
 
 def _digests(node: Any) -> list[str]:

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from recorder import _upstream_connection
-from recorder._response_parser import new_parser
-from recorder._upstream import UpstreamPool
+from traces import Http1Pool, _http1_connection
+from traces._http1_parser import new_parser
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -23,7 +22,7 @@ def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
         def h11_parser(callbacks: object, method: str) -> object:
             return new_parser(callbacks, method, use_h11=True)
 
-        monkeypatch.setattr(_upstream_connection, "new_parser", h11_parser)
+        monkeypatch.setattr(_http1_connection, "new_parser", h11_parser)
     return str(request.param)
 
 
@@ -36,7 +35,7 @@ class Scripted:
         self.requests: list[tuple[bytes, bytes]] = []  # (head, body) as received
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> UpstreamPool:
+    async def __aenter__(self) -> Http1Pool:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
             try:
@@ -46,7 +45,7 @@ class Scripted:
 
         self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = self.server.sockets[0].getsockname()[1]
-        self.pool = UpstreamPool(
+        self.pool = Http1Pool(
             httpx.URL(f"http://127.0.0.1:{port}"), timeout=2.0, max_connections=10
         )
         return self.pool
@@ -103,7 +102,7 @@ def scripted(make: Callable[[Scripted], Handler]) -> Scripted:
     return server
 
 
-async def _get(pool: UpstreamPool, method: str = "GET", body: bytes = b"") -> tuple[int, bytes]:
+async def _get(pool: Http1Pool, method: str = "GET", body: bytes = b"") -> tuple[int, bytes]:
     response = await pool.request(method, "/x?q=1", [("x-a", "1")], body)
     try:
         return response.status, await response.aread()
@@ -209,7 +208,7 @@ async def test_silent_upstream_times_out() -> None:
 
 
 async def test_refused_connection_is_a_connect_error() -> None:
-    pool = UpstreamPool(httpx.URL("http://127.0.0.1:1"), timeout=2.0, max_connections=1)
+    pool = Http1Pool(httpx.URL("http://127.0.0.1:1"), timeout=2.0, max_connections=1)
     with pytest.raises(httpx.ConnectError):
         await _get(pool)
     await pool.aclose()

@@ -71,7 +71,8 @@ def test_two_shards_reproduce_the_unsharded_schedule(tmp_path: Path) -> None:
     trace = write_trace(tmp_path / "t.imgtrace", [i * 7.5 for i in range(11)])
     with reference_server() as url:
         replay(ReplayConfig(trace, url, output=tmp_path / "u.imgtrace"))
-        start = StartAt(time.time_ns() + 1_500_000_000)
+        # Far enough ahead for two dispatch processes to start on a busy machine.
+        start = StartAt(time.time_ns() + 4_000_000_000)
 
         async def both() -> None:
             async with anyio.create_task_group() as group:

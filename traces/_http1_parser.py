@@ -1,4 +1,4 @@
-"""The response parser of the proxy's upstream client: httptools, or h11 where it is missing.
+"""The HTTP/1.1 client's response parser (`_http1_pool`): httptools, or h11 where it is missing.
 
 httptools (llhttp, in C) is a dependency of imgtrace and what runs; h11 (pure Python, always
 present as httpx's own parser) stands in only where httptools cannot be installed, through an

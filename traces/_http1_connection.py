@@ -1,6 +1,6 @@
-"""One keep-alive connection of the proxy's upstream client, parsing responses as they arrive.
+"""One keep-alive connection of the HTTP/1.1 client (`_http1_pool`), parsing as bytes arrive.
 
-httptools (see `_response_parser`) reads the head and decodes a chunked body piece by piece, so
+httptools (see `_http1_parser`) reads the head and decodes a chunked body piece by piece, so
 an event stream's events are handed on as they come; a body framed by Content-Length leaves the
 parser after the head, and its pieces are the very bytes objects the socket reads returned.
 """
@@ -12,7 +12,7 @@ import collections
 
 import httpx
 
-from ._response_parser import PARSE_ERRORS, ResponseParser, new_parser
+from ._http1_parser import PARSE_ERRORS, ResponseParser, new_parser
 
 __all__ = ["READ_SIZE", "Connection", "Head"]
 
@@ -56,6 +56,8 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drainer: asyncio.Future[None] | None = None
         self._stray = False  # bytes arrived that belong to no response
+        self.idle_since = 0.0
+        """When it went back to its pool (monotonic seconds)."""
         self._reset()
 
     def _reset(self) -> None:

@@ -1,14 +1,14 @@
-"""A lean HTTP/1.1 client for the proxy's upstream leg, on an asyncio protocol.
+"""A lean HTTP/1.1 client on an asyncio protocol: the proxy's upstream leg, the replay's sends.
 
-The proxy only needs to write a request head, pass body bytes through, parse one response head
-and relay the body as raw pieces. A general client (httpx over httpcore and h11) runs every byte
-of a multi-megabyte image response through a state machine in small pieces. Here httptools
-(llhttp, the C parser uvicorn uses) reads the response head and decodes chunked bodies as they
-arrive, so each server-sent event is handed on as soon as it is complete on the wire; a body
-framed by Content-Length bypasses the parser once the head is read, and each piece is the very
-bytes object the socket read returned. Connections are kept alive in a small pool. Failures are
-raised as httpx's exception types, so callers classify them the same way as errors of
-`recorder.RecordingTransport` (`_capture.error_kind`).
+Both only need to write a request head and body, parse one response head and take the body as
+raw pieces. A general client (httpx over httpcore and h11) runs every byte of a multi-megabyte
+image response through a state machine in small pieces: about 5 ms of CPU for a 0.8 MB
+response, which on a dispatcher's event loop is send lag. Here httptools (llhttp, the C parser
+uvicorn uses) reads the response head and decodes chunked bodies as they arrive, so each
+server-sent event is handed on as soon as it is complete on the wire; a body framed by
+Content-Length bypasses the parser once the head is read, and each piece is the very bytes
+object the socket read returned. Connections are kept alive in a small pool. Failures are
+raised as httpx's exception types, so every caller classifies them with `error_kind`.
 
 Runs on asyncio only (uvicorn, which serves the proxy, is asyncio-only too).
 """
@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
 import httpx
 
-from ._upstream_connection import READ_SIZE, Connection, Head
+from ._http1_connection import READ_SIZE, Connection, Head
 
-__all__ = ["READ_SIZE", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["READ_SIZE", "Http1Pool", "Http1Response"]
 
 _MAX_IDLE = 256  # idle keep-alive connections kept; more are closed when released
 
@@ -40,7 +41,7 @@ def _limit(seconds: float, error: type[httpx.TimeoutException], what: str) -> It
         raise error(f"the upstream did not {what} within {seconds:g} s") from None
 
 
-class UpstreamResponse:
+class Http1Response:
     """A response whose head has been read; the body is read with `read()` and `aread()`.
 
     Call `aclose()` in every case: it returns the connection to the pool when the body was
@@ -48,7 +49,7 @@ class UpstreamResponse:
     """
 
     def __init__(
-        self, pool: UpstreamPool, connection: Connection, head: Head, *, reusable: bool
+        self, pool: Http1Pool, connection: Connection, head: Head, *, reusable: bool
     ) -> None:
         self.status = head.status
         self.headers = head.headers
@@ -84,16 +85,27 @@ class UpstreamResponse:
             self._pool.release(connection, reuse=connection.complete and self._keep_alive)
 
 
-class UpstreamPool:
+class Http1Pool:
     """Keep-alive HTTP/1.1 connections to one upstream origin.
 
     :param url: the upstream's base URL (http or https); its path is not used here.
     :param timeout: seconds allowed to connect, for each write, and between response bytes.
     :param max_connections: connections open at once; more requests wait up to `timeout`.
+    :param keepalive_expiry: seconds a connection may stay idle and still be reused; set it
+        below the server's own idle timeout (uvicorn 5 s), so that we close first instead of
+        racing the server's close with the next request. None keeps them as long as they last.
     """
 
-    def __init__(self, url: httpx.URL, *, timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        url: httpx.URL,
+        *,
+        timeout: float,
+        max_connections: int,
+        keepalive_expiry: float | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.keepalive_expiry = keepalive_expiry
         self._host = url.host
         self._tls = url.scheme == "https"
         self._port = url.port or (443 if self._tls else 80)
@@ -109,11 +121,14 @@ class UpstreamPool:
         headers: list[tuple[str, str]],
         body: bytes | AsyncIterator[bytes],
         content_length: int | None = None,
-    ) -> UpstreamResponse:
+        on_phase: Callable[[str], None] | None = None,
+    ) -> Http1Response:
         """Send one request and read its response head.
 
         `body` is the whole body, or its pieces; pieces go out with `content_length` framing
-        when it is given, else chunked. `headers` must not hold framing or `host`.
+        when it is given, else chunked. `headers` must not hold framing or `host`. `on_phase`
+        hears `"sending"` once connected, just before the head is written, and `"sent"` once
+        the whole request is handed to the socket.
         """
         await self._take_slot()
         try:
@@ -122,7 +137,9 @@ class UpstreamPool:
             self._free_slot()
             raise
         try:
-            return await self._exchange(connection, method, target, headers, body, content_length)
+            return await self._exchange(
+                connection, method, target, headers, body, content_length, on_phase
+            )
         except BaseException:
             # Cancelled (the client left), failed, or the body iterator gave up: the connection
             # is in an unknown state, and closing it tells the upstream the request is gone.
@@ -131,6 +148,7 @@ class UpstreamPool:
 
     def release(self, connection: Connection, *, reuse: bool) -> None:
         if reuse and connection.usable() and len(self._idle) < _MAX_IDLE:
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.close()
@@ -157,7 +175,7 @@ class UpstreamPool:
     async def _connection(self) -> Connection:
         while self._idle:
             connection = self._idle.pop()  # the most recently used is the least likely stale
-            if connection.usable():
+            if connection.usable() and not self._expired(connection):
                 return connection
             connection.close()
         if self._tls and self._ssl is None:
@@ -176,6 +194,10 @@ class UpstreamPool:
             raise httpx.ConnectError(f"cannot connect: {exc!r}") from exc
         return connection
 
+    def _expired(self, connection: Connection) -> bool:
+        expiry = self.keepalive_expiry
+        return expiry is not None and time.monotonic() - connection.idle_since > expiry
+
     async def _exchange(
         self,
         connection: Connection,
@@ -184,7 +206,8 @@ class UpstreamPool:
         headers: list[tuple[str, str]],
         body: bytes | AsyncIterator[bytes],
         content_length: int | None,
-    ) -> UpstreamResponse:
+        on_phase: Callable[[str], None] | None,
+    ) -> Http1Response:
         lines = [f"{method} {target} HTTP/1.1\r\nhost: {self._host_header}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers]
         if isinstance(body, bytes):
@@ -199,6 +222,8 @@ class UpstreamPool:
         connection.expect_response(method)
         sent_all = False
         writer = connection
+        if on_phase is not None:
+            on_phase("sending")
         try:
             if isinstance(body, bytes):
                 # One write for a small request; a large body is not copied onto the head.
@@ -212,6 +237,8 @@ class UpstreamPool:
                 writer.write(head)
                 await self._send_pieces(writer, body, chunked=content_length is None)
             sent_all = True
+            if on_phase is not None:
+                on_phase("sent")
         except OSError:
             # The upstream may have answered early (e.g. 413) and closed: read what it said.
             pass
@@ -242,11 +269,11 @@ class UpstreamPool:
             writer.write(b"0\r\n\r\n")
         await self._drain(writer)
 
-    async def _read_head(self, connection: Connection, *, reusable: bool) -> UpstreamResponse:
+    async def _read_head(self, connection: Connection, *, reusable: bool) -> Http1Response:
         try:
             head = await connection.read_head()
         except TimeoutError:
             raise httpx.ReadTimeout(
                 f"the upstream did not answer within {self.timeout:g} s"
             ) from None
-        return UpstreamResponse(self, connection, head, reusable=reusable)
+        return Http1Response(self, connection, head, reusable=reusable)
