@@ -30,10 +30,33 @@ from ._targetrun import TargetRun
 __all__ = ["Engine"]
 
 # Bodies prepared ahead of the dispatcher: enough to ride out a slow batch (a frame of blobs to
-# decompress), few enough that 512² uploads stay within tens of MB.
+# decompress), and at most AHEAD_BYTES of them (20 512² uploads), which bounds their memory.
 AHEAD = 64
+AHEAD_BYTES = 16 << 20
 # Longest the dispatcher waits for its first bodies before it says it is ready.
 PRIME_TIMEOUT = 5.0
+
+
+def _size(item: Item) -> int:
+    return len(item[1][0].content)  # every target's body shares one content
+
+
+class _Held:
+    """Bytes of the bodies waiting in one feed's stream; the producer waits above the bound."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._freed: anyio.Event | None = None
+
+    async def room(self) -> None:
+        while self.bytes >= AHEAD_BYTES:
+            self._freed = anyio.Event()
+            await self._freed.wait()
+
+    def taken(self, item: Item) -> None:
+        self.bytes -= _size(item)
+        if self._freed is not None:
+            self._freed.set()
 
 
 class Engine:
@@ -53,6 +76,7 @@ class Engine:
         self.interrupted = False
         self.clock = Clock()
         self._receives: list[MemoryObjectReceiveStream[Item]] = []
+        self._held: list[_Held] = []
         self._dispatch_scope = anyio.CancelScope()
         self._senders: TaskGroup | None = None
 
@@ -63,14 +87,20 @@ class Engine:
             send, receive = anyio.create_memory_object_stream[Item](AHEAD)
             event = anyio.Event()
             primed.append(event)
-            background.start_soon(self._produce, feed, send, event)
+            held = _Held()
+            self._held.append(held)
+            background.start_soon(self._produce, feed, send, event, held)
             self._receives.append(receive)
         with anyio.move_on_after(PRIME_TIMEOUT):
             for event in primed:
                 await event.wait()
 
     async def _produce(
-        self, feed: Feed, send: MemoryObjectSendStream[Item], primed: anyio.Event
+        self,
+        feed: Feed,
+        send: MemoryObjectSendStream[Item],
+        primed: anyio.Event,
+        held: _Held,
     ) -> None:
         async with send:
             while True:
@@ -78,8 +108,11 @@ class Engine:
                 if not items:
                     break
                 for one in items:
-                    if send.statistics().current_buffer_used >= AHEAD - 1:
+                    full = held.bytes >= AHEAD_BYTES
+                    if full or send.statistics().current_buffer_used >= AHEAD - 1:
                         primed.set()
+                    await held.room()
+                    held.bytes += _size(one)
                     try:
                         await send.send(one)
                     except anyio.BrokenResourceError:
@@ -98,10 +131,12 @@ class Engine:
                 with self._dispatch_scope:
                     if self.timing.closed:
                         async with anyio.create_task_group() as loops:
-                            for run, receive in zip(self.runs, self._receives, strict=True):
-                                loops.start_soon(self._closed_loop, run, receive, senders)
+                            for run, receive, held in zip(
+                                self.runs, self._receives, self._held, strict=True
+                            ):
+                                loops.start_soon(self._closed_loop, run, receive, held, senders)
                     else:
-                        await self._open_loop(self._receives[0], senders)
+                        await self._open_loop(self._receives[0], self._held[0], senders)
                 if self.interrupted:
                     await self._drain(senders)
         finally:
@@ -109,11 +144,13 @@ class Engine:
                 await run.lanes.aclose()  # shielded: runs even when cancelled
 
     async def _open_loop(
-        self, receive: MemoryObjectReceiveStream[Item], senders: TaskGroup
+        self, receive: MemoryObjectReceiveStream[Item], held: _Held, senders: TaskGroup
     ) -> None:
         runs = self.runs
         with receive:
-            async for ticket, bodies, order in receive:
+            async for item in receive:
+                held.taken(item)
+                ticket, bodies, order = item
                 for run in runs:
                     await run.room()
                 assert ticket.intended_ns is not None
@@ -123,7 +160,11 @@ class Engine:
                     runs[index].submit(ticket, bodies[index], intended, senders)
 
     async def _closed_loop(
-        self, run: TargetRun, receive: MemoryObjectReceiveStream[Item], senders: TaskGroup
+        self,
+        run: TargetRun,
+        receive: MemoryObjectReceiveStream[Item],
+        held: _Held,
+        senders: TaskGroup,
     ) -> None:
         with receive:
             while True:
@@ -132,10 +173,12 @@ class Engine:
                 client = await run.lanes.acquire()
                 intended = self.clock.now()
                 try:
-                    ticket, bodies, _ = await receive.receive()
+                    item = await receive.receive()
                 except anyio.EndOfStream:
                     run.lanes.release(client)
                     break
+                held.taken(item)
+                ticket, bodies, _ = item
                 run.start(client, ticket, bodies[0], intended, senders)
 
     async def _drain(self, senders: TaskGroup) -> None:

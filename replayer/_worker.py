@@ -224,8 +224,8 @@ async def _serve(
 # what the heap keeps free.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 64 << 20
+MMAP_THRESHOLD = 16 << 20
+TRIM_THRESHOLD = 16 << 20
 
 
 def _keep_large_buffers() -> None:

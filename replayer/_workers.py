@@ -55,7 +55,7 @@ READY_TIMEOUT = 60.0
 POLL_S = 0.05
 # Bytes of each shared-memory ring: a few image bodies in flight between the processes. Bodies
 # wait in the bounded queues on either side, not here; a bigger body goes through the pipe.
-RING_SIZE = 16 << 20
+RING_SIZE = 8 << 20
 # How often a producer looks again for room in a full ring.
 RING_WAIT_S = 0.001
 
