@@ -6,13 +6,15 @@ JSON with the text fields, file parts (name and size), a sha256 of the Authoriza
 (never the header itself), the number of requests in flight when it arrived, and one small
 base64 PNG in `data[]`. The query string steers faults: `status=N` answers N, `delay=S` waits
 S seconds, `hang=1` never answers, `close=1` drops the connection mid-answer, `exit=1` answers
-and then ends the server.
+and then ends the server, `encoding=gzip|deflate|zstd|broken` compresses the answer (`broken`
+says gzip and is not).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -20,10 +22,12 @@ import os
 import socket
 import sys
 import time
+import zlib
 from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
+import zstandard
 from PIL import Image
 
 from traces import parse_multipart
@@ -44,9 +48,24 @@ async def _body(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
-async def _answer(send: Any, status: int, payload: dict[str, Any]) -> None:
+def _encoded(data: bytes, encoding: str) -> tuple[bytes, str]:
+    if encoding == "gzip":
+        return gzip.compress(data), "gzip"
+    if encoding == "deflate":
+        return zlib.compress(data), "deflate"
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor().compress(data), "zstd"
+    return b"\x1f\x8bnot gzip", "gzip"
+
+
+async def _answer(
+    send: Any, status: int, payload: dict[str, Any], encoding: str | None = None
+) -> None:
     data = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json")]
+    if encoding:
+        data, coding = _encoded(data, encoding)
+        headers.append((b"content-encoding", coding.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -101,7 +120,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "arrived_ns": arrived,
             "data": [{"b64_json": PNG_B64}],
         }
-        await _answer(send, int(query.get("status", 200)), payload)
+        await _answer(send, int(query.get("status", 200)), payload, query.get("encoding"))
     finally:
         state["inflight"] -= 1
 

@@ -224,6 +224,23 @@ def test_server_faults_are_outcomes(tmp_path: Path, echo: Server) -> None:
     assert meta["error_kinds"] == {dropped.error.kind: 1, "timeout": 1}
 
 
+def test_compressed_responses_are_stored_decoded(tmp_path: Path, echo: Server) -> None:
+    queries = ["encoding=gzip", "encoding=deflate", "encoding=zstd", "encoding=broken", ""]
+    trace = write_trace(tmp_path / "t.imgtrace", [0, 1, 2, 3, 4], query=lambda i: queries[i])
+    outcomes, _ = run(trace, echo, tmp_path / "run.imgtrace")
+    by_id = {o.request_id: o for o in outcomes}
+    plain = by_id["r0004"]
+    for request_id in ("r0000", "r0001", "r0002"):
+        decoded = by_id[request_id]
+        assert decoded.error is None and decoded.status == 200
+        assert decoded.images == plain.images  # the same PNG, out of the decoded JSON
+        assert decoded.envelope["path"] == "/v1/images/edits"
+        assert decoded.bytes_down < plain.bytes_down  # what came over the wire
+    broken = by_id["r0003"]
+    assert broken.status == 200 and broken.error is not None
+    assert broken.error.kind == "protocol" and "does not decode" in broken.error.message
+
+
 def test_no_images_keeps_digests_only(tmp_path: Path, echo: Server) -> None:
     trace = write_trace(tmp_path / "t.imgtrace", [0, 1])
     outcomes, _ = run(trace, echo, tmp_path / "run.imgtrace", keep_images=False)
