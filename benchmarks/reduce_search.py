@@ -12,11 +12,21 @@ random request asks for 1024x1024 and the next one, 300 ms later, carries a mask
 - flaky: the same with `--plant-rate 0.5` (the bug fires half the time its condition holds) and
   `--tries 4`, over `--flaky-seeds` seeds. Target: exactly the pair in >= 9 of 10 seeds.
 
+Seed N places the pair with `random.Random(N)` and starts the flaky server with
+`--random-seed N`, so every seed's coin flips are the same on every machine: the planted bug
+draws once per replay that holds the pair, in order. Seed 4's first six draws all miss (a
+1-in-64 stream): a check of the full trace with only `--tries` replays would refuse it on any
+machine. reduce checks the full trace with two rounds of `--tries` (as many tests as its last
+passes give a candidate), so a 50% bug ends a seed before its search 1 time in 256, not 1 in 16.
+
 These are counts, not timings; server and replays run at `--speed` (default 10), with idle gaps
-compressed to 0.2 s, so that a search takes seconds. A loaded machine can still delay a send
-enough to break the interaction (its window is 200 ms of wall time at speed 10, the pair 20 ms
-apart): the replays' lag is part of what is measured, and a full trace that does not reproduce
-on the first replay ends that seed's search (reported as such).
+compressed to 0.2 s, so that a search takes seconds. The planted bug's window is state on the
+server, so every attempt first resets it (`POST /v1/planted/reset`, as `--reset` does for a
+user's server): an attempt that ends with the 1024x1024 edit must not arm the next one. A
+loaded machine can still delay a send enough to break the interaction (its window is 200 ms of
+wall time at speed 10, the pair 20 ms apart): the replays' lag is part of what is measured, and
+a full trace that does not reproduce in its check ends that seed's search (reported as such,
+with the attempts it spent).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -36,6 +47,7 @@ from reduce_support import planted_trace, warm_up
 
 from imgtrace._reduce import (
     NotReproduced,
+    Progress,
     ReduceConfig,
     RunnerOptions,
     parse_predicate,
@@ -68,6 +80,15 @@ def start_server(speed: float, *extra: str) -> tuple[subprocess.Popen[str], str]
     raise SystemExit("the reference server did not start")
 
 
+def reset_command(url: str) -> str:
+    """A reset of the planted bugs' state, as a user's `--reset` would restart a server."""
+    code = (
+        "import urllib.request as u; "
+        f"u.urlopen(u.Request({url + '/v1/planted/reset'!r}, method='POST'), timeout=30)"
+    )
+    return shlex.join([sys.executable, "-c", code])
+
+
 def one_search(
     folder: Path, url: str, requests: int, seed: int, speed: float, tries: int
 ) -> tuple[bool, int, int, float]:
@@ -78,17 +99,25 @@ def one_search(
         trace=trace,
         output=out,
         predicate=parse_predicate("status>=500"),
-        runner=RunnerOptions(target=url, speed=speed, compress_gaps_s=0.2),
+        runner=RunnerOptions(
+            target=url, speed=speed, compress_gaps_s=0.2, reset=reset_command(url)
+        ),
         tries=tries,
         confirm=3,
         force=True,
     )
+    attempts = 0
+
+    def count(progress: Progress) -> None:
+        nonlocal attempts
+        attempts = progress.attempts
+
     started = time.monotonic()
     try:
-        result = reduce_trace(config)
+        result = reduce_trace(config, count)
     except NotReproduced as exc:
         print(f"seed {seed}: {exc}", flush=True)
-        return False, 1, 1, time.monotonic() - started
+        return False, attempts, attempts, time.monotonic() - started
     exact = result.kept == [f"r{big:04d}", f"r{big + 1:04d}"]
     if not exact:
         print(f"seed {seed}: kept {result.kept}, planted r{big:04d} and r{big + 1:04d}")

@@ -10,7 +10,14 @@ from ._attempts import Attempt, RunnerOptions, write_candidate
 from ._ddmin import ddmin, minimize, split
 from ._errors import NotReproduced, ReduceError, ResetFailed, TargetDown
 from ._predicate import Observation, Predicate, RunView, parse_predicate
-from ._search import Progress, ReduceConfig, ReduceResult, reduce_trace
+from ._search import (
+    Progress,
+    ReduceConfig,
+    ReduceResult,
+    never_rate_bound,
+    reduce_trace,
+    wilson_interval,
+)
 
 __all__ = [
     "Attempt",
@@ -27,8 +34,10 @@ __all__ = [
     "TargetDown",
     "ddmin",
     "minimize",
+    "never_rate_bound",
     "parse_predicate",
     "reduce_trace",
     "split",
+    "wilson_interval",
     "write_candidate",
 ]

@@ -94,14 +94,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=1,
         metavar="K",
-        help="replay each candidate up to K times; it reproduces if the predicate holds once",
+        help="replay each candidate up to K times; it reproduces if the predicate holds once "
+        "(the full trace, checked first: up to 2K times)",
     )
     flaky.add_argument(
         "--min-rate",
         type=float,
         metavar="P",
         help="instead: it reproduces if the predicate holds in at least a fraction P of the "
-        "K tries",
+        "K tries (the full trace: in either of two rounds of K)",
     )
     flaky.add_argument(
         "--confirm",
@@ -218,11 +219,12 @@ def _print_summary(result: ReduceResult, config: ReduceConfig, json_to_stdout: b
             "reproducer so far is kept; it may not be minimal",
             file=out,
         )
-    if result.confirmations:
-        rate = result.reproduced / result.confirmations
+    if result.rate is not None and result.rate_interval is not None:
+        low, high = result.rate_interval
         print(
             f"reproduction rate: {result.reproduced} of {result.confirmations} replays "
-            f"({rate:.0%}) satisfy {str(config.predicate)!r}",
+            f"({result.rate:.0%}; 95% interval {low:.0%}-{high:.0%}) satisfy "
+            f"{str(config.predicate)!r}",
             file=out,
         )
     if result.hits:

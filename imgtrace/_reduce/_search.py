@@ -2,6 +2,11 @@
 
 Every time a smaller reproducer is found it is written to the output at once (to a temporary
 file, then renamed), so Ctrl-C, a budget or a crash leave the smallest one found so far.
+
+A flaky failure can miss any test. A missed candidate costs the search a step, and the next
+pass tests it again; a missed check of the full trace would end the search before it starts.
+So the full trace gets every chance the search gives a candidate before it settles (`settle`
+rounds of `--tries`), and a refusal says which failure rates the replays rule out.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import math
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,16 @@ from ._ddmin import minimize
 from ._errors import NotReproduced, ReduceError
 from ._predicate import Predicate
 
-__all__ = ["Progress", "ReduceConfig", "ReduceResult", "reduce_trace"]
+__all__ = [
+    "Progress",
+    "ReduceConfig",
+    "ReduceResult",
+    "never_rate_bound",
+    "reduce_trace",
+    "wilson_interval",
+]
+
+Z_95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,13 @@ class ReduceResult:
     def rate(self) -> float | None:
         return self.reproduced / self.confirmations if self.confirmations else None
 
+    @property
+    def rate_interval(self) -> tuple[float, float] | None:
+        """The 95% interval of the reproduction rate: a few confirmations say little."""
+        if not self.confirmations:
+            return None
+        return wilson_interval(self.reproduced, self.confirmations)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "output": str(self.output),
@@ -109,11 +131,33 @@ class ReduceResult:
             "reproduced": self.reproduced,
             "confirmations": self.confirmations,
             "reproduction_rate": self.rate,
+            "reproduction_rate_95": self.rate_interval,
             "elapsed_s": self.elapsed_s,
             "stopped": self.stopped or None,
             "hits": self.hits,
             "reproduce": self.reproduce_command,
         }
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial rate: sound at a handful of trials and at 0 or
+    all of them, where the normal approximation collapses to a point."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError("need 0 <= successes <= trials and trials >= 1")
+    share = successes / trials
+    scale = 1 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / scale
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / scale
+    # At 0 or all of them an end is exactly 0 or 1; rounding must not move it past the share.
+    low = 0.0 if successes == 0 else min(share, centre - half)
+    high = 1.0 if successes == trials else max(share, centre + half)
+    return low, high
+
+
+def never_rate_bound(replays: int, confidence: float = 0.95) -> float:
+    """The highest failure rate that `replays` misses in a row leave plausible: a failure
+    this frequent or more would have shown at least once with probability `confidence`."""
+    return 1 - math.pow(1 - confidence, 1 / replays)
 
 
 class _Stop(Exception):
@@ -141,6 +185,13 @@ class _Search:
         self.best: list[Request] = requests
         self.best_hits: list[str] = []
         self.phase = "check"
+        self.flaky = config.tries > 1 or config.min_rate is not None
+        self.settle = 2 if self.flaky else 1
+        """Passes in a row that must remove nothing before the search ends."""
+        rate = config.min_rate
+        self.needed = 1 if rate is None else math.ceil(rate * config.tries - 1e-9)
+        """Replays of one test's --tries that must reproduce."""
+        self.last_seen = ""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -167,19 +218,23 @@ class _Search:
 
     def fails(self, candidate: Sequence[Request]) -> bool:
         """Does the candidate reproduce, within --tries (and --min-rate)?"""
-        tries, rate = self.config.tries, self.config.min_rate
-        needed = 1 if rate is None else math.ceil(rate * tries - 1e-9)
+        return self._test(candidate)[0]
+
+    def _test(self, candidate: Sequence[Request]) -> tuple[bool, int, int]:
+        """(reproduced, hits, replays) of one test of the candidate, up to --tries replays."""
+        tries, needed = self.config.tries, self.needed
         hits = 0
         for done in range(1, tries + 1):
             attempt = self.attempt(candidate)
+            self.last_seen = attempt.seen
             if attempt.reproduced:
                 hits += 1
                 if hits >= needed:
                     self._found(candidate, attempt)
-                    return True
+                    return True, hits, done
             if hits + (tries - done) < needed:
-                return False
-        return False
+                return False, hits, done
+        return False, hits, tries
 
     def _found(self, candidate: Sequence[Request], attempt: Attempt) -> None:
         if len(candidate) < len(self.best) or not self.best_hits:
@@ -210,19 +265,35 @@ class _Search:
 
     def check_full_trace(self) -> None:
         self.phase = "check"
-        tries = self.config.tries
-        seen = ""
-        for _ in range(tries):
-            attempt = self.attempt(self.requests)
-            seen = attempt.seen
-            if attempt.reproduced:
-                self._found(self.requests, attempt)
+        hits = replays = 0
+        for _ in range(self.settle):
+            reproduced, round_hits, round_replays = self._test(self.requests)
+            if reproduced:
                 return
-        times = "once" if tries == 1 else f"{tries} times"
-        raise NotReproduced(
+            hits, replays = hits + round_hits, replays + round_replays
+        raise NotReproduced(self._refusal(hits, replays))
+
+    def _refusal(self, hits: int, replays: int) -> str:
+        config = self.config
+        if replays == 1:
+            how = "replayed once"
+        elif hits == 0:
+            how = (
+                f"replayed {replays} times, never: if it fails at all, it does in under "
+                f"{never_rate_bound(replays):.0%} of replays (95% confidence)"
+            )
+        else:
+            how = (
+                f"reproduced in {hits} of {replays} replays, never in {self.needed} of "
+                f"{config.tries} as --min-rate {config.min_rate:g} asks"
+            )
+        advice = "check --target, --until and --speed"
+        if self.flaky:
+            advice += ", or raise --tries for a rarer failure"
+        return (
             f"the full trace ({len(self.requests)} requests) does not satisfy "
-            f"{str(self.config.predicate)!r} (replayed {times}; seen {seen or 'nothing'}): "
-            "nothing to reduce; check --target, --until and --speed"
+            f"{str(config.predicate)!r} ({how}; seen {self.last_seen or 'nothing'}): "
+            f"nothing to reduce; {advice}"
         )
 
     def confirm(self) -> tuple[int, int]:
@@ -268,10 +339,9 @@ def _run(search: _Search) -> ReduceResult:
     search.check_full_trace()
     stopped = ""
     search.phase = "search"
-    search_attempts = 0
     try:
-        flaky = config.tries > 1 or config.min_rate is not None
-        minimize(search.requests, search.fails, settle=2 if flaky else 1)
+        with _keeping_best(search):
+            minimize(search.requests, search.fails, settle=search.settle)
     except _Stop as stop:
         stopped = stop.reason
     except KeyboardInterrupt:
@@ -280,7 +350,8 @@ def _run(search: _Search) -> ReduceResult:
     reproduced, confirmations = 0, 0
     if stopped != "interrupted":
         try:
-            reproduced, confirmations = search.confirm()
+            with _keeping_best(search):
+                reproduced, confirmations = search.confirm()
         except KeyboardInterrupt:
             stopped = "interrupted"
     result = ReduceResult(
@@ -304,3 +375,15 @@ def _run(search: _Search) -> ReduceResult:
         reproduce=result.reproduce_command,
     )
     return result
+
+
+@contextmanager
+def _keeping_best(search: _Search) -> Iterator[None]:
+    """A target gone down or a failing reset mid-search: say where the best so far is."""
+    try:
+        yield
+    except ReduceError as exc:
+        raise type(exc)(
+            f"{exc}; the smallest reproducer so far ({len(search.best)} of "
+            f"{len(search.requests)} requests) is kept in {search.config.output}"
+        ) from None

@@ -151,7 +151,7 @@ def test_image_changed_with_reset_and_baseline(
     assert "reproduction rate: 1 of 1 replays" in done.stdout
 
 
-# -- bad input: one line, exit 2, nothing written -------------------------------------------
+# -- bad input: one line, exit 2, nothing written or lost -----------------------------------
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -163,6 +163,7 @@ def one_line_error(done: subprocess.CompletedProcess[str], expected: str) -> Non
 
 def test_a_predicate_that_does_not_parse(tmp_path: Path, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "t.imgtrace", 4, big=1, masked=2)
+    recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
     done = imgtrace(
         "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>>500",
@@ -170,6 +171,7 @@ def test_a_predicate_that_does_not_parse(tmp_path: Path, imgtrace: Run) -> None:
     )  # fmt: skip
     one_line_error(done, "predicate 'status>>500' does not parse")
     assert not out.exists()
+    assert trace.read_bytes() == recorded
 
 
 def test_a_trace_that_does_not_reproduce(
@@ -177,6 +179,7 @@ def test_a_trace_that_does_not_reproduce(
 ) -> None:
     healthy = spawn_server(*FAST)
     trace = planted_trace(tmp_path / "t.imgtrace", 6, big=1, masked=2)
+    recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
     done = imgtrace(
         "reduce", str(trace), "--target", healthy.url, "--until", "status>=500",
@@ -186,10 +189,12 @@ def test_a_trace_that_does_not_reproduce(
     assert "seen status 200: 6" in done.stderr
     assert "attempt 2" not in done.stderr  # said before any search
     assert not out.exists()
+    assert trace.read_bytes() == recorded
 
 
 def test_a_target_that_is_down(tmp_path: Path, imgtrace: Run, refused: str) -> None:
     trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
+    recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
     url = refused
     done = imgtrace(
@@ -198,10 +203,12 @@ def test_a_target_that_is_down(tmp_path: Path, imgtrace: Run, refused: str) -> N
     )  # fmt: skip
     one_line_error(done, f"the target {url} is down")
     assert not out.exists()
+    assert trace.read_bytes() == recorded
 
 
 def test_a_failing_reset(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
+    recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
     done = imgtrace(
         "reduce", str(trace), "--target", buggy.url, "--until", "status>=500",
@@ -209,6 +216,60 @@ def test_a_failing_reset(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     )  # fmt: skip
     one_line_error(done, "failed with exit status 3: cannot restart")
     assert not out.exists()
+    assert trace.read_bytes() == recorded
+
+
+def counting_reset(folder: Path, after: int, then: str) -> str:
+    """A --reset command that succeeds `after` times, then runs `then` on every later call."""
+    count = shlex.quote(str(folder / "resets"))
+    return (
+        f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}; "
+        f"if [ $n -gt {after} ]; then {then}; fi"
+    )
+
+
+def kept_so_far(done: subprocess.CompletedProcess[str], out: Path, total: int) -> list[str]:
+    """The error says where the smallest reproducer so far is; that file holds it."""
+    kept = ids(out)
+    assert f"the smallest reproducer so far ({len(kept)} of {total} requests) is kept in {out}" in (
+        done.stderr
+    )
+    assert {"r0009", "r0010"} <= set(kept) and len(kept) < total
+    return kept
+
+
+def test_a_reset_that_fails_mid_search_keeps_the_smallest_so_far(
+    tmp_path: Path, buggy: Any, imgtrace: Run
+) -> None:
+    trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
+    recorded = trace.read_bytes()
+    out = tmp_path / "min.imgtrace"
+    reset = counting_reset(tmp_path, 3, "echo out of restarts >&2; exit 5")
+    done = imgtrace(
+        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
+        "--reset", reset, "-o", str(out),
+    )  # fmt: skip
+    one_line_error(done, "failed with exit status 5: out of restarts")
+    kept_so_far(done, out, 24)
+    assert trace.read_bytes() == recorded
+    assert not (tmp_path / ".min.imgtrace.partial").exists()
+
+
+def test_a_target_that_goes_down_mid_search_keeps_the_smallest_so_far(
+    tmp_path: Path, buggy: Any, imgtrace: Run
+) -> None:
+    trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
+    recorded = trace.read_bytes()
+    out = tmp_path / "min.imgtrace"
+    # The third attempt's reset kills the server (and gives its port time to close).
+    reset = counting_reset(tmp_path, 2, f"kill -9 {buggy.process.pid}; sleep 0.5")
+    done = imgtrace(
+        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
+        "--reset", reset, "-o", str(out),
+    )  # fmt: skip
+    one_line_error(done, f"the target {buggy.url} is down")
+    kept_so_far(done, out, 24)
+    assert trace.read_bytes() == recorded
 
 
 def test_existing_output_is_refused(tmp_path: Path, imgtrace: Run) -> None:
