@@ -1,4 +1,4 @@
-"""The proxy's upstream client against scripted HTTP/1.1 servers: framing, keep-alive, faults."""
+"""The HTTP/1.1 client (the proxy's upstream leg, the replay's sends) against scripted servers."""
 
 from __future__ import annotations
 
@@ -194,6 +194,36 @@ async def test_broken_responses_raise_httpx_errors(
     async with scripted(answering(response, close=True)) as pool:
         with pytest.raises(error):
             await _get(pool)
+
+
+async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"
+    server = scripted(answering(ok, ok, ok))
+    async with server as pool:
+        pool.keepalive_expiry = 0.2
+        assert await _get(pool) == (200, b"1")
+        assert await _get(pool) == (200, b"1")  # at once: the same connection
+        await asyncio.sleep(0.3)
+        assert await _get(pool) == (200, b"1")
+    assert server.connections == 2
+
+
+async def test_phases_come_once_connected_and_once_sent() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = scripted(answering(ok))
+    heard: list[tuple[str, int]] = []
+    async with server as pool:
+
+        def phase(name: str) -> None:
+            heard.append((name, server.connections))
+
+        response = await pool.request("POST", "/p", [], b"x" * 200_000, on_phase=phase)
+        heard.append(("head", len(server.requests)))
+        assert await response.aread() == b"ok"
+        await response.aclose()
+    # "sending" once the connection was accepted, then "sent", then the response head.
+    assert [name for name, _ in heard] == ["sending", "sent", "head"]
+    assert heard[0][1] == 1
 
 
 async def test_silent_upstream_times_out() -> None:
