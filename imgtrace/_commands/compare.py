@@ -242,6 +242,7 @@ def _run(args: argparse.Namespace, settings: Any, rules: Any) -> int:
             tables += image_report.tables()
     runs = [analyses[0].join.base] + [a.join.cand for a in analyses]
     runs += [noise.join.cand] if noise is not None else []
+    runs = list({rows.path: rows for rows in runs}.values())  # a run named twice: one line
     summary = provenance_notes(analyses, noise)
     summary += [summary_line(analysis) for analysis in analyses]
     summary += interleave_notes(analyses, noise)

@@ -148,6 +148,13 @@ def test_compare_with_noise_band(write_run: WriteRun, run: Run, tmp_path: Path) 
     assert document["noise"]["cand"].endswith("a2.run")
     typical = next(e for e in document["comparisons"][0]["effects"] if e["statistic"] == "typical")
     assert typical["noise_band"] > 0
+    # The A/A run, also a candidate (as the demo compares it), has one health line.
+    code, out, err = run(
+        "compare", paths[0], paths[1], paths[2], "--noise", paths[2], "--no-images"
+    )
+    assert code == 0, err
+    health = [line for line in out.splitlines() if line.startswith(f"{paths[2]}: send lag")]
+    assert len(health) == 1
 
 
 def test_errors_rule_uses_mcnemar(write_run: WriteRun, run: Run) -> None:
