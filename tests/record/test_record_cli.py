@@ -24,8 +24,10 @@ from recorder_helpers import (
     SECRET_USER,
     Upstream,
     decompressed,
+    has_exited,
     png,
     raw_multipart,
+    recording_pid,
     wait_for,
 )
 from servers import start_record
@@ -42,12 +44,13 @@ def record() -> Iterator[Callable[..., RecordProcess]]:
     """`record(*args)` starts `imgtrace record --listen 127.0.0.1:0 ARGS` and waits for it."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, preexec: Callable[[], None] | None = None) -> RecordProcess:
+    def start(*args: str, preexec: Callable[[], None] | None = None, **popen: Any) -> RecordProcess:
         proxy = start_record(
             *args,
             text=True,
             preexec_fn=preexec,
             env={**os.environ, "IMGTRACE_USER_KEY": "cli-user-key"},
+            **popen,
         )
         started.append(proxy.process)
         return proxy.process, proxy.url
@@ -137,11 +140,11 @@ def test_record_show_and_sigterm(
         assert secret.encode() not in data
 
 
-def test_sigkill_keeps_what_was_flushed(
-    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
-) -> None:
-    out = tmp_path / "killed.imgtrace"
-    process, url = record("--upstream", upstream.url, "-o", str(out), "--paths", "/echo")
+def _six_flushed(record: Callable[..., RecordProcess], upstream: Upstream, out: Path) -> Any:
+    """A recording (in a session of its own) with six requests on disk."""
+    process, url = record(
+        "--upstream", upstream.url, "-o", str(out), "--paths", "/echo", start_new_session=True
+    )
     with httpx.Client(base_url=url) as client:
         for i in range(6):
             client.post("/echo", content=f"{i}".encode())
@@ -151,11 +154,34 @@ def test_sigkill_keeps_what_was_flushed(
             return sum(1 for _ in r.requests()) == 6
 
     wait_for(flushed, timeout=5)  # the default flush interval is 0.5 s
-    process.kill()
+    return process
+
+
+def test_sigkill_keeps_what_was_flushed(
+    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
+) -> None:
+    out = tmp_path / "killed.imgtrace"
+    process = _six_flushed(record, upstream, out)
+    os.killpg(process.pid, signal.SIGKILL)  # the proxy and its recording process at once
     process.communicate()
     with TraceReader(out) as reader:
         assert not reader.closed_cleanly
         assert [r.id for r in reader.requests()] == [f"{i:06d}" for i in range(1, 7)]
+
+
+def test_a_killed_proxy_leaves_a_closed_trace(
+    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
+) -> None:
+    out = tmp_path / "proxy-killed.imgtrace"
+    process = _six_flushed(record, upstream, out)
+    recording = recording_pid(process.pid)
+    process.kill()  # only the forwarding process: the recording process sees its feed end
+    process.communicate()  # its stderr closes once the recording process has exited too
+    wait_for(lambda: has_exited(recording))
+    with TraceReader(out) as reader:
+        assert reader.closed_cleanly
+        assert [r.id for r in reader.requests()] == [f"{i:06d}" for i in range(1, 7)]
+        assert reader.metadata()["recorder"]["recorded"] == 6
 
 
 class _quiet:
