@@ -9,7 +9,9 @@ import io
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from PIL import Image
 from servers import ThreadServer
 
 from recorder import RecorderProcess, RecordingProxy, RecordOptions
-from traces import TraceReader, parse_multipart
+from traces import TraceReader, TraceRecoveryWarning, parse_multipart
 
 SECRET_TOKEN = "sk-test-SECRET-7d1f0c9e"
 SECRET_COOKIE = "session=COOKIE-SECRET-55aa"
@@ -292,3 +294,26 @@ def has_exited(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")
+
+
+@contextmanager
+def quiet_recovery() -> Iterator[None]:
+    """Read a file that is still being written, ignoring the expected recovery warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceRecoveryWarning)
+        yield
+
+
+def requests_on_disk(path: Path) -> int:
+    """How many requests of a recording in progress are on disk already."""
+    if not path.exists():
+        return 0  # the recording process creates the file with its first record
+    with quiet_recovery(), TraceReader(path) as reader:
+        return sum(1 for _ in reader.requests())
+
+
+def rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")

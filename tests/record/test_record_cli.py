@@ -26,15 +26,17 @@ from recorder_helpers import (
     decompressed,
     has_exited,
     png,
+    quiet_recovery,
     raw_multipart,
     recording_pid,
+    rss_peak_kib,
     wait_for,
 )
 from servers import start_record
 from testproc import exact_head, raw_status
 
 from imgtrace._cli import main
-from traces import FilePart, MultipartBody, TraceReader, TraceRecoveryWarning
+from traces import FilePart, MultipartBody, TraceReader
 
 RecordProcess = tuple[subprocess.Popen[str], str]
 
@@ -150,7 +152,7 @@ def _six_flushed(record: Callable[..., RecordProcess], upstream: Upstream, out: 
             client.post("/echo", content=f"{i}".encode())
 
     def flushed() -> bool:
-        with _quiet(), TraceReader(out) as r:
+        with quiet_recovery(), TraceReader(out) as r:
             return sum(1 for _ in r.requests()) == 6
 
     wait_for(flushed, timeout=5)  # the default flush interval is 0.5 s
@@ -182,20 +184,6 @@ def test_a_killed_proxy_leaves_a_closed_trace(
         assert reader.closed_cleanly
         assert [r.id for r in reader.requests()] == [f"{i:06d}" for i in range(1, 7)]
         assert reader.metadata()["recorder"]["recorded"] == 6
-
-
-class _quiet:
-    """Read a file that is still being written, ignoring the expected recovery warning."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", TraceRecoveryWarning)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._catch.__exit__(*exc)
 
 
 def _limit_file_size() -> None:
@@ -231,7 +219,7 @@ def test_full_disk_keeps_forwarding_and_counts_drops(
     assert code == 0, stderr
     assert "cannot write the trace any more" in stderr
     dropped = int(stderr.split("DROPPED ")[1].split()[0])
-    with _quiet(), TraceReader(out) as reader:
+    with quiet_recovery(), TraceReader(out) as reader:
         assert not reader.closed_cleanly
         kept = sum(1 for _ in reader.requests())
     assert dropped > 0 and kept + dropped == 12
@@ -277,13 +265,6 @@ def test_sigterm_waits_for_requests_in_flight(
         assert request.response is not None and request.response.status == 200
 
 
-def _rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_100_mb_upload_is_forwarded_with_bounded_memory(
     upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
 ) -> None:
@@ -292,7 +273,7 @@ def test_100_mb_upload_is_forwarded_with_bounded_memory(
         "--upstream", upstream.url, "-o", str(out), "--paths", "/sink", "--max-body", "8M"
     )
     httpx.post(url + "/sink", content=b"warm up")
-    before = _rss_peak_kib(process.pid)
+    before = rss_peak_kib(process.pid)
     chunk = bytes(range(256)) * 4096  # 1 MiB
     expected = hashlib.sha256()
     for _ in range(100):
@@ -305,7 +286,7 @@ def test_100_mb_upload_is_forwarded_with_bounded_memory(
     response = httpx.post(url + "/sink", content=body(), timeout=60)
     assert response.json()["size"] == 100 << 20
     assert response.json()["sha256"] == expected.hexdigest()
-    growth_mib = (_rss_peak_kib(process.pid) - before) / 1024
+    growth_mib = (rss_peak_kib(process.pid) - before) / 1024
     assert growth_mib < 40, f"proxy peak RSS grew by {growth_mib:.0f} MiB"
     code, stderr = _stop(process)
     assert code == 0 and "1 without body (over --max-body)" in stderr
