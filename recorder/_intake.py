@@ -14,6 +14,7 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from ._capture import Exchange, PathMatcher
@@ -80,10 +81,17 @@ class Handoff:
     and `release`s them once the exchange no longer needs holding (written, or sent on).
     """
 
-    def __init__(self, options: RecordOptions, stats: RecorderStats) -> None:
+    def __init__(
+        self,
+        options: RecordOptions,
+        stats: RecorderStats,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.max_items = options.max_queue
         self.max_bytes = options.max_queue_bytes
         self._stats = stats
+        self._warn = warn
+        self._warned = False
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._items = 0
@@ -110,15 +118,28 @@ class Handoff:
                 return
             if self._items >= self.max_items or self._bytes + head > self.max_bytes:
                 self._stats.dropped_queue_full += 1
+                self._behind()
                 return
             size = head + exchange.held_bytes
             if size > head and self._bytes + size > self.max_bytes:
                 exchange.leave_out_bodies(self._reason)
                 self._stats.bodies_dropped_behind += 1
                 size = head
+                self._behind()
             self._items += 1
             self._bytes += size
         self._queue.put((exchange, size))
+
+    def _behind(self) -> None:
+        """Say once, when it first happens, that the recording side fell behind."""
+        if self._warn is None or self._warned:
+            return
+        self._warned = True
+        self._warn(
+            f"the recorder is behind: past {self.max_items:,} exchanges or "
+            f"{self.max_bytes:,} bytes waiting (--max-backlog), exchanges are recorded without "
+            "their bodies or dropped, and counted; forwarding is not slowed"
+        )
 
     def take(self, timeout: float | None = None) -> tuple[Exchange, int] | object | None:
         """The next exchange and its admitted size, `STOP` at the end, None after `timeout`."""

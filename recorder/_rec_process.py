@@ -112,7 +112,7 @@ class RecorderProcess:
         self.options = options or RecordOptions()
         check_output(self.path, self.options, force)
         self.stats = RecorderStats()
-        """The counts; complete once `close()` returned."""
+        """The counts: the recording process's as of its last report, all once closed."""
         self.failure: str | None = None
         """Why the recording process stopped early, or None."""
         self.pid: int | None = None
@@ -120,7 +120,7 @@ class RecorderProcess:
         self._metadata = dict(metadata or {})
         self._warn = warn
         self._intake = Intake(self.options, self.stats)
-        self._handoff = Handoff(self.options, self.stats)
+        self._handoff = Handoff(self.options, self.stats, warn)
         self._lock = threading.Lock()
         self._opened: list[str] = []
         self._last: RecorderStats | None = None
@@ -255,11 +255,12 @@ class RecorderProcess:
                 self._ready.set()
             elif isinstance(message, Opened):
                 self._opened.append(message.path)
-            elif isinstance(message, Progress):
+            elif isinstance(message, Progress | Final):
                 self._last = message.stats
-            elif isinstance(message, Final):
-                self._last = message.stats
-                self._final = message
+                for name in _RECORDING_FIELDS:  # so that `stats` is current while it runs
+                    setattr(self.stats, name, getattr(message.stats, name))
+                if isinstance(message, Final):
+                    self._final = message
         self._ready.set()
         if self.pid is not None and (self._final is None or self._final.error is not None):
             self._lost()

@@ -51,7 +51,7 @@ class Recorder:
         check_output(self.path, self.options, force)
         self.stats = RecorderStats()
         self._intake = Intake(self.options, self.stats)
-        self._handoff = Handoff(self.options, self.stats)
+        self._handoff = Handoff(self.options, self.stats, warn)
         self._sink = TraceSink(
             self.path,
             source=source,

@@ -269,3 +269,5 @@ def test_a_stalled_recording_process_never_delays_forwarding(
     with_bodies = [r for r in records if isinstance(r.body, MultipartBody)]
     assert len(with_bodies) == len(records) - behind
     assert f"{behind} without bodies (the recorder fell behind" in stderr
+    # Said once, when it began: not once per exchange.
+    assert stderr.count("imgtrace: warning: the recorder is behind") == 1
