@@ -6,7 +6,7 @@ soon as the upstream sends it). Requests on recorded paths are teed into an `Exc
 to the very chunks forwarded, no copies) and handed to a recorder, which never blocks this loop:
 `imgtrace record` uses a `RecorderProcess`, so parsing, hashing and writing run in another
 process and never hold this loop's GIL. The upstream leg is a lean HTTP/1.1 client
-(`_upstream.py`): httptools parses the response head and chunked framing, and a sized body is
+(`traces.Http1Pool`): httptools parses the response head and chunked framing, and a sized body is
 relayed in the pieces the socket gives.
 """
 

@@ -7,6 +7,10 @@ proxy forwarded; a reader thread hears what the recording process reports. Parsi
 sha256, compression and writing all happen over there (`_rec_child`), so they never hold the
 forwarding loop's GIL.
 
+The bodies go through a pipe (widened to 1 MiB), not shared memory: a pipe write copies in the
+kernel with the GIL released, while copying into shared memory would hold this process's GIL
+for the whole memcpy, which is what the split is there to avoid.
+
 If the recording process dies, one warning line says so at once; traffic is still forwarded,
 every later exchange is dropped and counted, and at `close()` the part file it left open is
 sealed (`_seal`), so the recording still ends as a valid, closed trace.
