@@ -85,11 +85,12 @@ def recording_main(spec: RecordingSpec, feed: Connection, results: Connection) -
         signal.signal(number, signal.SIG_IGN)
     # The proxy started this process with these signals blocked, so a Ctrl-C during its start
     # could not kill it; ignored from now on, they can be let through.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         os.nice(NICENESS)
-    except OSError:
-        pass
+    except (AttributeError, OSError):
+        pass  # not POSIX, or not allowed: the same priority as the proxy
     stats = RecorderStats()
 
     def opened(path: Path) -> None:

@@ -63,6 +63,9 @@ _RECORDING_FIELDS = ("recorded", "sampled_out", "bodies_over_max", "dropped_writ
 @contextlib.contextmanager
 def _stop_signals_blocked() -> Iterator[None]:
     """A process started in here inherits the mask: Ctrl-C cannot kill it while it starts."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to inherit
+        yield
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield

@@ -33,7 +33,7 @@ from recorder_helpers import (
 )
 from servers import start_record
 
-from recorder import RecorderStats, RecordOptions
+from recorder import RecorderProcess, RecorderStats, RecordOptions
 from recorder._capture import Exchange
 from recorder._intake import STOP, Handoff
 from recorder._rec_child import _exchange_of
@@ -155,6 +155,27 @@ def test_a_dead_recording_process_is_reported_and_the_trace_sealed(
     warnings = [line for line in capfd.readouterr().err.splitlines() if "recording process" in line]
     assert len(warnings) == 1
     assert "traffic is still forwarded" in warnings[0]
+
+
+def test_a_recording_process_killed_before_its_first_record_leaves_an_empty_trace(
+    tmp_path: Path,
+) -> None:
+    lines: list[str] = []
+    out = tmp_path / "never.imgtrace"
+    recorder = RecorderProcess(out, options=RecordOptions(paths=("/x",)), warn=lines.append)
+    assert recorder.pid is not None
+    os.kill(recorder.pid, signal.SIGKILL)
+    wait_for(lambda: recorder.failure is not None)
+    exchange = recorder.begin("POST", "/x", "", [])
+    assert exchange is not None
+    recorder.submit(exchange)
+    stats = recorder.close()
+    assert (stats.seen, stats.recorded, stats.dropped_recorder_died) == (1, 0, 1)
+    assert len(lines) == 1 and "was killed by SIGKILL" in lines[0]
+    with TraceReader(out) as reader:
+        assert reader.closed_cleanly and list(reader.requests()) == []
+        assert reader.metadata()["dropped_records"] == 1
+        assert "killed by SIGKILL" in reader.metadata()["recording_process"]
 
 
 RecordCli = tuple[subprocess.Popen[str], str]
