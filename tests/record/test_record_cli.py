@@ -340,6 +340,7 @@ def test_events_and_aborts_through_the_command(
         (["--listen", "127.0.0.1:99999"], "--listen takes HOST:PORT"),
         (["--sample", "0"], "--sample must be in (0, 1]"),
         (["--max-body", "lots"], "--max-body takes a size"),
+        (["--max-backlog", "1x"], "--max-backlog takes a size"),
         (["--rotate-time", "0"], "--rotate-time must be more than zero"),
         (["--rotate-size", "1x"], "--rotate-size takes a size"),
         (["--paths", "v1/images"], "--paths takes URL paths starting with '/'"),
