@@ -1,14 +1,19 @@
-"""What the recording proxy adds: paired latency through the proxy minus direct, and max rate.
+"""What the recording proxy adds: latency through the proxy minus direct, in one run; max rate.
 
-    .venv/bin/python benchmarks/proxy_overhead.py [--pairs 100] [--rate 20] [--json FILE]
+    .venv/bin/python benchmarks/proxy_overhead.py [--rounds 1000] [--rate 20]
+        [--upload-bytes 1000000] [--response-bytes 2000000] [--forwarding-arm] [--json FILE]
 
-Three processes on 127.0.0.1: a minimal upstream (answers every edit with the same 1024x1024 PNG
-as base64 JSON, after reading the whole upload), `imgtrace record` in front of it (recording
-everything), and this client. For each upload size, requests go out open-loop at `--rate` req/s,
-alternating direct and through-proxy in a random order per pair, so both see the same machine
-state; the added latency is reported as the difference of the percentiles and as the median of
-the per-pair differences. Then the maximum request rate for small bodies, closed loop, direct and
-through the proxy. Every loop is bounded in count and time.
+Processes on 127.0.0.1: a minimal upstream (reads the whole upload, answers every edit with the
+same photo-like PNG as base64 JSON, `--response-bytes` in all), `imgtrace record` in front of it
+(recording every image request; its recording process is measured apart), optionally a second
+`imgtrace record` that records nothing (`--forwarding-arm`: the cost of forwarding alone), and
+this client. The defaults are the recording target's setup: 20 req/s through the proxy, 1 MB
+uploads, 2 MB responses. Requests go out open loop in rounds: each round sends one request to
+every arm (direct, recording proxy, forwarding proxy) in a random order, evenly spaced, so
+every arm sees `--rate` req/s and the same machine state. "Added" is an arm's percentile minus
+the direct one; "paired" is the median of the per-round differences. Then the maximum request
+rate for small bodies, closed loop, direct and through each proxy. Every loop is bounded in
+count and time.
 """
 
 from __future__ import annotations
@@ -33,26 +38,49 @@ import httpx
 import numpy as np
 from PIL import Image
 
+TARGET_ADDED_P50_MS = 1.0
+TARGET_ADDED_P99_MS = 5.0
+
 
 def photo_like_png(size: int, seed: int) -> bytes:
     """A PNG that compresses like a photo: smooth structure plus mild noise."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (size // 32, size // 32, 3), dtype=np.uint8)
-    smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), np.int16)
+    smooth = np.asarray(
+        Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC), np.int16
+    )
     noisy = smooth + rng.integers(-6, 7, smooth.shape, dtype=np.int16)
     out = io.BytesIO()
     Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(out, format="PNG")
     return out.getvalue()
 
 
+def png_of_about(target: int, seed: int) -> bytes:
+    """The photo-like PNG (side a multiple of 32) whose size is closest to `target` bytes."""
+    low, high = 1, 128  # sides of 32..4096 pixels
+    best = photo_like_png(32, seed)
+    while low <= high:
+        middle = (low + high) // 2
+        image = photo_like_png(32 * middle, seed)
+        if abs(len(image) - target) < abs(len(best) - target):
+            best = image
+        if len(image) < target:
+            low = middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
 # -- the upstream (run as a subprocess of this script) ----------------------------------------
 
 
-def serve_upstream(port: int) -> None:
+def serve_upstream(port: int, response_bytes: int) -> None:
     import uvicorn
 
+    # Base64 takes 4 bytes for 3: an image of 3/4 of the body makes a body of about that size.
+    image = png_of_about(response_bytes * 3 // 4, seed=1)
     payload = json.dumps(
-        {"created": 1, "data": [{"b64_json": base64.b64encode(photo_like_png(1024, 1)).decode()}]}
+        {"created": 1, "data": [{"b64_json": base64.b64encode(image).decode()}]}
     ).encode()
     small = b'{"created": 1, "data": []}'
 
@@ -88,7 +116,7 @@ def serve_upstream(port: int) -> None:
     )
 
 
-# -- the client ---------------------------------------------------------------------------------
+# -- processes ----------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -99,7 +127,7 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"a server process exited early ({process.returncode})")
@@ -107,66 +135,125 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise SystemExit("a server did not start in 30 s")
+    raise SystemExit("a server did not start in 60 s")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU of a process, all its threads, from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def recording_pid(proxy_pid: int) -> int | None:
+    """The recording process `imgtrace record` spawned (not multiprocessing's tracker)."""
+    children = Path(f"/proc/{proxy_pid}/task/{proxy_pid}/children").read_text().split()
+    for pid in children:
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    return None
+
+
+class Proxy:
+    """One `imgtrace record` process in front of the upstream."""
+
+    def __init__(self, name: str, upstream_port: int, paths: str, workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.trace = workdir / f"{name}.imgtrace"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imgtrace",
+                "record",
+                "--upstream",
+                f"http://127.0.0.1:{upstream_port}",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "-o",
+                str(self.trace),
+                "--paths",
+                paths,
+            ],
+            stderr=subprocess.PIPE,
+        )
+        self.recording: int | None = None
+        self.summary = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> None:
+        wait_listening(self.port, self.process)
+        self.recording = recording_pid(self.process.pid)
+
+    def cpu(self) -> tuple[float, float]:
+        """(forwarding process, recording process) CPU seconds so far."""
+        recording = cpu_seconds(self.recording) if self.recording else 0.0
+        return cpu_seconds(self.process.pid), recording
+
+    def stop(self) -> None:
+        self.process.terminate()
+        _, stderr = self.process.communicate(timeout=120)
+        lines = stderr.decode().strip().splitlines()
+        self.summary = lines[-1] if lines else ""
+
+
+# -- the client ---------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-async def paired(direct: str, proxy: str, image: bytes, pairs: int, rate: float) -> dict[str, Any]:
-    """Open loop at `rate` req/s over both targets; returns latencies in ms."""
+async def rounds(arms: dict[str, str], image: bytes, count: int, rate: float) -> dict[str, Any]:
+    """`count` rounds, each arm at `rate` req/s in random order; latencies in ms per arm."""
     files = {"image": ("in.png", image, "image/png")}
     data = {"prompt": "benchmark", "seed": "1"}
     rng = random.Random(7)
-    results: dict[str, list[float | None]] = {"direct": [None] * pairs, "proxy": [None] * pairs}
+    names = list(arms)
+    results: dict[str, list[float | None]] = {name: [None] * count for name in names}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        for url in (direct, proxy):  # warm both paths and their connections
+        for url in arms.values():  # warm every path and its connections
             for _ in range(3):
                 (await client.post(url + "/v1/images/edits", data=data, files=files)).read()
 
-        async def one(target: str, url: str, index: int) -> None:
+        async def one(name: str, index: int) -> None:
             start = time.perf_counter()
-            response = await client.post(url + "/v1/images/edits", data=data, files=files)
+            response = await client.post(arms[name] + "/v1/images/edits", data=data, files=files)
             response.read()
             if response.status_code == 200:
-                results[target][index] = (time.perf_counter() - start) * 1000
+                results[name][index] = (time.perf_counter() - start) * 1000
 
+        spacing = 1 / (rate * len(names))
         t0 = time.perf_counter() + 0.1
         async with anyio.create_task_group() as group:
-            for index in range(pairs):
-                order = [("direct", direct), ("proxy", proxy)]
+            for index in range(count):
+                order = names[:]
                 rng.shuffle(order)
-                for slot, (target, url) in enumerate(order):
-                    deadline = t0 + (2 * index + slot) / rate
+                for slot, name in enumerate(order):
+                    deadline = t0 + (index * len(names) + slot) * spacing
                     await anyio.sleep(max(0.0, deadline - time.perf_counter()))
-                    group.start_soon(one, target, url, index)
-    ok = [
-        i
-        for i in range(pairs)
-        if results["direct"][i] is not None and results["proxy"][i] is not None
-    ]
-    d = [float(results["direct"][i] or 0) for i in ok]
-    p = [float(results["proxy"][i] or 0) for i in ok]
-    diffs = [b - a for a, b in zip(d, p, strict=True)]
-    return {
-        "pairs": len(ok),
-        "upload_bytes": len(image),
-        "direct_p50_ms": percentile(d, 50),
-        "direct_p99_ms": percentile(d, 99),
-        "proxy_p50_ms": percentile(p, 50),
-        "proxy_p99_ms": percentile(p, 99),
-        "added_p50_ms": percentile(p, 50) - percentile(d, 50),
-        "added_p99_ms": percentile(p, 99) - percentile(d, 99),
-        "median_paired_diff_ms": statistics.median(diffs),
-    }
+                    group.start_soon(one, name, index)
+    complete = [i for i in range(count) if all(results[n][i] is not None for n in names)]
+    latency = {n: [float(results[n][i] or 0) for i in complete] for n in names}
+    report: dict[str, Any] = {"rounds": len(complete), "upload_bytes": len(image)}
+    direct = latency["direct"]
+    for name in names:
+        values = latency[name]
+        report[f"{name}_p50_ms"] = percentile(values, 50)
+        report[f"{name}_p99_ms"] = percentile(values, 99)
+        if name != "direct":
+            diffs = [b - a for a, b in zip(direct, values, strict=True)]
+            report[f"{name}_added_p50_ms"] = percentile(values, 50) - percentile(direct, 50)
+            report[f"{name}_added_p99_ms"] = percentile(values, 99) - percentile(direct, 99)
+            report[f"{name}_paired_median_ms"] = statistics.median(diffs)
+    return report
 
 
 async def max_rate(url: str, concurrency: int, count: int, seconds: float) -> float:
@@ -193,98 +280,150 @@ async def max_rate(url: str, concurrency: int, count: int, seconds: float) -> fl
         return done / (time.perf_counter() - start)
 
 
+def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve-upstream",
+            str(up_port),
+            "--response-bytes",
+            str(args.response_bytes),
+        ]
+    )
+    proxies = [Proxy("record", up_port, args.record_paths, workdir)]
+    if args.forwarding_arm:
+        proxies.append(Proxy("forward", up_port, "/nothing", workdir))
+    report: dict[str, Any] = {"rate_per_arm": args.rate, "load_before": os.getloadavg()}
+    try:
+        wait_listening(up_port, upstream)
+        for proxy in proxies:
+            proxy.ready()
+        arms = {"direct": f"http://127.0.0.1:{up_port}"} | {p.name: p.url for p in proxies}
+        report["response_bytes"] = len(
+            httpx.post(arms["direct"] + "/v1/images/edits", content=b"x").content
+        )
+        for size in args.upload_bytes:
+            image = png_of_about(size, seed=size % 1000)
+            before = {p.name: p.cpu() for p in proxies}
+            upstream_before = cpu_seconds(upstream.pid)
+            result = anyio.run(rounds, arms, image, args.rounds, args.rate)
+            served = args.rounds + 3  # per arm: the rounds plus the warm-ups
+            for proxy in proxies:
+                forwarding, recording = proxy.cpu()
+                result[f"{proxy.name}_forwarding_cpu_ms_per_req"] = (
+                    (forwarding - before[proxy.name][0]) * 1000 / served
+                )
+                result[f"{proxy.name}_recording_cpu_ms_per_req"] = (
+                    (recording - before[proxy.name][1]) * 1000 / served
+                )
+            result["upstream_cpu_ms_per_req"] = (
+                (cpu_seconds(upstream.pid) - upstream_before) * 1000 / (served * len(arms))
+            )
+            report[f"upload_{size}"] = result
+        if args.rate_seconds > 0:
+            count = int(args.rate_seconds * 5000)
+            for name, url in arms.items():
+                report[f"max_rate_{name}"] = anyio.run(
+                    max_rate, url, args.concurrency, count, args.rate_seconds
+                )
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        upstream.terminate()
+        upstream.wait(10)
+    report["load_after"] = os.getloadavg()
+    for proxy in proxies:
+        report[f"{proxy.name}_summary"] = proxy.summary
+        report[f"{proxy.name}_trace_bytes"] = proxy.trace.stat().st_size
+    return report
+
+
+def show(report: dict[str, Any], args: argparse.Namespace) -> None:
+    arms = ["record"] + (["forward"] if args.forwarding_arm else [])
+    for size in args.upload_bytes:
+        r = report[f"upload_{size}"]
+        print(
+            f"{r['upload_bytes'] / 1e6:.2f} MB up, {report['response_bytes'] / 1e6:.2f} MB down, "
+            f"{r['rounds']} rounds at {args.rate:g} req/s per arm: direct p50 "
+            f"{r['direct_p50_ms']:.2f} ms p99 {r['direct_p99_ms']:.2f} ms"
+        )
+        for arm in arms:
+            met = (
+                r[f"{arm}_added_p50_ms"] <= TARGET_ADDED_P50_MS
+                and r[f"{arm}_added_p99_ms"] <= TARGET_ADDED_P99_MS
+            )
+            print(
+                f"  {arm}: p50 {r[f'{arm}_p50_ms']:.2f} ms p99 {r[f'{arm}_p99_ms']:.2f} ms; added "
+                f"p50 {r[f'{arm}_added_p50_ms']:+.2f} ms p99 {r[f'{arm}_added_p99_ms']:+.2f} ms "
+                f"(target <= {TARGET_ADDED_P50_MS:g} / {TARGET_ADDED_P99_MS:g} ms: "
+                f"{'met' if met else 'not met'}); paired median "
+                f"{r[f'{arm}_paired_median_ms']:+.2f} ms; CPU per request: forwarding "
+                f"{r[f'{arm}_forwarding_cpu_ms_per_req']:.1f} ms, recording "
+                f"{r[f'{arm}_recording_cpu_ms_per_req']:.1f} ms"
+            )
+        print(f"  upstream CPU per request {r['upstream_cpu_ms_per_req']:.1f} ms")
+    if args.rate_seconds > 0:
+        rates = ", ".join(
+            f"{name} {report[f'max_rate_{name}']:.0f} req/s" for name in ["direct", *arms]
+        )
+        print(f"max rate, small bodies, {args.concurrency} clients: {rates}")
+    print(
+        "load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
+            *report["load_before"], *report["load_after"]
+        )
+    )
+    for arm in arms:
+        print(f"{arm}: {report[f'{arm}_summary']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=100, help="pairs per upload size")
-    parser.add_argument("--rate", type=float, default=20.0, help="requests per second (both)")
-    parser.add_argument("--rate-seconds", type=float, default=5.0, help="max-rate phase length")
+    parser.add_argument("--rounds", type=int, default=1000, help="requests per arm and upload")
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second per arm")
+    parser.add_argument(
+        "--upload-bytes",
+        type=int,
+        action="append",
+        help="upload size in bytes, a photo-like PNG of about that size (repeatable; "
+        "default 1000000)",
+    )
+    parser.add_argument(
+        "--response-bytes",
+        type=int,
+        default=2_000_000,
+        help="size of each edit's response body (JSON with one base64 PNG; default 2000000)",
+    )
+    parser.add_argument(
+        "--forwarding-arm",
+        action="store_true",
+        help="also a proxy that records nothing, in the same rounds",
+    )
+    parser.add_argument("--rate-seconds", type=float, default=5.0, help="max-rate phase, 0: skip")
     parser.add_argument("--concurrency", type=int, default=16, help="max-rate clients")
     parser.add_argument("--json", help="also write the figures as JSON to this file")
     parser.add_argument(
-        "--record-paths",
-        default="/v1/images/*",
-        help="what the proxy records (e.g. /nothing: forwarding cost only)",
+        "--record-paths", default="/v1/images/*", help="what the recording proxy records"
     )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
-        serve_upstream(args.serve_upstream)
+        serve_upstream(args.serve_upstream, args.response_bytes)
         return
-    up_port, proxy_port = free_port(), free_port()
+    if args.rounds < 1 or args.rate <= 0:
+        parser.error("--rounds must be at least 1 and --rate more than 0")
+    args.upload_bytes = args.upload_bytes or [1_000_000]
     workdir = Path(tempfile.mkdtemp(prefix="imgtrace-bench-"))
-    trace = workdir / "bench.imgtrace"
-    upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port)])
-    proxy = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imgtrace",
-            "record",
-            "--upstream",
-            f"http://127.0.0.1:{up_port}",
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "-o",
-            str(trace),
-            "--paths",
-            args.record_paths,
-        ],
-        stderr=subprocess.PIPE,
-    )
-    report: dict[str, Any] = {}
     try:
-        wait_listening(up_port, upstream)
-        wait_listening(proxy_port, proxy)
-        direct, through = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
-        for size in (512, 1024):
-            image = photo_like_png(size, seed=size)
-            before = cpu_seconds(proxy.pid), cpu_seconds(upstream.pid)
-            result = anyio.run(paired, direct, through, image, args.pairs, args.rate)
-            # The upstream served every request twice (direct and proxied) plus 6 warm-ups.
-            served = 2 * args.pairs + 6
-            result["proxy_cpu_ms_per_req"] = (
-                (cpu_seconds(proxy.pid) - before[0]) * 1000 / (args.pairs + 3)
-            )
-            result["upstream_cpu_ms_per_req"] = (
-                (cpu_seconds(upstream.pid) - before[1]) * 1000 / (served)
-            )
-            report[f"upload_{size}"] = result
-        count = int(args.rate_seconds * 5000)
-        report["max_rate_direct"] = anyio.run(
-            max_rate, direct, args.concurrency, count, args.rate_seconds
-        )
-        report["max_rate_proxy"] = anyio.run(
-            max_rate, through, args.concurrency, count, args.rate_seconds
-        )
+        report = measure(args, workdir)
     finally:
-        proxy.terminate()
-        _, stderr = proxy.communicate(timeout=60)
-        upstream.terminate()
-        upstream.wait(10)
-    report["proxy_summary"] = stderr.decode().strip().splitlines()[-1]
-    report["trace_bytes"] = trace.stat().st_size
-    for name in ("upload_512", "upload_1024"):
-        r = report[name]
-        print(
-            f"{name} ({r['upload_bytes'] / 1e6:.2f} MB up, {r['pairs']} pairs at "
-            f"{args.rate:g} req/s): direct p50 {r['direct_p50_ms']:.2f} ms p99 "
-            f"{r['direct_p99_ms']:.2f} ms; proxy p50 {r['proxy_p50_ms']:.2f} ms p99 "
-            f"{r['proxy_p99_ms']:.2f} ms; added p50 {r['added_p50_ms']:+.2f} ms p99 "
-            f"{r['added_p99_ms']:+.2f} ms; median paired diff "
-            f"{r['median_paired_diff_ms']:+.2f} ms; CPU per request: proxy "
-            f"{r['proxy_cpu_ms_per_req']:.1f} ms, upstream {r['upstream_cpu_ms_per_req']:.1f} ms"
-        )
-    print(
-        f"max rate, small bodies, {args.concurrency} clients: direct "
-        f"{report['max_rate_direct']:.0f} req/s, proxy {report['max_rate_proxy']:.0f} req/s "
-        f"({report['max_rate_proxy'] / report['max_rate_direct']:.2f}x)"
-    )
-    print(report["proxy_summary"])
+        for path in workdir.iterdir():
+            os.unlink(path)
+        workdir.rmdir()
+    show(report, args)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    for path in workdir.iterdir():
-        os.unlink(path)
-    workdir.rmdir()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from ._har import import_har
 from ._listen import exposure_warning, is_exposed, listen_url
 from ._prompts import BUILTIN_PROMPTS, load_prompts
 from ._proxy import RecordingProxy
+from ._rec_process import RecorderProcess
 from ._sink import Recorder, RecorderStats, RecordOptions, check_output
 from ._source_io import ImportStats, InputError
 from ._synth import ArrivalProcess, SynthOptions, ValueSpec, parse_schedule, synthesize
@@ -20,6 +21,7 @@ __all__ = [
     "RecordOptions",
     "Recorder",
     "RecorderError",
+    "RecorderProcess",
     "RecorderStats",
     "RecordingProxy",
     "RecordingTransport",

@@ -2,7 +2,7 @@
 
 The hot path (the proxy's event loop, the application's HTTP client) only appends chunk
 references to an `Exchange` and stamps monotonic times; all parsing, hashing and redaction happen
-later on the recorder's writer thread, in `to_request`.
+later, on the recorder's writer thread or in the proxy's recording process, in `to_request`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ class Exchange:
     client_done_ns: int | None = None
     error: ErrorInfo | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    left_out: str | None = None
+    """Why both bodies were left out of the recording (the recorder was behind), or None."""
 
     def add_request_chunk(self, chunk: bytes) -> None:
         self.request_size += len(chunk)
@@ -121,9 +123,23 @@ class Exchange:
 
     @property
     def held_bytes(self) -> int:
-        """Bytes this exchange keeps alive until it is written."""
+        """Body bytes this exchange keeps alive until it is written."""
+        if self.left_out is not None:
+            return 0
         held = 0 if self.request_over else self.request_size
         return held + (0 if self.response_over else self.response_size)
+
+    @property
+    def head_bytes(self) -> int:
+        """About what the rest of the exchange (line, headers, notes) holds."""
+        headers = sum(len(n) + len(v) for n, v in (*self.headers, *self.response_headers))
+        return 256 + len(self.path) + len(self.query) + headers
+
+    def leave_out_bodies(self, reason: str) -> None:
+        """Record this exchange without its bodies (timings, status and headers stay)."""
+        self.left_out = reason
+        self.request_chunks = []
+        self.response_chunks = []
 
     def fail(self, kind: ErrorKind, message: str) -> None:
         if self.error is None:
@@ -211,6 +227,9 @@ def _request_body(
 ) -> Body | None:
     content_type = _header(exchange.headers, "content-type")
     notes["body_size"] = exchange.request_size
+    if exchange.left_out is not None and exchange.request_size and not exchange.request_over:
+        notes["body_dropped"] = exchange.left_out
+        return None
     if exchange.request_over:
         notes["body_dropped"] = f"over --max-body ({exchange.max_body} bytes)"
         return None
@@ -314,6 +333,8 @@ def _response(
     body_blob: str | None = None
     if exchange.response_over:
         notes["response_body_dropped"] = f"over --max-body ({exchange.max_body} bytes)"
+    elif exchange.left_out is not None and exchange.response_size:
+        notes["response_body_dropped"] = exchange.left_out
     elif exchange.response_size:
         raw = b"".join(exchange.response_chunks)
         data = _decoded_response(exchange, notes)

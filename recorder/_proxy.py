@@ -2,9 +2,11 @@
 
 Every request is forwarded whatever its path; bodies stream both ways chunk by chunk (the upload
 reaches the upstream while it is still arriving, and each server-sent event reaches the client as
-soon as the upstream sends it). Requests on recorded paths are teed into an `Exchange` and handed
-to a `Recorder`, which never blocks this loop. The upstream leg is a lean HTTP/1.1 client
-(`_upstream.py`): httptools parses the response head and chunked framing, and a sized body is
+soon as the upstream sends it). Requests on recorded paths are teed into an `Exchange` (references
+to the very chunks forwarded, no copies) and handed to a recorder, which never blocks this loop:
+`imgtrace record` uses a `RecorderProcess`, so parsing, hashing and writing run in another
+process and never hold this loop's GIL. The upstream leg is a lean HTTP/1.1 client
+(`traces.Http1Pool`): httptools parses the response head and chunked framing, and a sized body is
 relayed in the pieces the socket gives.
 """
 
@@ -22,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from traces import HEAD_TOO_LARGE, ErrorKind, Http1Pool, Http1Response
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
-from ._sink import Recorder
+from ._intake import CaptureSink
 
 __all__ = ["RecordingProxy"]
 
@@ -94,7 +96,8 @@ class RecordingProxy:
     """An ASGI app forwarding to `upstream` and recording matching exchanges into `recorder`.
 
     :param upstream: base URL of the real server, e.g. ``http://127.0.0.1:30000``.
-    :param recorder: where exchanges go; the proxy never closes it.
+    :param recorder: where exchanges go (a `RecorderProcess` or a `Recorder`); the proxy never
+        closes it.
     :param timeout: seconds the upstream may take to connect, to accept the next piece of the
         upload, or to send the next bytes of its response (504 when exceeded before the
         response started).
@@ -108,7 +111,7 @@ class RecordingProxy:
     def __init__(
         self,
         upstream: str,
-        recorder: Recorder,
+        recorder: CaptureSink,
         *,
         timeout: float = 600.0,
         max_connections: int = 1000,

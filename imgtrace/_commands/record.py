@@ -75,9 +75,10 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         help="record live traffic through a reverse proxy",
         description=(
             "Forward every request to --upstream and record image-edit exchanges into a trace. "
-            "Recording never fails a request: if the disk or the writer cannot keep up, "
-            "records are dropped and counted. Stop with Ctrl-C or SIGTERM. See "
-            "docs/recording.md."
+            "The recording (parsing, hashing, writing) runs in a process of its own. "
+            "Recording never fails a request: if the disk or the recording process cannot "
+            "keep up, bodies or records are dropped and counted. Stop with Ctrl-C or SIGTERM. "
+            "See docs/recording.md."
         ),
     )
     add_arguments(parser)
@@ -130,6 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="record bodies up to SIZE (default 64M); larger ones are "
         "forwarded in full and recorded without the body, and counted",
+    )
+    parser.add_argument(
+        "--max-backlog",
+        default="512M",
+        metavar="SIZE",
+        help="the most memory the proxy holds for exchanges waiting for the recording "
+        "process (default 512M); past it, exchanges are recorded without their bodies, and "
+        "counted: forwarding never waits for the recording",
     )
     parser.add_argument(
         "--max-header-size",
@@ -215,6 +224,7 @@ def _options(args: argparse.Namespace) -> Any:
             parse_duration(args.rotate_time, "--rotate-time") if args.rotate_time else None
         ),
         flush_interval=parse_duration(args.flush_interval, "--flush-interval"),
+        max_queue_bytes=parse_size(args.max_backlog, "--max-backlog"),
     )
 
 
@@ -231,18 +241,14 @@ def run(args: argparse.Namespace) -> int:
     import anyio
     import uvicorn
 
-    # The writer thread parses and hashes in between the event loop's work; hand the GIL back
-    # to the loop within 0.5 ms instead of the default 5 ms, so recording barely shows in the
-    # forwarded requests' latency.
-    sys.setswitchinterval(0.0005)
-
-    from recorder import Recorder, RecordingProxy, check_output, listen_url
+    from recorder import RecorderProcess, RecordingProxy, check_output, listen_url
 
     check_output(Path(args.output), options, args.force)
     listener = _bind(host, port)
     port = listener.getsockname()[1]  # the port it got, when asked for any (port 0)
     try:
-        recorder = Recorder(
+        # The recording runs in a process of its own; this one only forwards bytes.
+        recorder = RecorderProcess(
             args.output,
             source="proxy",
             options=options,
@@ -273,8 +279,10 @@ def run(args: argparse.Namespace) -> int:
 
     def remember(signum: int, frame: FrameType | None) -> None:
         # uvicorn re-raises the signal that stopped it; ours only notes it, so the recording
-        # can still be closed cleanly afterwards.
+        # can still be closed cleanly afterwards. One that comes before uvicorn has put in its
+        # own handlers (right after the line below) stops it as soon as it has started.
         stop_signals.append(signum)
+        server.should_exit = True
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(

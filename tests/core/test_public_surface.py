@@ -40,7 +40,8 @@ PUBLIC = {
     """,
     "recorder": """
         ArrivalProcess BUILTIN_PROMPTS ImportStats InputError RecordOptions Recorder
-        RecorderError RecorderStats RecordingProxy RecordingTransport SynthOptions ValueSpec
+        RecorderError RecorderProcess RecorderStats RecordingProxy RecordingTransport SynthOptions
+        ValueSpec
         check_output export_aiperf_input exposure_warning import_aiperf_input import_aiperf_raw
         import_har is_exposed listen_url load_prompts parse_schedule synthesize
     """,

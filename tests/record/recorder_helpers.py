@@ -9,7 +9,9 @@ import io
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ import pytest
 from PIL import Image
 from servers import ThreadServer
 
-from recorder import Recorder, RecordingProxy, RecordOptions
-from traces import TraceReader, parse_multipart
+from recorder import RecorderProcess, RecordingProxy, RecordOptions
+from traces import TraceReader, TraceRecoveryWarning, parse_multipart
 
 SECRET_TOKEN = "sk-test-SECRET-7d1f0c9e"
 SECRET_COOKIE = "session=COOKIE-SECRET-55aa"
@@ -191,7 +193,7 @@ def upstream() -> Iterator[Upstream]:
 @dataclass
 class Proxy:
     url: str
-    recorder: Recorder
+    recorder: RecorderProcess
     path: Path
     server: ThreadServer
     readers: list[TraceReader] = field(default_factory=list)
@@ -209,7 +211,10 @@ StartProxy = Callable[..., Proxy]
 
 @pytest.fixture
 def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
-    """`start_proxy(upstream_url, **record_options)`: a recording proxy in a thread."""
+    """`start_proxy(upstream_url, **record_options)`: a recording proxy in a thread.
+
+    As under `imgtrace record`, the recording runs in a process of its own (`RecorderProcess`).
+    """
     started: list[Proxy] = []
 
     def start(
@@ -217,7 +222,7 @@ def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
     ) -> Proxy:
         path = tmp_path / name
         options.setdefault("user_key", b"test-user-key")
-        recorder = Recorder(path, options=RecordOptions(**options))
+        recorder = RecorderProcess(path, options=RecordOptions(**options))
         proxy = RecordingProxy(upstream_url, recorder, timeout=timeout)
         server = ThreadServer(proxy).start()
         handle = Proxy(server.url, recorder, path, server)
@@ -265,3 +270,50 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def recording_pid(proxy_pid: int, timeout: float = 10.0) -> int:
+    """The pid of the recording process `imgtrace record` (pid `proxy_pid`) started."""
+    children = Path(f"/proc/{proxy_pid}/task/{proxy_pid}/children")
+
+    def spawned() -> list[int]:
+        # multiprocessing's resource tracker is a child too; the recording process is the
+        # one multiprocessing spawned.
+        pids = [int(pid) for pid in children.read_text().split()]
+        return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    wait_for(lambda: bool(spawned()), timeout)
+    (pid,) = spawned()
+    return pid
+
+
+def has_exited(pid: int) -> bool:
+    """True once process `pid` has ended (an orphan may linger as a zombie until reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@contextmanager
+def quiet_recovery() -> Iterator[None]:
+    """Read a file that is still being written, ignoring the expected recovery warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceRecoveryWarning)
+        yield
+
+
+def requests_on_disk(path: Path) -> int:
+    """How many requests of a recording in progress are on disk already."""
+    if not path.exists():
+        return 0  # the recording process creates the file with its first record
+    with quiet_recovery(), TraceReader(path) as reader:
+        return sum(1 for _ in reader.requests())
+
+
+def rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")

@@ -24,15 +24,19 @@ from recorder_helpers import (
     SECRET_USER,
     Upstream,
     decompressed,
+    has_exited,
     png,
+    quiet_recovery,
     raw_multipart,
+    recording_pid,
+    rss_peak_kib,
     wait_for,
 )
 from servers import start_record
 from testproc import exact_head, raw_status
 
 from imgtrace._cli import main
-from traces import FilePart, MultipartBody, TraceReader, TraceRecoveryWarning
+from traces import FilePart, MultipartBody, TraceReader
 
 RecordProcess = tuple[subprocess.Popen[str], str]
 
@@ -42,12 +46,13 @@ def record() -> Iterator[Callable[..., RecordProcess]]:
     """`record(*args)` starts `imgtrace record --listen 127.0.0.1:0 ARGS` and waits for it."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, preexec: Callable[[], None] | None = None) -> RecordProcess:
+    def start(*args: str, preexec: Callable[[], None] | None = None, **popen: Any) -> RecordProcess:
         proxy = start_record(
             *args,
             text=True,
             preexec_fn=preexec,
             env={**os.environ, "IMGTRACE_USER_KEY": "cli-user-key"},
+            **popen,
         )
         started.append(proxy.process)
         return proxy.process, proxy.url
@@ -137,39 +142,48 @@ def test_record_show_and_sigterm(
         assert secret.encode() not in data
 
 
-def test_sigkill_keeps_what_was_flushed(
-    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
-) -> None:
-    out = tmp_path / "killed.imgtrace"
-    process, url = record("--upstream", upstream.url, "-o", str(out), "--paths", "/echo")
+def _six_flushed(record: Callable[..., RecordProcess], upstream: Upstream, out: Path) -> Any:
+    """A recording (in a session of its own) with six requests on disk."""
+    process, url = record(
+        "--upstream", upstream.url, "-o", str(out), "--paths", "/echo", start_new_session=True
+    )
     with httpx.Client(base_url=url) as client:
         for i in range(6):
             client.post("/echo", content=f"{i}".encode())
 
     def flushed() -> bool:
-        with _quiet(), TraceReader(out) as r:
+        with quiet_recovery(), TraceReader(out) as r:
             return sum(1 for _ in r.requests()) == 6
 
     wait_for(flushed, timeout=5)  # the default flush interval is 0.5 s
-    process.kill()
+    return process
+
+
+def test_sigkill_keeps_what_was_flushed(
+    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
+) -> None:
+    out = tmp_path / "killed.imgtrace"
+    process = _six_flushed(record, upstream, out)
+    os.killpg(process.pid, signal.SIGKILL)  # the proxy and its recording process at once
     process.communicate()
     with TraceReader(out) as reader:
         assert not reader.closed_cleanly
         assert [r.id for r in reader.requests()] == [f"{i:06d}" for i in range(1, 7)]
 
 
-class _quiet:
-    """Read a file that is still being written, ignoring the expected recovery warning."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", TraceRecoveryWarning)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._catch.__exit__(*exc)
+def test_a_killed_proxy_leaves_a_closed_trace(
+    upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
+) -> None:
+    out = tmp_path / "proxy-killed.imgtrace"
+    process = _six_flushed(record, upstream, out)
+    recording = recording_pid(process.pid)
+    process.kill()  # only the forwarding process: the recording process sees its feed end
+    process.communicate()  # its stderr closes once the recording process has exited too
+    wait_for(lambda: has_exited(recording))
+    with TraceReader(out) as reader:
+        assert reader.closed_cleanly
+        assert [r.id for r in reader.requests()] == [f"{i:06d}" for i in range(1, 7)]
+        assert reader.metadata()["recorder"]["recorded"] == 6
 
 
 def _limit_file_size() -> None:
@@ -205,7 +219,7 @@ def test_full_disk_keeps_forwarding_and_counts_drops(
     assert code == 0, stderr
     assert "cannot write the trace any more" in stderr
     dropped = int(stderr.split("DROPPED ")[1].split()[0])
-    with _quiet(), TraceReader(out) as reader:
+    with quiet_recovery(), TraceReader(out) as reader:
         assert not reader.closed_cleanly
         kept = sum(1 for _ in reader.requests())
     assert dropped > 0 and kept + dropped == 12
@@ -251,13 +265,6 @@ def test_sigterm_waits_for_requests_in_flight(
         assert request.response is not None and request.response.status == 200
 
 
-def _rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_100_mb_upload_is_forwarded_with_bounded_memory(
     upstream: Upstream, record: Callable[..., RecordProcess], tmp_path: Path
 ) -> None:
@@ -266,7 +273,7 @@ def test_100_mb_upload_is_forwarded_with_bounded_memory(
         "--upstream", upstream.url, "-o", str(out), "--paths", "/sink", "--max-body", "8M"
     )
     httpx.post(url + "/sink", content=b"warm up")
-    before = _rss_peak_kib(process.pid)
+    before = rss_peak_kib(process.pid)
     chunk = bytes(range(256)) * 4096  # 1 MiB
     expected = hashlib.sha256()
     for _ in range(100):
@@ -279,7 +286,7 @@ def test_100_mb_upload_is_forwarded_with_bounded_memory(
     response = httpx.post(url + "/sink", content=body(), timeout=60)
     assert response.json()["size"] == 100 << 20
     assert response.json()["sha256"] == expected.hexdigest()
-    growth_mib = (_rss_peak_kib(process.pid) - before) / 1024
+    growth_mib = (rss_peak_kib(process.pid) - before) / 1024
     assert growth_mib < 40, f"proxy peak RSS grew by {growth_mib:.0f} MiB"
     code, stderr = _stop(process)
     assert code == 0 and "1 without body (over --max-body)" in stderr
@@ -333,6 +340,7 @@ def test_events_and_aborts_through_the_command(
         (["--listen", "127.0.0.1:99999"], "--listen takes HOST:PORT"),
         (["--sample", "0"], "--sample must be in (0, 1]"),
         (["--max-body", "lots"], "--max-body takes a size"),
+        (["--max-backlog", "1x"], "--max-backlog takes a size"),
         (["--rotate-time", "0"], "--rotate-time must be more than zero"),
         (["--rotate-size", "1x"], "--rotate-size takes a size"),
         (["--paths", "v1/images"], "--paths takes URL paths starting with '/'"),
