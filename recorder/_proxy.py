@@ -21,7 +21,7 @@ import httpx
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from traces import HEAD_TOO_LARGE, ErrorKind, Http1Pool, Http1Response
+from traces import HEAD_TOO_LARGE, ErrorKind, Http1Error, Http1Pool, Http1Response, Http1Timeout
 
 from ._capture import HOP_BY_HOP, Exchange, error_kind
 from ._intake import CaptureSink
@@ -139,7 +139,7 @@ class RecordingProxy:
     def _upstream_pool(self) -> Http1Pool:
         if self._pool is None:
             self._pool = Http1Pool(
-                self.upstream, timeout=self._timeout, max_connections=self._max_connections
+                str(self.upstream), timeout=self._timeout, max_connections=self._max_connections
             )
         return self._pool
 
@@ -288,7 +288,7 @@ class RecordingProxy:
             response = await self._upstream_pool().request(*request)
         except _ClientGone:
             return
-        except httpx.HTTPError as exc:
+        except Http1Error as exc:
             await self._fail(send, exchange, flow, exc)
             return
         try:
@@ -319,7 +319,7 @@ class RecordingProxy:
         """A short response in one piece: one write to the client."""
         try:
             body = await response.aread()
-        except httpx.HTTPError as exc:
+        except Http1Error as exc:
             await self._fail(send, exchange, flow, exc)
             return
         if exchange is not None:
@@ -344,13 +344,13 @@ class RecordingProxy:
         No read-ahead task is needed: the upstream connection's buffer keeps filling (up to
         `READ_SIZE` twice over) while a piece is being written to the client.
         """
-        failure: httpx.HTTPError | None = None
+        failure: Http1Error | None = None
         try:
             await send(start)
             while True:
                 try:
                     chunk = await response.read()
-                except httpx.HTTPError as exc:
+                except Http1Error as exc:
                     failure = exc
                     break
                 if not chunk:
@@ -386,10 +386,10 @@ class RecordingProxy:
             self.recorder.submit(exchange)
 
     async def _fail(
-        self, send: Send, exchange: Exchange | None, flow: _Flow, exc: httpx.HTTPError
+        self, send: Send, exchange: Exchange | None, flow: _Flow, exc: Http1Error
     ) -> None:
         kind = error_kind(exc)
-        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        status = 504 if isinstance(exc, Http1Timeout) else 502
         what = "did not answer in time" if status == 504 else "failed"
         message = f"imgtrace record: the upstream {self.upstream} {what}: {exc!r}"
         await self._answer(send, exchange, flow, kind, status, message)

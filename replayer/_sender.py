@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.lowlevel
-import httpx
 
-from traces import ErrorInfo, Http1Pool, error_kind
+from traces import ErrorInfo, Http1Error, Http1Pool, error_kind
 
 from ._shaping import Prepared
 from ._waker import wait_precisely
@@ -82,7 +81,7 @@ class LanePool:
         # The pool's own limits are above the send's (`send_one`), so a send that runs out of
         # time is always a `timeout`, as its outcome says.
         self.pool = Http1Pool(
-            httpx.URL(url),
+            url,
             timeout=2 * timeout + 1,
             max_connections=0,
             keepalive_expiry=KEEPALIVE_EXPIRY,
@@ -157,7 +156,7 @@ class Exchange:
 
 
 def classify_error(exc: BaseException) -> ErrorInfo:
-    """An exception from httpx as an outcome's error (kinds: `traces.error_kind`)."""
+    """A failed exchange as an outcome's error (kinds: `traces.error_kind`)."""
     return ErrorInfo(kind=error_kind(exc, default="local"), message=str(exc) or type(exc).__name__)
 
 
@@ -221,7 +220,7 @@ async def send_one(
     except anyio.get_cancelled_exc_class():
         exchange.error = ErrorInfo(kind="aborted", message="interrupted before the response")
         raise
-    except httpx.HTTPError as exc:
+    except Http1Error as exc:
         exchange.error = classify_error(exc)
     except OSError as exc:
         exchange.error = ErrorInfo(kind="local", message=str(exc))

@@ -29,6 +29,7 @@ from ._errors import (
 from ._failures import ERROR_KINDS, ErrorKind, error_kind, error_kind_named
 from ._framing import BlobLocation, FileIndex
 from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
+from ._http1_errors import Http1Error, Http1Timeout
 from ._http1_pool import Http1Pool, Http1Response
 from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
@@ -128,8 +129,10 @@ __all__ = [
     "FormPartData",
     "GapSource",
     "Header",
+    "Http1Error",
     "Http1Pool",
     "Http1Response",
+    "Http1Timeout",
     "Interleave",
     "JsonBody",
     "MergeResult",

@@ -41,7 +41,7 @@ ERROR_KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 # First match wins: ConnectTimeout is a TimeoutException too, and must stay `connect`.
 _BY_CLASS_NAME: Final[tuple[tuple[frozenset[str], ErrorKind], ...]] = (
     (frozenset({"ConnectError", "ConnectTimeout"}), "connect"),
-    (frozenset({"TimeoutException"}), "timeout"),
+    (frozenset({"TimeoutException", "Http1Timeout"}), "timeout"),
     (frozenset({"WriteError"}), "write"),
     (frozenset({"ReadError"}), "read"),
     (frozenset({"RemoteProtocolError", "LocalProtocolError"}), "protocol"),

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-import httpx
-
+from ._http1_errors import ReadError, RemoteProtocolError
 from ._http1_parser import PARSE_ERRORS, ResponseParser, new_parser
 
 __all__ = ["READ_SIZE", "Connection", "Head"]
@@ -110,7 +109,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._eof = self._closed = True
         if self._error is None and exc is not None:
-            self._error = httpx.ReadError(f"reading the response failed: {exc!r}")
+            self._error = ReadError(f"reading the response failed: {exc!r}")
         self._wake()
         drainer, self._drainer = self._drainer, None
         if drainer is not None and not drainer.done():
@@ -204,18 +203,16 @@ class Connection(asyncio.Protocol):
             raise ConnectionResetError(f"the upstream closed the connection ({self._error!r})")
 
     async def read_head(self) -> Head:
-        """The final response head; TimeoutError, or an httpx error if none comes."""
+        """The final response head; TimeoutError, or an `Http1Error` if none comes."""
         while self.head is None:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 if self._head_bytes:
-                    raise httpx.RemoteProtocolError(
+                    raise RemoteProtocolError(
                         "the upstream closed the connection in the middle of the response head"
                     )
-                raise httpx.RemoteProtocolError(
-                    "the upstream disconnected without sending a response"
-                )
+                raise RemoteProtocolError("the upstream disconnected without sending a response")
             await self._wait()
         return self.head
 
@@ -228,12 +225,12 @@ class Connection(asyncio.Protocol):
                 raise self._error
             if self._eof:
                 if self._remaining is not None:
-                    raise httpx.RemoteProtocolError(
+                    raise RemoteProtocolError(
                         f"the upstream closed the connection {self._remaining} bytes before "
                         "the end of the response body"
                     )
                 if self._parser is not None and self._chunked:
-                    raise httpx.ReadError("the upstream closed the connection mid-chunked body")
+                    raise ReadError("the upstream closed the connection mid-chunked body")
                 self.complete = True  # delimited by the end of the connection
                 return b""
             await self._wait()
@@ -262,7 +259,7 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, message: str) -> None:
         if self._error is None:
-            self._error = httpx.RemoteProtocolError(message)
+            self._error = RemoteProtocolError(message)
         self._parser = None
 
     def _wake(self) -> None:

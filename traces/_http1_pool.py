@@ -8,7 +8,7 @@ uvicorn uses) reads the response head and decodes chunked bodies as they arrive,
 server-sent event is handed on as soon as it is complete on the wire; a body framed by
 Content-Length bypasses the parser once the head is read, and each piece is the very bytes
 object the socket read returned. Connections are kept alive in a small pool. Failures are
-raised as httpx's exception types, so every caller classifies them with `error_kind`.
+`Http1Error`s named as httpx names its own, so `error_kind` classifies them alike.
 
 Runs on asyncio only (uvicorn, which serves the proxy, is asyncio-only too).
 """
@@ -19,25 +19,33 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-
-import anyio
-import httpx
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from ._http1_connection import READ_SIZE, Connection, Head
+from ._http1_errors import (
+    ConnectError,
+    ConnectTimeout,
+    Http1Timeout,
+    PoolTimeout,
+    ReadError,
+    ReadTimeout,
+    WriteTimeout,
+)
 
 __all__ = ["READ_SIZE", "Http1Pool", "Http1Response"]
 
 _MAX_IDLE = 256  # idle keep-alive connections kept; more are closed when released
 
 
-@contextmanager
-def _limit(seconds: float, error: type[httpx.TimeoutException], what: str) -> Iterator[None]:
+T = TypeVar("T")
+
+
+async def _within(seconds: float, step: Awaitable[T], error: type[Http1Timeout], what: str) -> T:
     try:
-        with anyio.fail_after(seconds):
-            yield
-    except TimeoutError:
+        return await asyncio.wait_for(step, seconds)
+    except asyncio.TimeoutError:
         raise error(f"the upstream did not {what} within {seconds:g} s") from None
 
 
@@ -53,7 +61,7 @@ class Http1Response:
     ) -> None:
         self.status = head.status
         self.headers = head.headers
-        """Header names in lower case (as h11 gives them), values as received."""
+        """Header names in lower case, values as received."""
         self.length = head.length
         self._pool = pool
         self._connection: Connection | None = connection
@@ -64,11 +72,11 @@ class Http1Response:
         """The next piece of the body as soon as any of it has arrived; b"" at its end."""
         connection = self._connection
         if connection is None:
-            raise httpx.ReadError("the response was closed")
+            raise ReadError("the response was closed")
         try:
             return await connection.read_body()
         except TimeoutError:
-            raise httpx.ReadTimeout(
+            raise ReadTimeout(
                 f"the upstream did not send the next bytes within {self._timeout:g} s"
             ) from None
 
@@ -98,7 +106,7 @@ class Http1Pool:
 
     def __init__(
         self,
-        url: httpx.URL,
+        url: str,
         *,
         timeout: float,
         max_connections: int,
@@ -106,10 +114,11 @@ class Http1Pool:
     ) -> None:
         self.timeout = timeout
         self.keepalive_expiry = keepalive_expiry
-        self._host = url.host
-        self._tls = url.scheme == "https"
-        self._port = url.port or (443 if self._tls else 80)
-        self._host_header = url.netloc.decode("ascii")
+        parts = urlsplit(url)
+        self._host = parts.hostname or ""
+        self._tls = parts.scheme == "https"
+        self._port = parts.port or (443 if self._tls else 80)
+        self._host_header = parts.netloc.rpartition("@")[2]
         self._ssl: ssl.SSLContext | None = None
         self._idle: collections.deque[Connection] = collections.deque()
         self._slots = asyncio.Semaphore(max_connections) if max_connections > 0 else None
@@ -165,8 +174,7 @@ class Http1Pool:
         if not self._slots.locked():
             await self._slots.acquire()
             return
-        with _limit(self.timeout, httpx.PoolTimeout, "free a connection"):
-            await self._slots.acquire()
+        await _within(self.timeout, self._slots.acquire(), PoolTimeout, "free a connection")
 
     def _free_slot(self) -> None:
         if self._slots is not None:
@@ -182,16 +190,18 @@ class Http1Pool:
             self._ssl = ssl.create_default_context()
         loop = asyncio.get_running_loop()
         try:
-            with _limit(self.timeout, httpx.ConnectTimeout, "accept a connection"):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self.timeout),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl if self._tls else None,
-                    server_hostname=self._host if self._tls else None,
-                )
+            connecting = loop.create_connection(
+                lambda: Connection(self.timeout),
+                self._host,
+                self._port,
+                ssl=self._ssl if self._tls else None,
+                server_hostname=self._host if self._tls else None,
+            )
+            _, connection = await _within(
+                self.timeout, connecting, ConnectTimeout, "accept a connection"
+            )
         except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect: {exc!r}") from exc
+            raise ConnectError(f"cannot connect: {exc!r}") from exc
         return connection
 
     def _expired(self, connection: Connection) -> bool:
@@ -248,7 +258,7 @@ class Http1Pool:
         try:
             await writer.drain()
         except TimeoutError:
-            raise httpx.WriteTimeout(
+            raise WriteTimeout(
                 f"the upstream did not take the upload within {self.timeout:g} s"
             ) from None
 
@@ -273,7 +283,5 @@ class Http1Pool:
         try:
             head = await connection.read_head()
         except TimeoutError:
-            raise httpx.ReadTimeout(
-                f"the upstream did not answer within {self.timeout:g} s"
-            ) from None
+            raise ReadTimeout(f"the upstream did not answer within {self.timeout:g} s") from None
         return Http1Response(self, connection, head, reusable=reusable)

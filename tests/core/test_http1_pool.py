@@ -5,25 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import httpx
 import pytest
 
-from traces import Http1Pool, _http1_connection
-from traces._http1_parser import new_parser
+from traces import Http1Error, Http1Pool, Http1Timeout, error_kind
+from traces import _http1_errors as errors
+
+Broken = errors.RemoteProtocolError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@pytest.fixture(autouse=True, params=["httptools", "h11"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test with httptools, and with h11, the parser where httptools is missing."""
-    if request.param == "h11":
-
-        def h11_parser(callbacks: object, method: str) -> object:
-            return new_parser(callbacks, method, use_h11=True)
-
-        monkeypatch.setattr(_http1_connection, "new_parser", h11_parser)
-    return str(request.param)
 
 
 class Scripted:
@@ -45,9 +34,7 @@ class Scripted:
 
         self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = self.server.sockets[0].getsockname()[1]
-        self.pool = Http1Pool(
-            httpx.URL(f"http://127.0.0.1:{port}"), timeout=2.0, max_connections=10
-        )
+        self.pool = Http1Pool(f"http://127.0.0.1:{port}", timeout=2.0, max_connections=10)
         return self.pool
 
     async def __aexit__(self, *exc: object) -> None:
@@ -180,16 +167,19 @@ async def test_an_idle_connection_the_upstream_closed_is_not_reused() -> None:
 @pytest.mark.parametrize(
     ("response", "error"),
     [
-        (b"", httpx.RemoteProtocolError),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", httpx.RemoteProtocolError),
-        (b"SPDY/3 200 OK\r\n\r\n", httpx.RemoteProtocolError),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", httpx.RemoteProtocolError),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", httpx.RemoteProtocolError),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", httpx.ReadError),
+        (b"", errors.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", errors.RemoteProtocolError),
+        (b"SPDY/3 200 OK\r\n\r\n", errors.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", errors.RemoteProtocolError),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            errors.RemoteProtocolError,
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", errors.ReadError),
     ],
 )
-async def test_broken_responses_raise_httpx_errors(
-    response: bytes, error: type[httpx.HTTPError]
+async def test_broken_responses_raise_client_errors(
+    response: bytes, error: type[Http1Error]
 ) -> None:
     async with scripted(answering(response, close=True)) as pool:
         with pytest.raises(error):
@@ -233,15 +223,17 @@ async def test_silent_upstream_times_out() -> None:
     server = Scripted(silent)
     async with server as pool:
         pool.timeout = 0.2
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(errors.ReadTimeout) as raised:
             await _get(pool)
+    assert isinstance(raised.value, Http1Timeout) and error_kind(raised.value) == "timeout"
 
 
 async def test_refused_connection_is_a_connect_error() -> None:
-    pool = Http1Pool(httpx.URL("http://127.0.0.1:1"), timeout=2.0, max_connections=1)
-    with pytest.raises(httpx.ConnectError):
+    pool = Http1Pool("http://127.0.0.1:1", timeout=2.0, max_connections=1)
+    with pytest.raises(errors.ConnectError) as raised:
         await _get(pool)
     await pool.aclose()
+    assert error_kind(raised.value) == "connect"
 
 
 async def test_a_response_split_anywhere_is_read_whole() -> None:
@@ -329,11 +321,7 @@ async def test_bytes_beyond_the_response_spoil_the_connection() -> None:
     assert server.connections == 2
 
 
-async def test_a_body_coded_but_not_chunked_ends_with_the_connection(parser: str) -> None:
+async def test_a_body_coded_but_not_chunked_ends_with_the_connection() -> None:
     response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes"
     async with scripted(answering(response, close=True)) as pool:
-        if parser == "h11":  # h11 supports only chunked, and says so
-            with pytest.raises(httpx.RemoteProtocolError):
-                await _get(pool)
-        else:
-            assert await _get(pool) == (200, b"raw bytes")
+        assert await _get(pool) == (200, b"raw bytes")

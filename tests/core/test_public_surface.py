@@ -21,7 +21,8 @@ PUBLIC = {
         ArrivalKind ArrivalProcess Ascending Blob BlobLocation BlobSink BlobSource Body
         CLASS_FIELDS DEFAULT_MAX_HEADER_SIZE DEFAULT_REDACTED_HEADERS Damage ERROR_KINDS
         ErrorInfo ErrorKind ExchangeView FORMAT_VERSION FileIndex FilePart FormPart FormPartData
-        GapSource HEAD_TOO_LARGE Header Http1Pool Http1Response IMAGE_FIELDS INVALID_RESPONSE
+        GapSource HEAD_TOO_LARGE Header Http1Error Http1Pool Http1Response Http1Timeout
+        IMAGE_FIELDS INVALID_RESPONSE
         Interleave JsonBody
         LAG_ABSOLUTE_NS LAG_FLOOR_NS LAG_SHARE_OF_MEDIAN MASK_FIELDS MAX_CLASSES MergeResult
         MissingBlobError MultipartBody MultipartError Note Outcome OutputExists PLACEHOLDERS
