@@ -23,9 +23,9 @@ Every process it starts is stopped when it ends, fails or is interrupted. Its co
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -76,11 +76,21 @@ class DemoInterrupted(TraceError):
     """Raised when a step of the demo was interrupted (Ctrl-C): the demo exits 130."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# What `serve` and `record` print once they listen on the port they got (port 0).
+LISTENING = re.compile(r"imgtrace(?: serve)?: (?:listening on|recording) (http://127\.0\.0\.1:\d+)")
+
+
+def _listening_url(process: subprocess.Popen[bytes], name: str, log: Path) -> str:
+    """The URL a process started with port 0 says it listens on (read from its log)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = LISTENING.search(log.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        if process.poll() is not None:
+            raise DemoError(f"{name} exited with code {process.returncode}; see {log}")
+        time.sleep(0.05)
+    raise DemoError(f"{name} did not say where it listens after 60 s; see {log}")
 
 
 def _say(message: str) -> None:
@@ -192,12 +202,12 @@ def _processes(logs: Path) -> Iterator[Processes]:
 
 
 def _serve(
-    processes: Processes, name: str, port: int, speed: float, extra: Sequence[str] = ()
+    processes: Processes, name: str, speed: float, extra: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
     # No cold start and no output cache: A is warmed by the recording and its twin and B are
     # not, and a first-batch penalty or cached work on one side only would be measured as a
     # difference between them.
-    args = ["serve", "--port", str(port), "--speed", f"{speed:g}", "--noise", "1"]
+    args = ["serve", "--port", "0", "--speed", f"{speed:g}", "--noise", "1"]
     return processes.start(name, [*args, "--cold-start", "0", "--cache-mb", "0", *extra])
 
 
@@ -268,18 +278,21 @@ def run_demo(out: Path, *, quick: bool, force: bool) -> int:
 
 
 def _start_servers(processes: Processes, logs: Path) -> dict[str, str]:
-    ports = {name: _free_port() for name in ("a", "a2", "b")}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    # Each binds port 0 and says which port it got: no port is picked first and taken later.
+    started = {
+        "a": _serve(processes, "server-a", SERVER_SPEED),
+        "a2": _serve(processes, "server-a2", SERVER_SPEED),
+        "b": _serve(processes, "server-b", B_SPEED, ["--variant", "b"]),
+    }
+    urls = {}
+    for name, process in started.items():
+        log = logs / f"server-{name}.log"
+        urls[name] = _listening_url(process, f"server {name.upper()}", log)
     _say(
         f"[1/6] reference server A on {urls['a']} (--speed {SERVER_SPEED:g}, 1 GPU), its twin "
         f"on {urls['a2']}, and B on {urls['b']} (--speed {B_SPEED:g}: 30% less compute speed, "
         "--variant b: new outputs)"
     )
-    started = {
-        "a": _serve(processes, "server-a", ports["a"], SERVER_SPEED),
-        "a2": _serve(processes, "server-a2", ports["a2"], SERVER_SPEED),
-        "b": _serve(processes, "server-b", ports["b"], B_SPEED, ["--variant", "b"]),
-    }
     for name, process in started.items():
         log = logs / f"server-{name}.log"
         _wait_ready(f"{urls[name]}/health", process, f"server {name.upper()}", log)
@@ -287,15 +300,14 @@ def _start_servers(processes: Processes, logs: Path) -> dict[str, str]:
 
 
 def _record(processes: Processes, plan: DemoPlan, files: _Files, a_url: str, logs: Path) -> None:
-    proxy_port = _free_port()
-    proxy_url = f"http://127.0.0.1:{proxy_port}"
+    listen = ["--listen", "127.0.0.1:0"]
+    proxy = processes.start(
+        "record", ["record", "--upstream", a_url, *listen, "-o", str(files.production)]
+    )
+    proxy_url = _listening_url(proxy, "the recording proxy", logs / "record.log")
     _say(
         f"[2/6] recording proxy on {proxy_url} in front of A; {plan.requests} synthetic "
         f"requests at {plan.rate:g}/s go through it"
-    )
-    listen = ["--listen", f"127.0.0.1:{proxy_port}"]
-    proxy = processes.start(
-        "record", ["record", "--upstream", a_url, *listen, "-o", str(files.production)]
     )
     _wait_ready(f"{proxy_url}/health", proxy, "the recording proxy", logs / "record.log")
     synth = ["synth", "-o", str(files.users), "--count", str(plan.requests)]
