@@ -17,6 +17,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from .colour import colour_difference
+from .pixels import BLOCK, MAX_DELTA, max_yiq_delta, pixel_differences, yiq_delta
 
 __all__ = [
     "DecodedImage",
@@ -37,22 +38,8 @@ __all__ = [
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 
-# pixelmatch's YIQ weights and the largest delta any two colours can have: a threshold t in
-# 0..1 marks a pixel as different when its delta exceeds MAX_DELTA * t * t.
-MAX_DELTA = 35215.0
-_RGB_TO_YIQ = np.array(
-    [
-        [0.29889531, 0.59597799, 0.21147017],
-        [0.58662247, -0.27417610, -0.52261711],
-        [0.11448223, -0.32180189, 0.31114694],
-    ],
-    dtype=np.float32,
-)
-_YIQ_WEIGHTS = np.array([0.5053, 0.299, 0.1957], dtype=np.float32)
 _LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)  # Wang's rgb2gray weights
 _CHUNK_ROWS = 128  # rows per slice: bounds temporary float arrays for large images
-BLOCK = 16
-"""Side of the blocks in which the density of differing pixels is measured."""
 
 
 def _dct_matrix(n: int) -> npt.NDArray[np.float64]:
@@ -163,10 +150,27 @@ def small_gray(gray: Image.Image) -> F32:
     """Grey at Wang's scale. Like his reference code, it starts from 8-bit grey (Pillow's
     rounded Rec. 601 luma) and averages factor x factor blocks in floating point."""
     factor = downscale_factor(gray.height, gray.width)
+    if factor > 1 and gray.height % factor == 0 and gray.width % factor == 0:
+        return _block_means(np.asarray(gray), factor)
     small = gray.convert("F")
     if factor > 1:
         small = small.reduce(factor)
     result: F32 = np.asarray(small, dtype=np.float32)
+    return result
+
+
+def _block_means(pixels: U8, factor: int) -> F32:
+    """Pillow's `reduce(factor)` of the "F" image of `pixels` (whole blocks only), bit for bit:
+    the same exact sums, times 1 / factor^2 in double precision, rounded to float32."""
+    height, width = pixels.shape
+    wide = np.uint16 if factor <= 16 else np.uint32  # room for factor rows of 255
+    strip = pixels[0::factor].astype(wide)
+    for k in range(1, factor):
+        strip += pixels[k::factor]
+    # The columns of each block by one matrix product: exact, the sums stay below 2**24.
+    sums = strip.reshape(-1, factor).astype(np.float32) @ np.ones(factor, dtype=np.float32)
+    means = sums.astype(np.float64) * (1.0 / (factor * factor))
+    result: F32 = means.astype(np.float32).reshape(height // factor, width // factor)
     return result
 
 
@@ -282,23 +286,6 @@ def ssim(a: F32, b: F32, *, downscale: bool = True) -> float:
     return float(ssim_map(a, b, downscale=downscale).mean(dtype=np.float64))
 
 
-def yiq_delta(a: U8, b: U8) -> F32:
-    """pixelmatch's perceptual colour delta per pixel, negative where `b` is darker than `a`."""
-    out: F32 = np.empty(a.shape[:2], dtype=np.float32)
-    for start in range(0, a.shape[0], _CHUNK_ROWS):
-        stop = start + _CHUNK_ROWS
-        diff = a[start:stop].astype(np.float32) - b[start:stop]
-        yiq = diff @ _RGB_TO_YIQ
-        delta = (yiq * yiq) @ _YIQ_WEIGHTS
-        out[start:stop] = np.where(yiq[..., 0] > 0, -delta, delta)
-    return out
-
-
-def max_yiq_delta(threshold: float) -> float:
-    """The delta above which pixelmatch counts a pixel as different, for threshold 0..1."""
-    return MAX_DELTA * threshold * threshold
-
-
 class PairMetrics(msgspec.Struct, frozen=True, kw_only=True):
     """How far apart two same-sized images are. `psnr` None means infinite (identical pixels)."""
 
@@ -331,15 +318,6 @@ class PairMetrics(msgspec.Struct, frozen=True, kw_only=True):
     def distance(self) -> float:
         """The scalar distance used for noise calibration: 1 - SSIM."""
         return max(0.0, 1.0 - self.ssim)
-
-
-def _densest_block(flags: npt.NDArray[np.bool_]) -> int:
-    """Most flagged pixels in one BLOCK x BLOCK block (rows of `flags` start on a block edge)."""
-    h, w = flags.shape
-    padded = np.zeros((-(-h // BLOCK) * BLOCK, -(-w // BLOCK) * BLOCK), dtype=np.uint16)
-    padded[:h, :w] = flags
-    blocks = padded.reshape(padded.shape[0] // BLOCK, BLOCK, padded.shape[1] // BLOCK, BLOCK)
-    return int(blocks.sum(axis=(1, 3)).max())
 
 
 def _shifted_ssim(a: DecodedImage, b_rgb: U8) -> float:
@@ -385,25 +363,9 @@ def pair_metrics(
             pixels_equal=True, psnr=None, ssim=1.0, phash=phash, dhash=dhash,
             max_delta=0.0, diff_pixels=0, diff_ratio=0.0, max_block_ratio=0.0,
         )  # fmt: skip
-    limit = max_yiq_delta(threshold)
-    sse = 0.0
-    diff_pixels = 0
-    peak = 0.0
-    densest = 0
-    for start in range(0, a.height, _CHUNK_ROWS):
-        stop = start + _CHUNK_ROWS
-        diff = np.subtract(a.rgb[start:stop], b_rgb[start:stop], dtype=np.float32)
-        flat = diff.reshape(-1).astype(np.float64)  # exact sum of squares (dot of same dtype)
-        sse += float(np.dot(flat, flat))
-        yiq = diff @ _RGB_TO_YIQ
-        yiq *= yiq
-        delta = yiq @ _YIQ_WEIGHTS
-        flags = delta > limit
-        diff_pixels += int(np.count_nonzero(flags))
-        densest = max(densest, _densest_block(flags))
-        peak = max(peak, float(delta.max()))
+    pixel = pixel_differences(a.rgb, b_rgb, max_yiq_delta(threshold))
     pixels = a.width * a.height
-    mse = sse / (pixels * 3)
+    mse = pixel.sse / (pixels * 3)
     colour = colour_difference(a.rgb, b_rgb, local_threshold=local_threshold)
     structure = float(ssim_map(a.small_gray, b_gray, downscale=False).mean(dtype=np.float64))
     shifted = None if structure >= min_ssim or resized else _shifted_ssim(a, b_rgb)
@@ -413,10 +375,10 @@ def pair_metrics(
         ssim=structure,
         phash=phash,
         dhash=dhash,
-        max_delta=peak / MAX_DELTA,
-        diff_pixels=diff_pixels,
-        diff_ratio=diff_pixels / pixels,
-        max_block_ratio=densest / (BLOCK * BLOCK),
+        max_delta=pixel.peak / MAX_DELTA,
+        diff_pixels=pixel.diff_pixels,
+        diff_ratio=pixel.diff_pixels / pixels,
+        max_block_ratio=pixel.densest / (BLOCK * BLOCK),
         cast=colour.cast,
         local=colour.local,
         local_windows=colour.local_windows,
