@@ -1,6 +1,7 @@
 """Image comparison: the labelled corpus's confusion table; metric speed; compare of two runs.
 
     .venv/bin/python benchmarks/image_compare.py [--requests 1000] [--jobs 2] [--html]
+    .venv/bin/python benchmarks/image_compare.py --requests 0 --repeat 20   # parts 0 and 1
     .venv/bin/python benchmarks/image_compare.py --corpus-only [--pictures 8 --side 512]
 
 Part 0 builds the labelled corpus of tests/images/image_corpus.py (photographs and photo-like
@@ -293,10 +294,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (1)")
     parser.add_argument("--corpus-only", action="store_true", help="only the confusion table")
     args = parser.parse_args()
+    for name, least in (("requests", 0), ("jobs", 1), ("repeat", 1), ("pictures", 1), ("side", 64)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name} must be at least {least}")
     confusion(args.pictures, args.side, args.seed)
     if args.corpus_only:
         return
     one_pair(args.repeat)
+    if args.requests == 0:
+        print("\ncompare of two runs: skipped (--requests 0)")
+        return
     two_runs(args.requests, args.jobs, args.html)
 
 
