@@ -23,6 +23,8 @@ milliseconds per pair, with the figures of the whole computation.
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +57,7 @@ BLOCK = 4
 _COARSE = 8  # blocks per side of a cast block: 32x32 pixels
 _SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 _STILL = _SHIFTS.index((0, 0))
-_CHUNK = 4096  # windows checked at a time: bounds the temporary neighbourhood arrays
+_CHUNK = 4096  # windows checked at a time: bounds the temporary arrays; more use every window
 _PEAK_PROBES = 64  # windows whose exact value gives the local peak a floor
 # Adds the BLOCK pixels of a row of a block, per channel: (R, G, B) x (BLOCK pixels x RGB).
 _ROW_OF_BLOCK = np.tile(np.eye(3, dtype=np.float32), BLOCK)
@@ -147,35 +149,68 @@ def _coarse(means: F32) -> F32:
     return result
 
 
-def _moved_windows(
+def _moved_near(
     image: U8, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], side: int
 ) -> F32:
-    """CIELAB planes (3, shifts, windows) of each window moved by each of `_SHIFTS` (edges
-    repeated).
-
-    Only the neighbourhood of each window is read, so the cost follows the number of windows
-    checked (few, unless the pictures differ everywhere), not the size of the picture.
-    """
+    """Sums (3, shifts, windows) of the given windows moved by each of `_SHIFTS` (edges
+    repeated), from their neighbourhoods alone: the cost follows the number of windows."""
     height, width = image.shape[:2]
-    span = np.arange(-1, side + 1)
-    ys = np.clip(rows[:, None] * BLOCK + span, 0, height - 1)
-    xs = np.clip(cols[:, None] * BLOCK + span, 0, width - 1)
-    patches = image[ys[:, :, None], xs[:, None, :]]
-    # Sums over the window at every shift from one summed-area table of each neighbourhood.
-    table = np.zeros((len(rows), side + 3, side + 3, 3), dtype=np.int32)
-    np.cumsum(patches, axis=1, dtype=np.int32, out=table[:, 1:, 1:])
-    np.cumsum(table[:, 1:, 1:], axis=2, out=table[:, 1:, 1:])
-    # All nine shifts at once: the window's corners for tops and lefts 0, 1, 2 (shift + 1).
-    near, far = np.arange(3)[:, None], np.arange(3)[None, :]
-    sums = (
-        table[:, near + side, far + side]
-        - table[:, near, far + side]
-        - table[:, near + side, far]
-        + table[:, near, far]
-    )  # (windows, dy, dx, channel), in the order of _SHIFTS
-    planes = sums.reshape(len(rows), len(_SHIFTS), 3).transpose(2, 1, 0)
-    # A mean of side x side code values is one of 64 code values too (side 4 or 8).
-    index = planes * (_WINDOW_PIXELS // (side * side))
+    span = np.arange(-1, side + 1)[:, None]
+    ys = np.clip(rows * BLOCK + span, 0, height - 1)
+    xs = np.clip(cols * BLOCK + span, 0, width - 1)
+    # The neighbourhoods' pixels, pixel position first: (neighbourhood pixels, windows, RGB).
+    where = (ys[:, None, :] * width + xs[None, :, :]).reshape(-1, len(rows))
+    pixels = image.reshape(-1, 3)[where].reshape(len(where), -1).astype(np.float32)
+    # Every shift's sum at once, as one matrix product: exact, the sums stay below 2**24.
+    sums = _shift_masks(side) @ pixels
+    result: F32 = sums.reshape(len(_SHIFTS), len(rows), 3).transpose(2, 0, 1)
+    return result
+
+
+@functools.cache
+def _shift_masks(side: int) -> F32:
+    """Which pixels of a (side + 2)^2 neighbourhood each shifted window holds: (shifts, pixels)."""
+    masks = np.zeros((len(_SHIFTS), side + 2, side + 2), dtype=np.float32)
+    for index, (dy, dx) in enumerate(_SHIFTS):
+        masks[index, 1 + dy : 1 + dy + side, 1 + dx : 1 + dx + side] = 1
+    return masks.reshape(len(_SHIFTS), -1)
+
+
+def _moved_everywhere(image: U8, side: int) -> F32:
+    """Sums (3, shifts, window rows, window cols) of every window moved by each of `_SHIFTS`
+    (edges repeated): block sums of the picture at each one-pixel offset, as `_block_means`
+    makes them. Cheaper than `_moved_near` once thousands of windows are checked."""
+    height, width = image.shape[:2]
+    rows, cols = _block_count(height, width)
+    pad = ((1, BLOCK * rows + 1 - height), (1, BLOCK * cols + 1 - width), (0, 0))
+    padded = np.pad(image, pad, mode="edge")  # padded[y + 1, x + 1] is pixel (y, x), clipped
+    span = side // BLOCK  # blocks per window side
+    out = np.empty((3, len(_SHIFTS), rows - span + 1, cols - span + 1), dtype=np.float32)
+    for dy in (-1, 0, 1):
+        top = 1 + dy
+        strip = np.add(
+            padded[top : top + BLOCK * rows : BLOCK],
+            padded[top + 1 : top + 1 + BLOCK * rows : BLOCK],
+            dtype=np.uint16,
+        )
+        for k in range(2, BLOCK):
+            strip += padded[top + k : top + k + BLOCK * rows : BLOCK]
+        if span == 2:
+            strip = strip[:-1] + strip[1:]
+        for dx in (-1, 0, 1):
+            left = 1 + dx
+            pixels = strip[:, left : left + BLOCK * cols].reshape(-1, 3 * BLOCK)
+            sums = (pixels.astype(np.float32) @ _ROW_OF_BLOCK.T).reshape(len(strip), cols, 3)
+            if span == 2:
+                sums = sums[:, :-1] + sums[:, 1:]
+            out[:, _SHIFTS.index((dy, dx))] = sums.transpose(2, 0, 1)
+    return out
+
+
+def _moved_lab(sums: F32, side: int) -> F32:
+    """CIELAB of windows of side x side pixels from their sums: each mean is one of 64 code
+    values too (side 4 or 8), so the linear light comes from the table."""
+    index = sums.astype(np.intp) * (_WINDOW_PIXELS // (side * side))
     return lab_from_linear(_LINEAR_OF_SUM.take(index))
 
 
@@ -187,11 +222,15 @@ def _shift_tolerant(
     Moving either image (not only B) keeps the windows at the borders fair: there, the pixels
     one image shifted out exist only in the other.
     """
+    everywhere = [_moved_everywhere(x, side) for x in (a, b)] if len(rows) > _CHUNK else None
     best = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), _CHUNK):
         part = slice(start, start + _CHUNK)
-        moved_a = _moved_windows(a, rows[part], cols[part], side)
-        moved_b = _moved_windows(b, rows[part], cols[part], side)
+        if everywhere is None:
+            sums = [_moved_near(x, rows[part], cols[part], side) for x in (a, b)]
+        else:
+            sums = [moved[:, :, rows[part], cols[part]] for moved in everywhere]
+        moved_a, moved_b = (_moved_lab(x, side) for x in sums)
         # One call for both: A still against B moved, then A moved against B still.
         still_a = np.broadcast_to(moved_a[:, _STILL : _STILL + 1], moved_a.shape)
         still_b = np.broadcast_to(moved_b[:, _STILL : _STILL + 1], moved_b.shape)

@@ -10,6 +10,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -149,12 +150,17 @@ def _flatten(image: Image.Image) -> Image.Image:
 def small_gray(gray: Image.Image) -> F32:
     """Grey at Wang's scale. Like his reference code, it starts from 8-bit grey (Pillow's
     rounded Rec. 601 luma) and averages factor x factor blocks in floating point."""
-    factor = downscale_factor(gray.height, gray.width)
-    if factor > 1 and gray.height % factor == 0 and gray.width % factor == 0:
-        return _block_means(np.asarray(gray), factor)
-    small = gray.convert("F")
-    if factor > 1:
-        small = small.reduce(factor)
+    return _scaled_grey(np.asarray(gray))
+
+
+def _scaled_grey(pixels: U8) -> F32:
+    """`small_gray` of 8-bit grey pixels: Pillow's "F" image reduced by Wang's factor."""
+    factor = downscale_factor(*pixels.shape)
+    if factor == 1:
+        return pixels.astype(np.float32)
+    if pixels.shape[0] % factor == 0 and pixels.shape[1] % factor == 0:
+        return _block_means(pixels, factor)
+    small = Image.fromarray(np.ascontiguousarray(pixels)).convert("F").reduce(factor)
     result: F32 = np.asarray(small, dtype=np.float32)
     return result
 
@@ -256,15 +262,28 @@ def ssim_map(a: F32, b: F32, *, downscale: bool = True) -> F32:
             float(a.mean()), float(b.mean()), float(a.var()), float(b.var()), _cov(a, b)
         )
         return np.full((1, 1), value, dtype=np.float32)
+    return _ssim_of(_moments(a), _moments(b))
+
+
+class _Moments(NamedTuple):
+    """One image's part of SSIM: the image and its local (Gaussian-weighted) means, variances."""
+
+    image: F32
+    mu: F32
+    var: F32
+
+
+def _moments(image: F32) -> _Moments:
+    mu = _filter_valid(image)
+    return _Moments(image, mu, _filter_valid(image * image) - mu * mu)
+
+
+def _ssim_of(a: _Moments, b: _Moments) -> F32:
     c1 = (0.01 * 255) ** 2
     c2 = (0.03 * 255) ** 2
-    mu_a = _filter_valid(a)
-    mu_b = _filter_valid(b)
-    aa = _filter_valid(a * a) - mu_a * mu_a
-    bb = _filter_valid(b * b) - mu_b * mu_b
-    ab = _filter_valid(a * b) - mu_a * mu_b
-    numerator = (2 * mu_a * mu_b + c1) * (2 * ab + c2)
-    denominator = (mu_a * mu_a + mu_b * mu_b + c1) * (aa + bb + c2)
+    ab = _filter_valid(a.image * b.image) - a.mu * b.mu
+    numerator = (2 * a.mu * b.mu + c1) * (2 * ab + c2)
+    denominator = (a.mu * a.mu + b.mu * b.mu + c1) * (a.var + b.var + c2)
     result: F32 = np.asarray(numerator / denominator, dtype=np.float32)
     return result
 
@@ -325,13 +344,19 @@ def _shifted_ssim(a: DecodedImage, b_rgb: U8) -> float:
     gray = np.asarray(Image.fromarray(b_rgb).convert("L"))
     padded = np.pad(gray, 1, mode="edge")
     height, width = gray.shape
+    # A's side of SSIM is the same for every move of B: computed once.
+    reference = _moments(a.small_gray) if min(a.small_gray.shape) >= len(_TAPS) else None
     best = -1.0
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             if (dy, dx) == (1, 1):
                 continue
-            moved = Image.fromarray(np.ascontiguousarray(padded[dy : dy + height, dx : dx + width]))
-            best = max(best, ssim(a.small_gray, small_gray(moved), downscale=False))
+            moved = _scaled_grey(padded[dy : dy + height, dx : dx + width])
+            if reference is None:
+                value = ssim(a.small_gray, moved, downscale=False)
+            else:
+                value = float(_ssim_of(reference, _moments(moved)).mean(dtype=np.float64))
+            best = max(best, value)
     return best
 
 

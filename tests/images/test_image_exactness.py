@@ -107,6 +107,25 @@ def test_the_peak_is_found_where_the_bound_is_not_largest(monkeypatch: pytest.Mo
     assert colour_difference(a, b, local_threshold=5).local == float(whole.max())
 
 
+@pytest.mark.parametrize("size", [(256, 256), (131, 203), (9, 300), (3, 5), (30, 30), (7, 1)])
+def test_windows_moved_near_and_everywhere_have_the_same_sums(size: tuple[int, int]) -> None:
+    image = np.random.default_rng(size[0]).integers(0, 256, (*size, 3)).astype(np.uint8)
+    means = colour._block_means(image)
+    side = colour._window_side(means)
+    everywhere = colour._moved_everywhere(image, side)
+    assert everywhere.shape[2:] == colour._windows(means).shape[1:]
+    rows, cols = np.divmod(np.arange(everywhere[0, 0].size), everywhere.shape[3])
+    near = colour._moved_near(image, rows, cols, side)
+    assert np.array_equal(near, everywhere.reshape(near.shape))
+    # Each is the sum of the window moved over the picture with its edges repeated.
+    padded = np.pad(image.astype(np.int64), ((1, side), (1, side), (0, 0)), mode="edge")
+    for index in np.random.default_rng(1).integers(0, len(rows), 20):
+        top, left = rows[index] * BLOCK + 1, cols[index] * BLOCK + 1
+        for shift, (dy, dx) in enumerate(colour._SHIFTS):
+            window = padded[top + dy : top + dy + side, left + dx : left + dx + side]
+            assert list(near[:, shift, index]) == list(window.sum(axis=(0, 1)))
+
+
 def _reference_means(pixels: np.ndarray, side: int, stride: int) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(pixels.astype(np.float64), (side, side, 3))
     return windows[::stride, ::stride, 0].mean(axis=(2, 3))
