@@ -26,6 +26,7 @@ import anyio.lowlevel
 
 from ._backlog import Backlog
 from ._engine import Engine
+from ._priority import background_thread
 from ._produce import BATCH, Feed, Item
 from ._ring import Ring
 from ._schedule import Timing
@@ -120,6 +121,7 @@ class Outbox:
             self.conn.send_bytes(encode(message))
 
     def _run(self) -> None:
+        background_thread()
         waited = 0.0
         while True:
             closing = self._closing.wait(POLL_S)

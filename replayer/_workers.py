@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from ._control import watched
 from ._errors import ReplayError
 from ._partition import part_of
+from ._priority import background_thread
 from ._produce import Feed
 from ._results import ReplayResult
 from ._ring import Ring
@@ -95,6 +96,7 @@ class WorkerHandle:
         self.reader.start()
 
     def _collect(self) -> None:
+        background_thread()
         while True:
             try:
                 message = decode_result(self.results.recv_bytes())
@@ -163,6 +165,7 @@ class Pump:
         self.thread.start()
 
     def _run(self) -> None:
+        background_thread()
         try:
             while not self.stopping:
                 items = self.feed()
@@ -224,7 +227,7 @@ class Workers:
             self.files.deliver(done.run, done.exchange)
 
     async def start(self) -> Clock:
-        """Wait for every worker to be ready, then give them all one t0."""
+        """Wait for every worker to be ready, open the run files, then give them all one t0."""
         with anyio.move_on_after(READY_TIMEOUT):
             while not all(handle.ready.is_set() for handle in self.handles):
                 if any(h.finished and not h.ready.is_set() for h in self.handles):
@@ -238,6 +241,8 @@ class Workers:
             ]
             raise ReplayError("the dispatch workers did not start: " + "; ".join(failures))
         clock = self.files.new_clock()
+        # The run files are open before any worker may send: an answer can come back at once.
+        self.files.open(clock)
         for handle in self.handles:
             handle.tell(Start(clock.t0, clock.t0_wall))
         return clock
@@ -282,8 +287,7 @@ async def run_workers(
     """The whole replay through workers, from their start to the closed run files."""
     workers = Workers(files, specs, feeds)
     try:
-        clock = await workers.start()
-        files.open(clock)
+        await workers.start()
         try:
             counts = lambda: [handle.counts for handle in workers.handles]  # noqa: E731
             async with watched(files, background, workers.stop, counts):
