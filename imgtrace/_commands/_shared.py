@@ -12,12 +12,14 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from traces import OutputExists, TraceError, UsageError
 
 __all__ = [
+    "Command",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REGRESSION",
@@ -27,6 +29,7 @@ __all__ = [
     "add_deprecated_alias",
     "add_output_flags",
     "argument_type",
+    "convert_file",
     "deprecation",
     "error_line",
     "exit_code_for",
@@ -34,7 +37,6 @@ __all__ = [
     "parse_size",
     "progress",
     "refuse_existing",
-    "report_import",
     "write_json",
 ]
 
@@ -51,6 +53,47 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECAS
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its texts, flags and handler; calling it adds it under `imgtrace`.
+
+    A command module sets `register = Command(...)`. With an epilog, the description and the
+    epilog are printed as written (their line breaks kept); without one, argparse wraps them.
+    A command with `formats` (`import har`, `export aiperf-input`) takes one of them as its
+    next word, each a `Command` of its own.
+    """
+
+    name: str
+    help: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    handler: Callable[[argparse.Namespace], int] | None = None
+    epilog: str | None = None
+    formats: tuple[Command, ...] = ()
+
+    def __call__(self, subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+        parser = subparsers.add_parser(
+            self.name,
+            help=self.help,
+            description=self.description,
+            epilog=self.epilog,
+            formatter_class=(
+                argparse.RawDescriptionHelpFormatter if self.epilog else argparse.HelpFormatter
+            ),
+        )
+        if self.arguments is not None:
+            self.arguments(parser)
+        if self.handler is not None:
+            parser.set_defaults(handler=self.handler)
+        if self.formats:
+            formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+            for command in self.formats:
+                command(formats)
 
 
 # -- exit codes and error lines -------------------------------------------------------------------
@@ -133,10 +176,17 @@ def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def report_import(stats: Any, args: argparse.Namespace) -> int:
-    """The summary of an import or export on stderr (and as JSON with --json)."""
+def convert_file(
+    args: argparse.Namespace, convert: Callable[..., Any], source: Any, **options: Any
+) -> int:
+    """Run an import or export `convert(source, args.output, force=..., **options)`.
+
+    The output-file rule first; then its summary on stderr (and as JSON with --json).
+    """
     import msgspec
 
+    refuse_existing(args.json, args.force)
+    stats = convert(source, args.output, force=args.force, **options)
     print(stats.summary(), file=sys.stderr)
     for warning in stats.warnings:
         print(f"imgtrace: warning: {warning}", file=sys.stderr)

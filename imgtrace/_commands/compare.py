@@ -15,7 +15,7 @@ from ._image_flags import add_image_arguments, thresholds_from_args
 from ._shared import (
     EXIT_OK,
     EXIT_REGRESSION,
-    Subparsers,
+    Command,
     deprecation,
     progress,
     refuse_existing,
@@ -37,17 +37,6 @@ FAIL_ON_HELP = """\
 comma-separated regression rules, e.g. 'p99:+10%%,median:+5%%,errors:+1%%,images:changed>5%%';
 exit code 1 when a rule's regression is significant with its whole CI beyond the rule (see
 docs/analyzing.md)"""
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `compare` to `imgtrace`."""
-    compare = subparsers.add_parser(
-        "compare",
-        help="paired A/B comparison of runs with verdicts and a --fail-on gate",
-        description=COMPARE_DESCRIPTION,
-    )
-    add_arguments(compare)
-    compare.set_defaults(handler=_compare)
 
 
 def add_arguments(compare: argparse.ArgumentParser) -> None:
@@ -341,3 +330,12 @@ def _write_html(
         images=image_reports,
         force=args.force,
     )
+
+
+register = Command(
+    "compare",
+    "paired A/B comparison of runs with verdicts and a --fail-on gate",
+    COMPARE_DESCRIPTION,
+    add_arguments,
+    _compare,
+)

@@ -6,25 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import EXIT_INTERRUPTED, Subparsers
+from ._shared import EXIT_INTERRUPTED, Command
 
 __all__ = ["register"]
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `demo` to `imgtrace`."""
-    demo = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline on the bundled reference server and write a report",
-        description="Start the reference server (A, a twin of A, and B) and a recording proxy, "
-        "record synthetic production traffic, replay it side by side against A, A again (the "
-        "noise baseline) and B in one interleaved replay, then at 2x against A and its twin (near "
-        "A's capacity), compare the runs and write report.html and compare.json. Takes under six "
-        "minutes (--quick: under three) on a busy 2-core machine. Every process it starts is "
-        "stopped on exit.",
-    )
-    add_arguments(demo)
-    demo.set_defaults(handler=run)
+DESCRIPTION = (
+    "Start the reference server (A, a twin of A, and B) and a recording proxy, record synthetic "
+    "production traffic, replay it side by side against A, A again (the noise baseline) and B in "
+    "one interleaved replay, then at 2x against A and its twin (near A's capacity), compare the "
+    "runs and write report.html and compare.json. Takes under six minutes (--quick: under three) "
+    "on a busy 2-core machine. Every process it starts is stopped on exit."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,3 +46,12 @@ def run(args: argparse.Namespace) -> int:
     except DemoInterrupted as exc:
         print(f"imgtrace: interrupted: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+register = Command(
+    "demo",
+    "run the whole pipeline on the bundled reference server and write a report",
+    DESCRIPTION,
+    add_arguments,
+    run,
+)

@@ -8,43 +8,11 @@ from pathlib import Path
 
 from traces import UsageError
 
-from ._shared import Subparsers, deprecation, refuse_existing, write_json
+from ._shared import Command, Subparsers, deprecation, refuse_existing, write_json
 
 __all__ = ["register"]
 
 RECORD_TYPES = ("header", "blob", "request", "outcome", "note")
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `show`, `cat` and `extract` to `imgtrace`."""
-    show = subparsers.add_parser(
-        "show",
-        help="summarize a trace or run file",
-        description="Summarize a trace or run file: kind, source, request count, time span, "
-        "mean and peak rate, bytes, blobs and dedup ratio, image sizes and formats, the "
-        "request mix, and statuses when responses were recorded.",
-    )
-    add_show_arguments(show)
-    show.set_defaults(handler=_show)
-
-    cat = subparsers.add_parser(
-        "cat",
-        help="print records as JSON lines (blobs as digest, size, media type)",
-        description="Print every record of a file as one JSON line, in file order. Blobs show "
-        "their digest, size and media type, never their bytes.",
-    )
-    add_cat_arguments(cat)
-    cat.set_defaults(handler=_cat)
-
-    extract = subparsers.add_parser(
-        "extract",
-        help="write the images of a file to a folder",
-        description="Write each image (request inputs and response outputs) once to a folder, "
-        "named by digest with the extension of its actual content, plus manifest.jsonl that "
-        "maps requests to files.",
-    )
-    add_extract_arguments(extract)
-    extract.set_defaults(handler=_extract)
 
 
 def add_show_arguments(show: argparse.ArgumentParser) -> None:
@@ -174,3 +142,39 @@ def _extract(args: argparse.Namespace) -> int:
         )
     print(f"wrote {files} images ({rows} references) to {args.output}", file=sys.stderr)
     return 0
+
+
+_COMMANDS = (
+    Command(
+        "show",
+        "summarize a trace or run file",
+        "Summarize a trace or run file: kind, source, request count, time span, mean and peak "
+        "rate, bytes, blobs and dedup ratio, image sizes and formats, the request mix, and "
+        "statuses when responses were recorded.",
+        add_show_arguments,
+        _show,
+    ),
+    Command(
+        "cat",
+        "print records as JSON lines (blobs as digest, size, media type)",
+        "Print every record of a file as one JSON line, in file order. Blobs show their digest, "
+        "size and media type, never their bytes.",
+        add_cat_arguments,
+        _cat,
+    ),
+    Command(
+        "extract",
+        "write the images of a file to a folder",
+        "Write each image (request inputs and response outputs) once to a folder, named by "
+        "digest with the extension of its actual content, plus manifest.jsonl that maps "
+        "requests to files.",
+        add_extract_arguments,
+        _extract,
+    ),
+)
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add `show`, `cat` and `extract` to `imgtrace`."""
+    for command in _COMMANDS:
+        command(subparsers)

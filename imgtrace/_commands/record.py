@@ -15,11 +15,19 @@ from typing import Any
 from traces import UsageError
 
 from .._headlimit import check_max_header_size, uvicorn_http
-from ._shared import Subparsers, parse_duration, parse_size, refuse_existing, write_json
+from ._shared import Command, parse_duration, parse_size, refuse_existing, write_json
 
 __all__ = ["parse_listen", "register"]
 
 USER_KEY_ENV = "IMGTRACE_USER_KEY"
+
+DESCRIPTION = (
+    "Forward every request to --upstream and record image-edit exchanges into a trace. "
+    "The recording (parsing, hashing, writing) runs in a process of its own. "
+    "Recording never fails a request: if the disk or the recording process cannot keep up, "
+    "bodies or records are dropped and counted. Stop with Ctrl-C or SIGTERM. "
+    "See docs/recording.md."
+)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -66,23 +74,6 @@ def _check_upstream(url: str) -> str:
             "Authorization header"
         )
     return url
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `record` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "record",
-        help="record live traffic through a reverse proxy",
-        description=(
-            "Forward every request to --upstream and record image-edit exchanges into a trace. "
-            "The recording (parsing, hashing, writing) runs in a process of its own. "
-            "Recording never fails a request: if the disk or the recording process cannot "
-            "keep up, bodies or records are dropped and counted. Stop with Ctrl-C or SIGTERM. "
-            "See docs/recording.md."
-        ),
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -301,3 +292,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"imgtrace: {stats.summary()}", file=sys.stderr, flush=True)
     write_json(args.json, {**asdict(stats), "dropped": stats.dropped}, compact=True)
     return 0
+
+
+register = Command(
+    "record", "record live traffic through a reverse proxy", DESCRIPTION, add_arguments, run
+)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ._analysis import add_common_arguments, refuse_outputs
-from ._shared import EXIT_OK, Subparsers, progress, write_json
+from ._shared import EXIT_OK, Command, progress, write_json
 
 __all__ = ["register"]
 
@@ -17,17 +17,6 @@ AIPerf import): per request class and overall, the request count, errors by clas
 throughput, latency p50/p90/p99/max from the intended send time with distribution-free 95%
 CIs, service latency, the phase breakdown (upload, server, download), and whether sends left
 on time. Warmup requests are counted and excluded."""
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `report` to `imgtrace`."""
-    report = subparsers.add_parser(
-        "report",
-        help="latency report of one run: percentiles with CIs, errors, throughput, lag health",
-        description=REPORT_DESCRIPTION,
-    )
-    add_arguments(report)
-    report.set_defaults(handler=_report)
 
 
 def add_arguments(report: argparse.ArgumentParser) -> None:
@@ -80,3 +69,12 @@ def _report(args: argparse.Namespace) -> int:
             force=args.force,
         )
     return EXIT_OK
+
+
+register = Command(
+    "report",
+    "latency report of one run: percentiles with CIs, errors, throughput, lag health",
+    REPORT_DESCRIPTION,
+    add_arguments,
+    _report,
+)

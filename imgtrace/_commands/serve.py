@@ -6,7 +6,7 @@ import argparse
 
 from .._server._config import DEFAULT_PORT, ServerConfig, parse_bytes
 from .._server._planted import parse_plant
-from ._shared import Subparsers, argument_type
+from ._shared import Command, argument_type
 
 __all__ = ["register"]
 
@@ -23,19 +23,6 @@ examples:
   imgtrace serve --port 8000 --speed 20 --gpus 2   # 20x faster, two simulated GPUs
   imgtrace serve --variant b --noise 1             # a "new build" with GPU-like noise
 docs/reference-server.md explains the latency model and every option."""
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `serve` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "serve",
-        help="run the bundled reference image-edit server",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -256,3 +243,8 @@ def run(args: argparse.Namespace) -> int:
     from .._server import serve
 
     return serve(config)
+
+
+register = Command(
+    "serve", "run the bundled reference image-edit server", DESCRIPTION, add_arguments, run, EPILOG
+)

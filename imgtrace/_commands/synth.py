@@ -7,7 +7,7 @@ import sys
 
 from traces import UsageError
 
-from ._shared import Subparsers, add_output_flags, progress, refuse_existing, write_json
+from ._shared import Command, add_output_flags, progress, refuse_existing, write_json
 
 __all__ = ["register"]
 
@@ -16,19 +16,6 @@ value specs (for --size, --n, --steps, --guidance-scale, --output-format, --imag
 --image-format, --images-per-request): a value (4), a list drawn uniformly (4,8,28), a weighted
 list (512x512@3,1024x1024@1), uniform(LO,HI), normal(MEAN,SD), or none (field left out).
 Same --seed and options give the same file, byte for byte. See docs/synthetic.md."""
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `synth` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "synth",
-        help="write a synthetic trace: arrival process, photo-like images, prompts, parameters",
-        description="Write a synthetic image-edit trace, reproducible from --seed.",
-        epilog=_SYNTH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=_synth)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -190,3 +177,13 @@ def _synth(args: argparse.Namespace) -> int:
     )
     write_json(args.json, result)
     return 0
+
+
+register = Command(
+    "synth",
+    "write a synthetic trace: arrival process, photo-like images, prompts, parameters",
+    "Write a synthetic image-edit trace, reproducible from --seed.",
+    add_arguments,
+    _synth,
+    _SYNTH_EPILOG,
+)
