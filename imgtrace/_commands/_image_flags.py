@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 from analyzer._images.options import Thresholds
 from traces import UsageError
 
+from ._shared import add_switch
+
 __all__ = ["add_image_arguments", "thresholds_from_args"]
 
 
@@ -148,11 +150,7 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Thresholds()
     group = parser.add_argument_group("image comparison")
     if "--no-images" not in parser._option_string_actions:
-        group.add_argument(
-            "--no-images",
-            action="store_true",
-            help="skip the comparison of output images (latency only)",
-        )
+        add_switch(group, "--no-images", "skip the comparison of output images (latency only)")
     for threshold in _THRESHOLDS:
         default = getattr(defaults, threshold.field)
         if threshold.percent:
@@ -164,10 +162,10 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=threshold.metavar,
             help=threshold.help.format(default),
         )
-    group.add_argument(
+    add_switch(
+        group,
         "--full-images",
-        action="store_true",
-        help="HTML report: write the original images beside it, not downscaled JPEG views",
+        "HTML report: write the original images beside it, not downscaled JPEG views",
     )
     if "--jobs" not in parser._option_string_actions:
         group.add_argument(

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from traces import UsageError
 
-from ._shared import add_deprecated_alias, refuse_existing
+from ._shared import (
+    add_deprecated_alias,
+    add_force_flag,
+    add_json_flag,
+    add_list,
+    add_number,
+    add_salvage_flag,
+    add_switch,
+    refuse_existing,
+)
 
 if TYPE_CHECKING:
     from replayer import ReplayConfig
@@ -24,38 +33,35 @@ __all__ = ["add_arguments", "config_from_args"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `replay`."""
     parser.add_argument("trace", type=Path, metavar="TRACE", help="the trace file to replay")
-    parser.add_argument(
+    add_list(
+        parser,
         "--target",
-        action="append",
-        metavar="URL|NAME=URL",
-        help="base URL of the server; a path is a prefix (http://gw/sglang sends "
+        "URL|NAME=URL",
+        "base URL of the server; a path is a prefix (http://gw/sglang sends "
         "/v1/images/edits to /sglang/v1/images/edits). Repeat as NAME=URL to send every "
         "request to every target side by side (interleaved), one run each in -o DIR",
     )
     parser.add_argument(
         "-o", "--output", type=Path, metavar="RUN|DIR", help="run file (directory) to write"
     )
-    parser.add_argument(
+    add_number(
+        parser,
         "--order-seed",
-        type=int,
-        metavar="N",
-        help="with NAME=URL targets: seed of the per-request order among them (default drawn; "
+        int,
+        "N",
+        "with NAME=URL targets: seed of the per-request order among them (default drawn; "
         "recorded in every run)",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_force_flag(parser)
 
     timing = parser.add_argument_group("timing (original timing unless one is given)")
-    timing.add_argument(
-        "--speed",
-        type=float,
-        metavar="K",
-        help="divide the trace's offsets by K (2 = twice as fast)",
-    )
-    timing.add_argument(
+    add_number(timing, "--speed", float, "K", "divide the trace's offsets by K (2 = twice as fast)")
+    add_number(
+        timing,
         "--rate",
-        type=float,
-        metavar="R",
-        help="re-time the requests (order kept) to R per second with --arrival",
+        float,
+        "R",
+        "re-time the requests (order kept) to R per second with --arrival",
     )
     timing.add_argument(
         "--arrival",
@@ -63,24 +69,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --rate: constant (default), poisson, or gamma:B (B < 1 burstier, B > 1 "
         "smoother than Poisson)",
     )
-    timing.add_argument(
+    add_number(
+        timing,
         "--arrival-seed",
-        type=int,
+        int,
+        "N",
+        "seed of the poisson/gamma arrival draws (default 0): same seed, same schedule",
         default=0,
-        metavar="N",
-        help="seed of the poisson/gamma arrival draws (default 0): same seed, same schedule",
     )
-    timing.add_argument(
+    add_number(
+        timing,
         "--concurrency",
-        type=int,
-        metavar="N",
-        help="closed loop: keep N requests in flight, each sent as soon as one finishes",
+        int,
+        "N",
+        "closed loop: keep N requests in flight, each sent as soon as one finishes",
     )
-    timing.add_argument(
+    add_number(
+        timing,
         "--max-inflight",
-        type=int,
-        metavar="M",
-        help="with original timing or --rate: at most M requests in flight; a send that waits "
+        int,
+        "M",
+        "with original timing or --rate: at most M requests in flight; a send that waits "
         "for a slot is late, and its wait counts as lag",
     )
 
@@ -90,19 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="START:END",
         help="only requests whose trace offset is in [START, END) seconds (either may be empty)",
     )
-    selection.add_argument(
-        "--limit", type=int, metavar="N", help="only the first N selected requests (per pass)"
-    )
-    selection.add_argument(
-        "--loop", type=int, default=1, metavar="K", help="send the selection K times (default 1)"
-    )
-    selection.add_argument(
+    add_number(selection, "--limit", int, "N", "only the first N selected requests (per pass)")
+    add_number(selection, "--loop", int, "K", "send the selection K times (default 1)", default=1)
+    add_number(
+        selection,
         "--repeat",
-        type=int,
-        default=1,
-        metavar="K",
-        help="replay the whole selection K times (fresh connections, the same schedule) into "
+        int,
+        "K",
+        "replay the whole selection K times (fresh connections, the same schedule) into "
         "one run file; says how often each failure reproduced",
+        default=1,
     )
     selection.add_argument(
         "--reset",
@@ -110,46 +116,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --repeat: shell command run before each repetition (restart a container, "
         "clear a cache); a non-zero exit status stops the replay",
     )
-    selection.add_argument(
+    add_number(
+        selection,
         "--warmup",
-        type=int,
+        int,
+        "N",
+        "flag the first N sends as warmup: sent and recorded, excluded from reports",
         default=0,
-        metavar="N",
-        help="flag the first N sends as warmup: sent and recorded, excluded from reports",
     )
-    selection.add_argument(
+    add_list(
+        selection,
         "--filter",
-        action="append",
-        default=[],
-        metavar="KEY=PATTERN",
-        help="only requests whose path, method or form field KEY matches the glob PATTERN "
+        "KEY=PATTERN",
+        "only requests whose path, method or form field KEY matches the glob PATTERN "
         "(e.g. path=/v1/images/edits, size=512x*); repeatable, all must match",
     )
 
     shaping = parser.add_argument_group("request shaping")
-    shaping.add_argument(
+    add_list(
+        shaping,
         "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="set a request header; ${VAR} is taken from the environment. Values are never "
+        "'NAME: VALUE'",
+        "set a request header; ${VAR} is taken from the environment. Values are never "
         "written to the run file. Repeatable",
     )
-    shaping.add_argument(
+    add_list(
+        shaping,
         "--query",
-        action="append",
-        default=[],
-        metavar="'NAME=VALUE'",
-        help="set a query parameter (e.g. one the recording redacted: 'api_key=${API_KEY}'); "
+        "'NAME=VALUE'",
+        "set a query parameter (e.g. one the recording redacted: 'api_key=${API_KEY}'); "
         "${VAR} is taken from the environment. Values are never written to the run file. "
         "Repeatable",
     )
-    shaping.add_argument(
+    add_list(
+        shaping,
         "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a form field (or JSON key) in every request, e.g. "
+        "FIELD=VALUE",
+        "override a form field (or JSON key) in every request, e.g. "
         "num_inference_steps=8; repeatable",
     )
     shaping.add_argument(
@@ -175,11 +178,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="offset zero at this wall-clock time, ISO 8601 with a UTC offset "
         "(2026-12-01T10:00:00Z) or Unix seconds: every shard starts together",
     )
-    scale.add_argument(
+    add_number(
+        scale,
         "--start-grace",
-        type=float,
-        metavar="S",
-        help="refuse to start when --start-at passed more than S seconds ago (default 1)",
+        float,
+        "S",
+        "refuse to start when --start-at passed more than S seconds ago (default 1)",
     )
     scale.add_argument(
         "--group",
@@ -189,50 +193,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     sending = parser.add_argument_group("sending and output")
-    sending.add_argument(
+    add_number(
+        sending,
         "--timeout",
-        type=float,
+        float,
+        "S",
+        "give up on a request after S seconds in total (default 300); recorded as a timeout",
         default=300.0,
-        metavar="S",
-        help="give up on a request after S seconds in total (default 300); recorded as a timeout",
     )
-    sending.add_argument(
+    add_number(
+        sending,
         "--drain",
-        type=float,
+        float,
+        "S",
+        "on Ctrl-C, wait up to S seconds for requests in flight (default 10)",
         default=10.0,
-        metavar="S",
-        help="on Ctrl-C, wait up to S seconds for requests in flight (default 10)",
     )
-    sending.add_argument(
-        "--salvage",
-        action="store_true",
-        help="replay a damaged trace's requests up to the damage (with a warning naming how "
+    add_salvage_flag(
+        sending,
+        "replay a damaged trace's requests up to the damage (with a warning naming how "
         "many were kept) instead of refusing it",
     )
-    sending.add_argument(
+    add_number(
+        sending,
         "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="dispatch processes that send (default 1): send k goes to worker k mod N, each "
+        int,
+        "N",
+        "dispatch processes that send (default 1): send k goes to worker k mod N, each "
         "sending on time and nothing else; 0 sends from the main process",
+        default=1,
     )
-    sending.add_argument(
-        "--no-images",
-        action="store_true",
-        help="do not store returned images (their digests are kept)",
-    )
-    sending.add_argument(
+    add_switch(sending, "--no-images", "do not store returned images (their digests are kept)")
+    add_switch(
+        sending,
         "--dry-run",
-        action="store_true",
-        help="print the schedule's duration, mean and peak rate and request mix; send nothing",
+        "print the schedule's duration, mean and peak rate and request mix; send nothing",
     )
-    sending.add_argument(
-        "--json", metavar="FILE", help="also write the summary as JSON to FILE ('-' for stdout)"
-    )
-    sending.add_argument(
-        "--no-progress", action="store_true", help="no live progress bar (summary only)"
-    )
+    add_json_flag(sending)
+    add_switch(sending, "--no-progress", "no live progress bar (summary only)")
 
 
 def config_from_args(
@@ -243,20 +241,37 @@ def config_from_args(
     Each option type checks its own values; here are only the rules about which flags go
     together.
     """
-    from replayer import (
-        ReplayConfig,
-        Selection,
-        Targets,
-        Timing,
-        parse_arrival,
-        parse_filter,
-        parse_header,
-        parse_query,
-        parse_set,
-        parse_window,
-    )
+    from replayer import ReplayConfig, Targets
 
-    env = dict(os.environ) if environ is None else environ
+    timing = _timing(args)
+    selection = _selection(args)
+    shaping = _shaping(args, dict(os.environ) if environ is None else environ)
+    targets = Targets.parse(args.target or [])
+    config = ReplayConfig(
+        targets=targets.named,
+        order_seed=args.order_seed,
+        trace=args.trace,
+        target="" if targets.named else targets.url or "http://127.0.0.1",
+        output=args.output,
+        timing=timing,
+        selection=selection,
+        **shaping,
+        **_sending(args),
+        **_scale_out(args),
+    )
+    if not args.dry_run:
+        if not args.target:
+            raise UsageError("replay needs --target URL (the server to send to)")
+        if args.output is None:
+            raise UsageError("replay needs -o RUN (the run file to write; -o DIR for NAME=URL)")
+    refuse_existing(args.json, args.force)
+    return config
+
+
+def _timing(args: argparse.Namespace) -> Any:
+    """--speed, --rate (with --arrival), --concurrency and --max-inflight as a `Timing`."""
+    from replayer import Timing, parse_arrival
+
     modes = [
         flag
         for flag, value in (
@@ -272,7 +287,7 @@ def config_from_args(
         raise UsageError("--arrival re-times requests and needs --rate R")
     if args.rate is not None:
         arrival, shape = parse_arrival(args.arrival or "constant")
-        timing = Timing(
+        return Timing(
             "rate",
             rate=args.rate,
             arrival=arrival,
@@ -280,51 +295,48 @@ def config_from_args(
             arrival_seed=args.arrival_seed,
             max_inflight=args.max_inflight,
         )
-    elif args.concurrency is not None:
-        timing = Timing("closed", concurrency=args.concurrency, max_inflight=args.max_inflight)
-    else:
-        speed = 1.0 if args.speed is None else args.speed
-        timing = Timing("original", speed=speed, max_inflight=args.max_inflight)
-    selection = Selection(
+    if args.concurrency is not None:
+        return Timing("closed", concurrency=args.concurrency, max_inflight=args.max_inflight)
+    speed = 1.0 if args.speed is None else args.speed
+    return Timing("original", speed=speed, max_inflight=args.max_inflight)
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from replayer import Selection, parse_filter, parse_window
+
+    return Selection(
         window=parse_window(args.window) if args.window else (None, None),
         limit=args.limit,
         loop=args.loop,
         warmup=args.warmup,
         filters=tuple(parse_filter(text) for text in args.filter),
     )
-    headers = [parse_header(text, env) for text in args.header]
-    queries = [parse_query(text, env) for text in args.query]
-    sets = [parse_set(text) for text in args.set]
-    targets = Targets.parse(args.target or [])
-    config = ReplayConfig(
-        targets=targets.named,
-        order_seed=args.order_seed,
-        trace=args.trace,
-        target="" if targets.named else targets.url or "http://127.0.0.1",
-        output=args.output,
-        timing=timing,
-        selection=selection,
-        headers=headers,
-        queries=queries,
-        sets=sets,
-        seed=args.request_seed,
-        model=args.model,
-        timeout=args.timeout,
-        drain=args.drain,
-        keep_images=not args.no_images,
-        force=args.force,
-        handle_signals=True,
-        salvage=args.salvage,
-        workers=args.workers,
-        **_scale_out(args),
-    )
-    if not args.dry_run:
-        if not args.target:
-            raise UsageError("replay needs --target URL (the server to send to)")
-        if args.output is None:
-            raise UsageError("replay needs -o RUN (the run file to write; -o DIR for NAME=URL)")
-    refuse_existing(args.json, args.force)
-    return config
+
+
+def _shaping(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """The request-shaping flags as `ReplayConfig` fields; ${VAR} is read from `env`."""
+    from replayer import parse_header, parse_query, parse_set
+
+    return {
+        "headers": [parse_header(text, env) for text in args.header],
+        "queries": [parse_query(text, env) for text in args.query],
+        "sets": [parse_set(text) for text in args.set],
+        "seed": args.request_seed,
+        "model": args.model,
+    }
+
+
+def _sending(args: argparse.Namespace) -> dict[str, Any]:
+    """The sending and output flags as `ReplayConfig` fields."""
+    return {
+        "timeout": args.timeout,
+        "drain": args.drain,
+        "keep_images": not args.no_images,
+        "force": args.force,
+        "handle_signals": True,
+        "salvage": args.salvage,
+        "workers": args.workers,
+    }
 
 
 def _scale_out(args: argparse.Namespace) -> dict[str, Any]:

@@ -27,7 +27,14 @@ __all__ = [
     "Subparsers",
     "Update",
     "add_deprecated_alias",
+    "add_force_flag",
+    "add_json_flag",
+    "add_list",
+    "add_number",
     "add_output_flags",
+    "add_path",
+    "add_salvage_flag",
+    "add_switch",
     "argument_type",
     "convert_file",
     "deprecation",
@@ -161,18 +168,61 @@ def write_json(target: str | os.PathLike[str] | None, value: Any, *, compact: bo
 # -- the file-writing commands (synth, import, export) -------------------------------------------
 
 
+Flags = argparse._ActionsContainer  # a parser or one of its argument groups
+
+
+def add_switch(parser: Flags, flag: str, text: str) -> None:
+    """A flag that is on or off (`store_true`), with its help."""
+    parser.add_argument(flag, action="store_true", help=text)
+
+
+def add_number(
+    parser: Flags,
+    flag: str,
+    kind: type[float],
+    metavar: str,
+    text: str,
+    default: float | None = None,
+) -> None:
+    """A flag that takes a number (`int` or `float`), None or `default` when not given."""
+    parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
+
+def add_path(parser: Flags, flag: str, metavar: str, text: str) -> None:
+    """A flag that names a file (a `Path`; None when not given)."""
+    parser.add_argument(flag, type=Path, metavar=metavar, help=text)
+
+
+def add_list(parser: Flags, flag: str, metavar: str, text: str) -> None:
+    """A repeatable flag: every value given, in order (an empty list when none is)."""
+    parser.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
+
+
+def add_json_flag(
+    parser: Flags, text: str = "also write the summary as JSON to FILE ('-' for stdout)"
+) -> None:
+    """`--json FILE`: JSON to FILE, `-` for standard output (`write_json`)."""
+    parser.add_argument("--json", metavar="FILE", help=text)
+
+
+def add_force_flag(parser: Flags, text: str = "overwrite existing output files") -> None:
+    """`--force`: overwrite existing outputs, and nothing else (`refuse_existing`)."""
+    add_switch(parser, "--force", text)
+
+
+def add_salvage_flag(parser: Flags, text: str) -> None:
+    """`--salvage`: read a damaged file up to the damage instead of refusing it."""
+    add_switch(parser, "--salvage", text)
+
+
 def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:
     """`-o`, `--force` and `--json` of a command that writes one file."""
     parser.add_argument(
         "-o", "--output", required=True, metavar="FILE", help=f"the {what} to write"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="overwrite the output if it exists (else refused)"
-    )
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        help="also write a machine-readable summary as JSON to FILE (`-` for standard output)",
+    add_force_flag(parser, "overwrite the output if it exists (else refused)")
+    add_json_flag(
+        parser, "also write a machine-readable summary as JSON to FILE (`-` for standard output)"
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import EXIT_INTERRUPTED, Command
+from ._shared import EXIT_INTERRUPTED, Command, add_force_flag, add_switch
 
 __all__ = ["register"]
 
@@ -28,14 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("imgtrace-demo"),
         help="folder for the traces, runs, logs and report (default: ./imgtrace-demo)",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smaller story (70 requests instead of 160), under three minutes",
+    add_switch(
+        parser, "--quick", "a smaller story (70 requests instead of 160), under three minutes"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="replace --out even if another tool wrote it"
-    )
+    add_force_flag(parser, "replace --out even if another tool wrote it")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shared import Command, add_output_flags, convert_file
+from ._shared import Command, add_output_flags, add_salvage_flag, add_switch, convert_file
 
 __all__ = ["register"]
 
@@ -19,21 +19,20 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
         help="write the images as files in DIR instead of inline data URLs (AIPerf re-encodes "
         "image files and refuses WebP and GIF ones)",
     )
-    turn.add_argument(
+    add_switch(
+        turn,
         "--keep-model",
-        action="store_true",
-        help="keep each request's model in `extra` (it then overrides aiperf --model)",
+        "keep each request's model in `extra` (it then overrides aiperf --model)",
     )
-    turn.add_argument(
-        "--salvage",
-        action="store_true",
-        help="export a damaged trace's requests up to the damage (with a warning) instead of "
+    add_salvage_flag(
+        turn,
+        "export a damaged trace's requests up to the damage (with a warning) instead of "
         "refusing it",
     )
-    turn.add_argument(
+    add_switch(
+        turn,
         "--absolute-paths",
-        action="store_true",
-        help="with --images-dir, write absolute image paths (default: relative to the output)",
+        "with --images-dir, write absolute image paths (default: relative to the output)",
     )
 
 

@@ -8,35 +8,35 @@ from typing import Any
 
 from traces import UsageError
 
-from ._shared import Command, add_output_flags, convert_file
+from ._shared import Command, add_list, add_output_flags, add_switch, convert_file
 
 __all__ = ["register"]
 
 
-def _add_import_common(parser: argparse.ArgumentParser) -> None:
+def _add_import_common(parser: argparse.ArgumentParser, source: str) -> None:
+    """The flags every import takes; `source` is the help of its input file."""
+    parser.add_argument("source", metavar="FILE", help=source)
     add_output_flags(parser, "trace file")
-    parser.add_argument(
+    add_switch(
+        parser,
         "--skip-bad",
-        action="store_true",
-        help="skip lines or entries that cannot be imported (counted) instead of stopping",
+        "skip lines or entries that cannot be imported (counted) instead of stopping",
     )
 
 
 def add_aiperf_raw_arguments(raw: argparse.ArgumentParser) -> None:
     """The flags of `import aiperf-raw`."""
-    raw.add_argument("source", metavar="FILE", help="profile_export_raw.jsonl")
-    _add_import_common(raw)
-    raw.add_argument(
+    _add_import_common(raw, "profile_export_raw.jsonl")
+    add_switch(
+        raw,
         "--include-warmup",
-        action="store_true",
-        help="keep warmup requests (benchmark_phase=warmup), which are skipped by default",
+        "keep warmup requests (benchmark_phase=warmup), which are skipped by default",
     )
 
 
 def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
     """The flags of `import aiperf-input`."""
-    turn.add_argument("source", metavar="FILE", help="the .jsonl input file")
-    _add_import_common(turn)
+    _add_import_common(turn, "the .jsonl input file")
     turn.add_argument(
         "--model", help="the model field, as `aiperf --model` (AIPerf ignores a line's)"
     )
@@ -45,10 +45,10 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the directory AIPerf runs in, where it finds relative image paths (default: .)",
     )
-    turn.add_argument(
+    add_switch(
+        turn,
         "--as-written",
-        action="store_true",
-        help="keep the file as written (all images, file bytes and names, a line's model) "
+        "keep the file as written (all images, file bytes and names, a line's model) "
         "instead of what AIPerf sends",
     )
     turn.add_argument(
@@ -57,20 +57,18 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
         help="lines without timestamp or delay follow the previous one at this rate (req/s); "
         "default: at the same time",
     )
-    turn.add_argument(
+    add_list(
+        turn,
         "--extra-inputs",
-        action="append",
-        default=[],
-        metavar="KEY:VALUE",
-        help="a form field for every request, like aiperf --extra-inputs (repeatable; a "
+        "KEY:VALUE",
+        "a form field for every request, like aiperf --extra-inputs (repeatable; a "
         "line's `extra` wins)",
     )
 
 
 def add_har_arguments(har: argparse.ArgumentParser) -> None:
     """The flags of `import har`."""
-    har.add_argument("source", metavar="FILE", help="the .har file")
-    _add_import_common(har)
+    _add_import_common(har, "the .har file")
     har.add_argument(
         "--path-suffix",
         default="/images/edits",

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from traces import UsageError
 
-from ._shared import Command, Subparsers, deprecation, refuse_existing, write_json
+from ._shared import (
+    Command,
+    Subparsers,
+    add_force_flag,
+    add_salvage_flag,
+    deprecation,
+    refuse_existing,
+    write_json,
+)
 
 __all__ = ["register"]
 
@@ -42,7 +50,7 @@ def add_cat_arguments(cat: argparse.ArgumentParser) -> None:
     cat.add_argument(
         "-o", "--output", default="-", help="write to this file instead of stdout ('-')"
     )
-    cat.add_argument("--force", action="store_true", help="overwrite the output file")
+    add_force_flag(cat, "overwrite the output file")
     _add_salvage(cat)
 
 
@@ -55,16 +63,12 @@ def add_extract_arguments(extract: argparse.ArgumentParser) -> None:
         choices=("inputs", "outputs"),
         help="only request inputs or only response outputs (default: both)",
     )
-    extract.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    add_force_flag(extract, "write into a non-empty folder")
     _add_salvage(extract)
 
 
 def _add_salvage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--salvage",
-        action="store_true",
-        help="read a damaged file up to the damage instead of refusing it",
-    )
+    add_salvage_flag(parser, "read a damaged file up to the damage instead of refusing it")
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import EXIT_OK, Command, progress, refuse_existing, write_json
+from ._shared import (
+    EXIT_OK,
+    Command,
+    add_force_flag,
+    add_json_flag,
+    progress,
+    refuse_existing,
+    write_json,
+)
 
 __all__ = ["register"]
 
@@ -35,12 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="FILE", help="the file to write"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="overwrite the output if it exists (else refused)"
-    )
-    parser.add_argument(
-        "--json", metavar="FILE", help="also write the summary as JSON to FILE ('-' for stdout)"
-    )
+    add_force_flag(parser, "overwrite the output if it exists (else refused)")
+    add_json_flag(parser)
 
 
 def _merge(args: argparse.Namespace) -> int:

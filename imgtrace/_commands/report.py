@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ._analysis import add_common_arguments, refuse_outputs
-from ._shared import EXIT_OK, Command, progress, write_json
+from ._shared import EXIT_OK, Command, add_force_flag, add_path, progress, write_json
 
 __all__ = ["register"]
 
@@ -23,10 +23,8 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
     """The flags of `report`."""
     report.add_argument("run", type=Path, metavar="RUN", help="run file or trace with responses")
     add_common_arguments(report)
-    report.add_argument(
-        "--hgrm", type=Path, metavar="FILE", help="write the latency percentiles as .hgrm text"
-    )
-    report.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_path(report, "--hgrm", "FILE", "write the latency percentiles as .hgrm text")
+    add_force_flag(report)
 
 
 def _report(args: argparse.Namespace) -> int:
