@@ -23,7 +23,7 @@ from recorder_helpers import (
     raw_multipart,
     requests_of,
 )
-from servers import ThreadServer
+from servers import ThreadServer, read_body, respond
 
 from imgtrace._cli import main
 from traces import (
@@ -154,10 +154,7 @@ def _gateway() -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        while True:
-            message = await receive()
-            if not message.get("more_body"):
-                break
+        await read_body(receive)
         url = (
             "https://bucket.s3.amazonaws.com/out.png?X-Amz-Expires=3600"
             f"&X-Amz-Signature={AMZ_SIGNATURE}&sig={SIGNATURE}"
@@ -176,8 +173,7 @@ def _gateway() -> Any:
             (b"x-upstream-host", b"sglang-0.flux.svc.cluster.local:30000"),
             (b"x-envoy-upstream-service-time", b"12"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+        await respond(send, 200, json.dumps(payload).encode(), headers)
 
     return app
 
