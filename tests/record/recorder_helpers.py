@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +246,20 @@ def raw_multipart(boundary: str, parts: list[tuple[str, bytes, str | None]]) -> 
             out += b"Content-Type: image/png\r\n"
         out += b"\r\n" + data + b"\r\n"
     return out + f"--{boundary}--\r\n".encode()
+
+
+def multipart(
+    boundary: str,
+    parts: list[tuple[str, bytes, str | None]],
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """httpx's keyword arguments to send `raw_multipart(boundary, parts)` with its content type
+    (and `headers`)."""
+    content_type = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    return {
+        "content": raw_multipart(boundary, parts),
+        "headers": {**content_type, **(headers or {})},
+    }
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -19,8 +19,8 @@ from recorder_helpers import (
     StartProxy,
     Upstream,
     decompressed,
+    multipart,
     png,
-    raw_multipart,
     requests_of,
 )
 from servers import ThreadServer, read_body, respond
@@ -201,9 +201,8 @@ SECRETS = (
 
 
 def _post(url: str) -> httpx.Response:
-    body = raw_multipart("B", [("prompt", b"p", None), ("image", png(1), "a.png")])
-    headers = {"content-type": "multipart/form-data; boundary=B", **CREDENTIAL_HEADERS}
-    return httpx.post(url + "/v1/images/edits", content=body, headers=headers)
+    parts = [("prompt", b"p", None), ("image", png(1), "a.png")]
+    return httpx.post(url + "/v1/images/edits", **multipart("B", parts, CREDENTIAL_HEADERS))
 
 
 def _assert_clean(path: Path) -> None:

@@ -161,62 +161,57 @@ def one_line_error(done: subprocess.CompletedProcess[str], expected: str) -> Non
     assert "Traceback" not in done.stderr
 
 
-def test_a_predicate_that_does_not_parse(tmp_path: Path, imgtrace: Run) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 4, big=1, masked=2)
+def reduce_fails(
+    tmp_path: Path,
+    imgtrace: Run,
+    target: str,
+    flags: str,
+    expected: str,
+    *,
+    requests: int = 3,
+    existing: bytes | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`imgtrace reduce` of a small planted trace to `target` with FLAGS (a command line; with
+    --until status>=500 unless it has its own) fails with one error line holding `expected`; the
+    output stays as it was (absent, or still holding `existing`), the trace as recorded."""
+    trace = planted_trace(tmp_path / "t.imgtrace", requests, big=1, masked=2)
     recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>>500",
-        "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "predicate 'status>>500' does not parse")
-    assert not out.exists()
+    if existing is not None:
+        out.write_bytes(existing)
+    args = shlex.split(flags)
+    until = [] if "--until" in args else ["--until", "status>=500"]
+    done = imgtrace("reduce", str(trace), "--target", target, *until, "-o", str(out), *args)
+    one_line_error(done, expected)
+    assert (out.read_bytes() if out.exists() else None) == existing
     assert trace.read_bytes() == recorded
+    return done
+
+
+def test_a_predicate_that_does_not_parse(tmp_path: Path, imgtrace: Run) -> None:
+    expected = "predicate 'status>>500' does not parse"
+    reduce_fails(
+        tmp_path, imgtrace, "http://127.0.0.1:9", "--until status>>500", expected, requests=4
+    )
 
 
 def test_a_trace_that_does_not_reproduce(
     tmp_path: Path, spawn_server: Callable[..., Any], imgtrace: Run
 ) -> None:
     healthy = spawn_server(*FAST)
-    trace = planted_trace(tmp_path / "t.imgtrace", 6, big=1, masked=2)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", healthy.url, "--until", "status>=500",
-        "--speed", "50", "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "the full trace (6 requests) does not satisfy 'status>=500'")
+    expected = "the full trace (6 requests) does not satisfy 'status>=500'"
+    done = reduce_fails(tmp_path, imgtrace, healthy.url, "--speed 50", expected, requests=6)
     assert "seen status 200: 6" in done.stderr
     assert "attempt 2" not in done.stderr  # said before any search
-    assert not out.exists()
-    assert trace.read_bytes() == recorded
 
 
 def test_a_target_that_is_down(tmp_path: Path, imgtrace: Run, refused: str) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
-    url = refused
-    done = imgtrace(
-        "reduce", str(trace), "--target", url, "--until", "status>=500", "--speed", "50",
-        "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, f"the target {url} is down")
-    assert not out.exists()
-    assert trace.read_bytes() == recorded
+    reduce_fails(tmp_path, imgtrace, refused, "--speed 50", f"the target {refused} is down")
 
 
 def test_a_failing_reset(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500",
-        "--reset", "echo cannot restart >&2; exit 3", "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "failed with exit status 3: cannot restart")
-    assert not out.exists()
-    assert trace.read_bytes() == recorded
+    reset = "--reset 'echo cannot restart >&2; exit 3'"
+    reduce_fails(tmp_path, imgtrace, buggy.url, reset, "failed with exit status 3: cannot restart")
 
 
 def counting_reset(folder: Path, after: int, then: str) -> str:
@@ -273,30 +268,18 @@ def test_a_target_that_goes_down_mid_search_keeps_the_smallest_so_far(
 
 
 def test_existing_output_is_refused(tmp_path: Path, imgtrace: Run) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    out = tmp_path / "min.imgtrace"
-    out.write_bytes(b"keep me")
-    done = imgtrace(
-        "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>=500",
-        "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "already exists")
-    assert out.read_bytes() == b"keep me"
+    target = "http://127.0.0.1:9"
+    reduce_fails(tmp_path, imgtrace, target, "", "already exists", existing=b"keep me")
 
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--tries", "0"], "--tries must be >= 1"),
-        (["--min-rate", "1.5"], "--min-rate must be in (0, 1]"),
-        (["--budget", "soon"], "--budget takes a duration like 30s"),
-        (["--until", "image:changed"], "needs a baseline run"),
+        ("--tries 0", "--tries must be >= 1"),
+        ("--min-rate 1.5", "--min-rate must be in (0, 1]"),
+        ("--budget soon", "--budget takes a duration like 30s"),
+        ("--until image:changed", "needs a baseline run"),
     ],
 )
-def test_bad_options(tmp_path: Path, imgtrace: Run, extra: list[str], expected: str) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    done = imgtrace(
-        "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>=500",
-        "-o", str(tmp_path / "min.imgtrace"), *extra,
-    )  # fmt: skip
-    one_line_error(done, expected)
+def test_bad_options(tmp_path: Path, imgtrace: Run, extra: str, expected: str) -> None:
+    reduce_fails(tmp_path, imgtrace, "http://127.0.0.1:9", extra, expected)

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from replay_helpers import Run, Server, one_line_error, write_trace
+from replay_helpers import Run, Server, interrupted_replay, one_line_error, write_trace
 
 from traces import TraceReader
 
@@ -126,31 +121,11 @@ def test_dead_target_exits_2_after_writing_every_run(
 
 
 def test_ctrl_c_closes_every_run_marked_interrupted(tmp_path: Path, echo: Server) -> None:
-    # 200 requests over 20 s, each answered after 1 s but the first, to three targets: Ctrl-C
-    # arrives long before the end, with requests in flight that the short --drain cuts off.
-    delays = lambda i: "" if i == 0 else "delay=1"  # noqa: E731
-    trace = write_trace(tmp_path / "long.imgtrace", [i * 100 for i in range(200)], query=delays)
+    # The long trace to three targets.
     out = tmp_path / "group"
     names = ["a", "a2", "b"]
-    command = [sys.executable, "-m", "imgtrace", "replay", str(trace), "-o", str(out)]
-    command += [arg for name in names for arg in ("--target", f"{name}={echo.url}")]
-    command += ["--drain", "0.2", "--no-progress"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (out / "b.imgtrace").exists():
-            time.sleep(0.05)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, stderr
-    assert "stopping" in stderr and "Traceback" not in stderr
+    targets = [arg for name in names for arg in ("--target", f"{name}={echo.url}")]
+    interrupted_replay(tmp_path, "-o", str(out), *targets, started=out / "b.imgtrace")
     for name in names:
         with TraceReader(out / f"{name}.imgtrace") as reader:
             assert reader.closed_cleanly, name
