@@ -8,6 +8,7 @@ re-sent, so the application sees exactly what it would without the wrapper.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -186,6 +187,16 @@ class _Recorded:
         self._complete = False
         self._submitted = False
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Around reading the body: a transport error fails the exchange, the end completes it."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            self._exchange.fail(error_kind(exc), repr(exc))
+            raise
+        self._complete = True
+
     def _finish(self) -> None:
         if self._submitted:
             return
@@ -201,14 +212,10 @@ class _SyncRecordedStream(_Recorded, httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         stream = self._response.stream
         assert isinstance(stream, httpx.SyncByteStream)
-        try:
+        with self._reading():
             for chunk in stream:
                 self._exchange.add_response_chunk(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:
-            self._exchange.fail(error_kind(exc), repr(exc))
-            raise
-        self._complete = True
 
     def close(self) -> None:
         try:
@@ -221,14 +228,10 @@ class _AsyncRecordedStream(_Recorded, httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         stream = self._response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
-        try:
+        with self._reading():
             async for chunk in stream:
                 self._exchange.add_response_chunk(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:
-            self._exchange.fail(error_kind(exc), repr(exc))
-            raise
-        self._complete = True
 
     async def aclose(self) -> None:
         try:

@@ -107,6 +107,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_AS_GIVEN = (
+    "duration",
+    "seed",
+    "image_size",
+    "image_format",
+    "images_per_request",
+    "reuse",
+    "mask",
+    "size",
+    "n",
+    "guidance_scale",
+    "output_format",
+    "request_seed",
+    "path",
+    "image_field",
+)
+"""The flags `SynthOptions` takes as they are, under the same names."""
+
+
 def _value_spec(group: argparse._ArgumentGroup, flag: str, default: str, what: str) -> None:
     """A flag that takes a value spec (the epilog's syntax)."""
     group.add_argument(flag, default=default, metavar="SPEC", help=f"{what} (default {default})")
@@ -133,29 +152,16 @@ def _synth(args: argparse.Namespace) -> int:
     if count is None and args.duration is None:
         count = 100
     options = SynthOptions(
+        **{name: getattr(args, name) for name in _AS_GIVEN},
         count=count,
-        duration=args.duration,
         arrival=ArrivalProcess(
             kind=args.arrival, schedule=tuple(schedule), burstiness=args.burstiness
         ),
-        seed=args.seed,
-        image_size=args.image_size,
-        image_format=args.image_format,
-        images_per_request=args.images_per_request,
-        reuse=args.reuse,
-        mask=args.mask,
         images_dir=args.images,
         prompts=load_prompts(args.prompts) if args.prompts else BUILTIN_PROMPTS,
         prompts_source=args.prompts or "built-in",
         model=None if args.model.lower() == "none" else args.model,
-        size=args.size,
-        n=args.n,
         num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        output_format=args.output_format,
-        request_seed=args.request_seed,
-        path=args.path,
-        image_field=args.image_field,
     )
     with progress("synthesizing") as update:
         result = synthesize(options, args.output, force=args.force, progress=update)

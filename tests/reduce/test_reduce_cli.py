@@ -34,15 +34,22 @@ def ids(path: Path) -> list[str]:
         return [request.id for request in reader.requests()]
 
 
+def reduced(
+    imgtrace: Run, trace: Path, target: str, flags: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`imgtrace reduce TRACE --target TARGET --until status>=500 --speed 50 FLAGS` (a command
+    line) into min.imgtrace beside the trace, which must succeed: the result and that file."""
+    out = trace.with_name("min.imgtrace")
+    args = ("--until", "status>=500", "--speed", "50", *shlex.split(flags), "-o", str(out))
+    done = imgtrace("reduce", str(trace), "--target", target, *args)
+    assert done.returncode == 0, done.stderr
+    return done, out
+
+
 def test_finds_the_two_interacting_requests(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
-    out = tmp_path / "min.imgtrace"
     summary = tmp_path / "summary.json"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500",
-        "--speed", "50", "--tries", "2", "-o", str(out), "--json", str(summary),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done, out = reduced(imgtrace, trace, buggy.url, f"--tries 2 --json {shlex.quote(str(summary))}")
     assert ids(out) == ["r0009", "r0010"]
     result = json.loads(summary.read_text())
     assert result["kept"] == ["r0009", "r0010"]
@@ -79,12 +86,7 @@ def test_finds_the_two_interacting_requests(tmp_path: Path, buggy: Any, imgtrace
 
 def test_compress_gaps_shortens_idle_time(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "prod.imgtrace", 12, big=3, masked=4, gap_ms=3000)
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--compress-gaps", "0.5s", "--tries", "2", "--confirm", "0", "-o", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _, out = reduced(imgtrace, trace, buggy.url, "--compress-gaps 0.5s --tries 2 --confirm 0")
     with TraceReader(out) as reader:
         offsets = [request.offset_ns for request in reader.requests()]
     assert ids(out) == ["r0003", "r0004"]
@@ -93,12 +95,7 @@ def test_compress_gaps_shortens_idle_time(tmp_path: Path, buggy: Any, imgtrace: 
 
 def test_max_attempts_keeps_the_smallest_so_far(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--max-attempts", "3", "--tries", "2", "--confirm", "0", "-o", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done, out = reduced(imgtrace, trace, buggy.url, "--max-attempts 3 --tries 2 --confirm 0")
     assert "stopped early by --max-attempts" in done.stdout
     kept = ids(out)
     assert {"r0009", "r0010"} <= set(kept) and len(kept) <= 24

@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,13 @@ class Server(Started):
     def stats(self) -> dict[str, int]:
         data: dict[str, int] = httpx.get(self.url + "/stats").json()
         return data
+
+    @contextmanager
+    def receives_nothing(self) -> Iterator[None]:
+        """The block must send this server no request."""
+        before = self.stats()["count"]
+        yield
+        assert self.stats()["count"] == before
 
 
 MS = 1_000_000
