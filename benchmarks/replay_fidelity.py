@@ -238,6 +238,7 @@ def peak_rss_mb(trace: Path, url: str, rate: float, out: Path) -> tuple[float, f
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
+    """Print `rows` under `title`: one column per (label, key, format)."""
     print(f"\n{title}")
     print(
         "  "
@@ -286,8 +287,9 @@ def main() -> None:
                 row["noise_p99_ms"] = noise["p99"]
                 rows.append(row)
         figures["fidelity"] = rows
+        title = "send lag at constant rates (null server; lag = first request byte − intended)"
         table(
-            "send lag at constant rates (null server; lag = first request byte − intended)",
+            title,
             rows,
             [
                 ("body", "body", ""),
@@ -359,8 +361,9 @@ def main() -> None:
 
         pool = pool_comparison(slow.url, [1, 8, 16, 32, 64, 128], 1500 if not args.quick else 800)
         figures["pool"] = pool
+        title = "connection design: closed loop, server takes 10 ms (ideal rps = concurrency × 100)"
         table(
-            "connection design: closed loop, server takes 10 ms (ideal rps = concurrency × 100)",
+            title,
             pool,
             [
                 ("concurrency", "concurrency", "d"),

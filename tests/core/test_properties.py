@@ -120,6 +120,18 @@ def _write(path: Path, items: list[Request | Outcome | bytes], flush_records: in
     return _dedup(expected)
 
 
+def _dedup(expected: list[object]) -> list[object]:
+    seen: set[str] = set()
+    out = []
+    for item in expected:
+        if isinstance(item, tuple):
+            if item[1] in seen:
+                continue
+            seen.add(item[1])
+        out.append(item)
+    return out
+
+
 @contextmanager
 def _written(
     items: list[Request | Outcome | bytes], flush_records: int
@@ -151,18 +163,6 @@ def test_any_sequence_of_records_round_trips(
 ) -> None:
     with _written(items, flush_records) as (path, expected):
         assert _read(path) == expected
-
-
-def _dedup(expected: list[object]) -> list[object]:
-    seen: set[str] = set()
-    out = []
-    for item in expected:
-        if isinstance(item, tuple):
-            if item[1] in seen:
-                continue
-            seen.add(item[1])
-        out.append(item)
-    return out
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
