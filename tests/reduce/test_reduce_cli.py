@@ -230,38 +230,40 @@ def kept_so_far(done: subprocess.CompletedProcess[str], out: Path, total: int) -
     return kept
 
 
-def test_a_reset_that_fails_mid_search_keeps_the_smallest_so_far(
-    tmp_path: Path, buggy: Any, imgtrace: Run
-) -> None:
+def fails_mid_search(
+    tmp_path: Path, imgtrace: Run, target: str, reset: str, expected: str
+) -> subprocess.CompletedProcess[str]:
+    """A search of 24 requests with --reset RESET fails with `expected` after it began: the
+    smallest reproducer so far is kept, the trace as recorded."""
     trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
     recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
-    reset = counting_reset(tmp_path, 3, "echo out of restarts >&2; exit 5")
     done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
+        "reduce", str(trace), "--target", target, "--until", "status>=500", "--speed", "50",
         "--reset", reset, "-o", str(out),
     )  # fmt: skip
-    one_line_error(done, "failed with exit status 5: out of restarts")
+    one_line_error(done, expected)
     kept_so_far(done, out, 24)
     assert trace.read_bytes() == recorded
+    return done
+
+
+def test_a_reset_that_fails_mid_search_keeps_the_smallest_so_far(
+    tmp_path: Path, buggy: Any, imgtrace: Run
+) -> None:
+    reset = counting_reset(tmp_path, 3, "echo out of restarts >&2; exit 5")
+    fails_mid_search(
+        tmp_path, imgtrace, buggy.url, reset, "failed with exit status 5: out of restarts"
+    )
     assert not (tmp_path / ".min.imgtrace.partial").exists()
 
 
 def test_a_target_that_goes_down_mid_search_keeps_the_smallest_so_far(
     tmp_path: Path, buggy: Any, imgtrace: Run
 ) -> None:
-    trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
     # The third attempt's reset kills the server (and gives its port time to close).
     reset = counting_reset(tmp_path, 2, f"kill -9 {buggy.process.pid}; sleep 0.5")
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--reset", reset, "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, f"the target {buggy.url} is down")
-    kept_so_far(done, out, 24)
-    assert trace.read_bytes() == recorded
+    fails_mid_search(tmp_path, imgtrace, buggy.url, reset, f"the target {buggy.url} is down")
 
 
 def test_existing_output_is_refused(tmp_path: Path, imgtrace: Run) -> None:
