@@ -8,10 +8,10 @@ images with `compare_run_images`, and write the offline report with `write_html_
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import AnalysisError
+from ._lazy import lazy_attributes
 from ._table import Table
 
 if TYPE_CHECKING:
@@ -42,24 +42,20 @@ __all__ = [
 
 # numpy, Pillow and matplotlib load only when an analysis is asked for, so that the command line
 # (which imports this package to build its flags) starts fast.
-_LAZY = {
-    "ImageReport": "._images",
-    "ImageThresholds": "._images",
-    "compare_run_images": "._images",
-    "Join": "._load",
-    "Rows": "._load",
-    "join_rows": "._load",
-    "load_rows": "._load",
-    "Settings": "._compare",
-    "compare_files": "._compare_run",
-    "report_tables": "._report",
-    "parse_rules": "._rules",
-    "write_html_report": "._html",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ImageReport": "._images",
+        "ImageThresholds": "._images",
+        "compare_run_images": "._images",
+        "Join": "._load",
+        "Rows": "._load",
+        "join_rows": "._load",
+        "load_rows": "._load",
+        "Settings": "._compare",
+        "compare_files": "._compare_run",
+        "report_tables": "._report",
+        "parse_rules": "._rules",
+        "write_html_report": "._html",
+    },
+)

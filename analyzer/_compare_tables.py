@@ -91,7 +91,7 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
     geo[0] += "".join(notes.mark(w) for w in warnings)
     rows.append(geo)
     classes.append("geomean")
-    footnotes = notes.lines() + [
+    footnotes = notes.lines(
         "typical change: Hodges-Lehmann estimate of the per-request change CAND/BASE over "
         "requests that succeeded in both runs, with the median paired difference CAND - BASE "
         "in time; p: Wilcoxon signed-rank, Holm-corrected",
@@ -104,7 +104,7 @@ def _main_table(analysis: PairAnalysis, settings: Settings, noise: bool) -> Tabl
         "differ by more than the change that matters, so this setup cannot tell",
         "CIs and tests allow for serial correlation between neighbouring requests "
         f"(variance factor {typical_factor(analysis)})",
-    ]
+    )
     if not noise:
         footnotes.append("no A/A noise band: replay BASE twice and pass the second with --noise")
     return Table(
@@ -126,8 +126,7 @@ def _tail_table(analysis: PairAnalysis) -> Table:
         title="Tail ratios CAND/BASE (paired moving-block bootstrap in send order, 95% CI)",
         columns=["class", "Δp50", "Δp90", "Δp99", "block"],
         rows=rows,
-        footnotes=notes.lines()
-        + ["(±X) beside a ratio: the quantile's change in time, CAND - BASE"],
+        footnotes=notes.lines("(±X) beside a ratio: the quantile's change in time, CAND - BASE"),
     )
 
 
@@ -142,8 +141,9 @@ def _shift_table(stratum: Stratum, settings: Settings) -> Table:
         title=f"Shift function [{stratum.name}]: change of each quantile CAND/BASE",
         columns=["quantile", "change [95% CI]", "verdict"],
         rows=rows,
-        footnotes=notes.lines()
-        + ["read top to bottom: a change only in the upper rows is a tail effect"],
+        footnotes=notes.lines(
+            "read top to bottom: a change only in the upper rows is a tail effect"
+        ),
     )
 
 

@@ -7,6 +7,7 @@ the file's time zero), so a production recording can be the BASE of a comparison
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import Counter, OrderedDict
@@ -135,21 +136,7 @@ class Rows:
                 "repeat",
             )
         }
-        return Rows(
-            path=self.path,
-            kind=self.kind,
-            source=self.source,
-            trace_digest=self.trace_digest,
-            no_response=self.no_response,
-            duplicates=self.duplicates,
-            classes=self.classes,
-            notes=self.notes,
-            error_details=self.error_details,
-            group=self.group,
-            client=self.client,
-            interrupted=self.interrupted,
-            **columns,
-        )
+        return dataclasses.replace(self, **columns)
 
 
 def _opt(value: int | None) -> float:

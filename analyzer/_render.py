@@ -237,5 +237,7 @@ class Footnotes:
         number = self._numbers.setdefault(message, len(self._numbers) + 1)
         return superscript(number)
 
-    def lines(self) -> list[str]:
-        return [f"{superscript(number)} {message}" for message, number in self._numbers.items()]
+    def lines(self, *explanations: str) -> list[str]:
+        """The numbered warnings, then the table's own `explanations`."""
+        numbered = [f"{superscript(n)} {message}" for message, n in self._numbers.items()]
+        return [*numbered, *explanations]

@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from samples import answered
+
 from analyzer._load import load_rows
-from traces import Header, MultipartBody, Outcome, Request, TextField, TraceReader, TraceWriter
+from traces import Header, MultipartBody, Request, TextField, TraceReader, TraceWriter
 
 SIZES = ("256x256", "512x512", "768x768", "1024x1024")
 
@@ -49,19 +53,7 @@ def write_runs(folder: Path, n: int, classes: int) -> tuple[Path, Path, Path]:
         with TraceWriter(path, header) as writer:
             for i in range(n):
                 intended = i * 10_000_000
-                done = intended + int(latency[i])
-                writer.write(
-                    Outcome(
-                        request_id=f"r{i:07d}",
-                        seq=i,
-                        intended_ns=intended,
-                        sent_ns=intended + 200_000,
-                        upload_done_ns=intended + 1_000_000,
-                        first_byte_ns=done - 1_000_000,
-                        done_ns=done,
-                        status=200,
-                    )
-                )
+                writer.write(answered(f"r{i:07d}", i, intended, intended + int(latency[i])))
         paths.append(path)
     return trace, paths[0], paths[1]
 

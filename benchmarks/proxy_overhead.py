@@ -24,9 +24,7 @@ import io
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,10 @@ import anyio
 import httpx
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from servers import json_app, serve_asgi, start_helper, start_record
 
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 5.0
@@ -74,9 +76,7 @@ def png_of_about(target: int, seed: int) -> bytes:
 # -- the upstream (run as a subprocess of this script) ----------------------------------------
 
 
-def serve_upstream(port: int, response_bytes: int) -> None:
-    import uvicorn
-
+def serve_upstream(response_bytes: int) -> None:
     # Base64 takes 4 bytes for 3: an image of 3/4 of the body makes a body of about that size.
     image = png_of_about(response_bytes * 3 // 4, seed=1)
     payload = json.dumps(
@@ -84,58 +84,13 @@ def serve_upstream(port: int, response_bytes: int) -> None:
     ).encode()
     small = b'{"created": 1, "data": []}'
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        while True:
-            message = await receive()
-            if not message.get("more_body"):
-                break
-        body = small if scope["path"] == "/v1/images/generations" else payload
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    def answer(scope: dict[str, Any]) -> bytes:
+        return small if scope["path"] == "/v1/images/generations" else payload
 
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http="h11",
-        ws="none",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
+    serve_asgi(json_app(answer), http="h11", ws="none")
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"a server process exited early ({process.returncode})")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit("a server did not start in 60 s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -159,36 +114,19 @@ def recording_pid(proxy_pid: int) -> int | None:
 class Proxy:
     """One `imgtrace record` process in front of the upstream."""
 
-    def __init__(self, name: str, upstream_port: int, paths: str, workdir: Path) -> None:
+    def __init__(self, name: str, upstream: str, paths: str, workdir: Path) -> None:
         self.name = name
-        self.port = free_port()
         self.trace = workdir / f"{name}.imgtrace"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imgtrace",
-                "record",
-                "--upstream",
-                f"http://127.0.0.1:{upstream_port}",
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "-o",
-                str(self.trace),
-                "--paths",
-                paths,
-            ],
-            stderr=subprocess.PIPE,
+        # Port 0, the port read from what it prints once it listens.
+        started = start_record(
+            "--upstream", upstream, "-o", str(self.trace), "--paths", paths, stdout=None
         )
+        self.process = started.process
+        self.url = started.url
         self.recording: int | None = None
         self.summary = ""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def ready(self) -> None:
-        wait_listening(self.port, self.process)
         self.recording = recording_pid(self.process.pid)
 
     def cpu(self) -> tuple[float, float]:
@@ -281,26 +219,17 @@ async def max_rate(url: str, concurrency: int, count: int, seconds: float) -> fl
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    up_port = free_port()
-    upstream = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve-upstream",
-            str(up_port),
-            "--response-bytes",
-            str(args.response_bytes),
-        ]
-    )
-    proxies = [Proxy("record", up_port, args.record_paths, workdir)]
+    argv = [sys.executable, __file__, "--serve-upstream", "--response-bytes"]
+    upstream_server = start_helper([*argv, str(args.response_bytes)], timeout=60)
+    upstream = upstream_server.process
+    proxies = [Proxy("record", upstream_server.url, args.record_paths, workdir)]
     if args.forwarding_arm:
-        proxies.append(Proxy("forward", up_port, "/nothing", workdir))
+        proxies.append(Proxy("forward", upstream_server.url, "/nothing", workdir))
     report: dict[str, Any] = {"rate_per_arm": args.rate, "load_before": os.getloadavg()}
     try:
-        wait_listening(up_port, upstream)
         for proxy in proxies:
             proxy.ready()
-        arms = {"direct": f"http://127.0.0.1:{up_port}"} | {p.name: p.url for p in proxies}
+        arms = {"direct": upstream_server.url} | {p.name: p.url for p in proxies}
         report["response_bytes"] = len(
             httpx.post(arms["direct"] + "/v1/images/edits", content=b"x").content
         )
@@ -331,8 +260,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     finally:
         for proxy in proxies:
             proxy.stop()
-        upstream.terminate()
-        upstream.wait(10)
+        upstream_server.stop()
     report["load_after"] = os.getloadavg()
     for proxy in proxies:
         report[f"{proxy.name}_summary"] = proxy.summary
@@ -406,10 +334,10 @@ def main() -> None:
     parser.add_argument(
         "--record-paths", default="/v1/images/*", help="what the recording proxy records"
     )
-    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
-        serve_upstream(args.serve_upstream, args.response_bytes)
+        serve_upstream(args.response_bytes)
         return
     if args.rounds < 1 or args.rate <= 0:
         parser.error("--rounds must be at least 1 and --rate more than 0")

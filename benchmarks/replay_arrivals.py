@@ -3,8 +3,9 @@
 Run:  .venv/bin/python benchmarks/replay_fidelity.py --arrivals-only \\
           [--aiperf /path/to/aiperf --aiperf-tokenizer DIR] [--smoke]
 
-A null server in another process reads each request, answers a JSON body of a chosen size (a
-base64 image, as image-edit servers return) and logs when each request's first bytes arrived.
+A null server in another process (benchmarks/null_server.py) reads each request, answers a JSON
+body of a chosen size (a base64 image, as image-edit servers return) and logs when each
+request's first bytes arrived.
 The lag of arrival i is its arrival time against the ideal schedule (i / rate), relative to the
 least-late request: the same measure for every tool, with no trust in a tool's own clock.
 Each tool runs as a process of its own; CPU is its process tree's user+sys time (imgtrace's
@@ -15,13 +16,8 @@ each run is printed with it: on a busy machine the tail belongs to the neighbour
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,91 +25,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve()
+from null_server import start_null_server  # benchmarks/ is the script's directory
+
 SAMPLE_S = 0.02
 
 
 # -- the arrival-logging null server (its own process) -------------------------------------------
 
 
-def serve(port: int, response_bytes: int, log: Path) -> None:
-    image = base64.b64encode(os.urandom(response_bytes * 3 // 4)).decode()
-    body = json.dumps({"created": 0, "data": [{"b64_json": image}]}).encode()
-    answer = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-        + body
-    )
-    arrivals: list[int] = []
-
-    class Null(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-            self.buffer = bytearray()
-            self.remaining = -1
-
-        def data_received(self, data: bytes) -> None:
-            if self.remaining < 0 and not self.buffer:
-                arrivals.append(time.monotonic_ns())  # the first bytes of a request
-            self.buffer += data
-            while True:
-                if self.remaining < 0:
-                    end = self.buffer.find(b"\r\n\r\n")
-                    if end < 0:
-                        return
-                    head = bytes(self.buffer[:end]).lower()
-                    del self.buffer[: end + 4]
-                    self.remaining = 0
-                    for line in head.split(b"\r\n"):
-                        if line.startswith(b"content-length:"):
-                            self.remaining = int(line.split(b":", 1)[1])
-                take = min(self.remaining, len(self.buffer))
-                del self.buffer[:take]
-                self.remaining -= take
-                if self.remaining > 0:
-                    return
-                self.remaining = -1
-                self.transport.write(answer)
-                if not self.buffer:
-                    return
-                arrivals.append(time.monotonic_ns())  # pipelined: the next one starts here
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        server = await loop.create_server(Null, "127.0.0.1", port, backlog=1024)
-        async with server:
-            await stop.wait()
-
-    asyncio.run(main())
-    log.write_text("\n".join(map(str, arrivals)))
-
-
 class ArrivalServer:
+    """benchmarks/null_server.py answering every request, logging when each one arrived."""
+
     def __init__(self, response_bytes: int, work: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = work / f"arrivals-{self.port}.txt"
-        command = [sys.executable, str(HERE), "--serve", str(self.port)]
-        command += ["--response-bytes", str(response_bytes), "--log", str(self.log)]
-        self.process = subprocess.Popen(command)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the arrival server did not start")
+        self.log = Path(tempfile.mkstemp(prefix="arrivals-", suffix=".txt", dir=work)[1])
+        self.server = start_null_server(response_bytes, log=self.log)
+        self.url = self.server.url
 
     def arrivals(self) -> list[int]:
-        """Stop the server and return its arrival times (the probe connection sent nothing)."""
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(30)
+        """Stop the server and return its arrival times."""
+        self.server.stop(30)
         return [int(line) for line in self.log.read_text().split()]
 
 
@@ -345,18 +275,3 @@ def run(aiperf: str | None, tokenizer: str | None, smoke: bool, upload: bytes) -
     figures["long_run"] = rows
     show(f"{n:,} requests at 1,000 req/s, small bodies", rows)
     return figures
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--serve", type=int, required=True)
-    parser.add_argument("--response-bytes", type=int, default=64)
-    parser.add_argument("--log", type=Path, required=True)
-    args = parser.parse_args()
-    serve(args.serve, args.response_bytes, args.log)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,8 +2,8 @@
 
 Run:  .venv/bin/python benchmarks/replay_fidelity.py  (minutes; --quick: no 100k memory run)
 
-Against a minimal HTTP server in another process (an asyncio protocol that discards the body and
-answers a fixed small JSON), it measures in one run:
+Against a minimal HTTP server in another process (benchmarks/null_server.py: it discards the body
+and answers a fixed small JSON), it measures in one run:
 - send lag p50/p99/max and achieved rate at 100, 300 and 1,000 req/s (constant arrivals) with
   small bodies and with 512x512 (~400 KB) PNG uploads, and the CPU seconds per 1,000 requests;
 - the highest rate whose lag p99 stays under 5 ms (small bodies);
@@ -24,7 +24,6 @@ import io
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,99 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import replay_arrivals  # benchmarks/ is the script's directory, first on sys.path
-
-HERE = Path(__file__).resolve()
-RESPONSE_BODY = b'{"created":0,"data":[]}'
-
-
-# -- the null server (runs in its own process) ---------------------------------------------------
-
-
-class _NullHTTP(asyncio.Protocol):
-    """HTTP/1.1 keep-alive: read headers and Content-Length bytes, answer a fixed JSON."""
-
-    delay = 0.0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.buffer = bytearray()
-        self.remaining = -1
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            if self.remaining < 0:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head = bytes(self.buffer[:end]).lower()
-                del self.buffer[: end + 4]
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                self.remaining = length
-            take = min(self.remaining, len(self.buffer))
-            del self.buffer[:take]
-            self.remaining -= take
-            if self.remaining > 0:
-                return
-            self.remaining = -1
-            if self.delay:
-                asyncio.get_running_loop().call_later(self.delay, self._answer)
-            else:
-                self._answer()
-
-    def _answer(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                + str(len(RESPONSE_BODY)).encode()
-                + b"\r\n\r\n"
-                + RESPONSE_BODY
-            )
-
-
-def serve(port: int, delay: float) -> None:
-    _NullHTTP.delay = delay
-
-    async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(
-            _NullHTTP, "127.0.0.1", port, backlog=1024
-        )
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class NullServer:
-    def __init__(self, delay: float = 0.0) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE), "--serve", str(self.port), "--delay", str(delay)]
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("null server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
+from null_server import start_null_server
 
 # -- traces ----------------------------------------------------------------------------------------
 
@@ -331,6 +238,7 @@ def peak_rss_mb(trace: Path, url: str, rate: float, out: Path) -> tuple[float, f
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
+    """Print `rows` under `title`: one column per (label, key, format)."""
     print(f"\n{title}")
     print(
         "  "
@@ -347,8 +255,6 @@ def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="skip the 100k memory run")
     parser.add_argument("--json", help="also write all figures to this JSON file")
     parser.add_argument("--aiperf", help="AIPerf's executable: also measure it at the server")
@@ -356,9 +262,6 @@ def main() -> None:
     parser.add_argument("--arrivals-only", action="store_true", help="server-side runs only")
     parser.add_argument("--smoke", action="store_true", help="with it, a few requests each")
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.delay)
-        return
     if args.arrivals_only:
         figures = replay_arrivals.run(args.aiperf, args.aiperf_tokenizer, args.smoke, upload_png())
         if args.json:
@@ -367,8 +270,8 @@ def main() -> None:
 
     figures: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="imgtrace-bench-"))
-    null = NullServer()
-    slow = NullServer(delay=0.010)
+    null = start_null_server()
+    slow = start_null_server(delay=0.010)
     try:
         seconds = 3 if args.quick else 5
         big = upload_png()
@@ -384,8 +287,9 @@ def main() -> None:
                 row["noise_p99_ms"] = noise["p99"]
                 rows.append(row)
         figures["fidelity"] = rows
+        title = "send lag at constant rates (null server; lag = first request byte − intended)"
         table(
-            "send lag at constant rates (null server; lag = first request byte − intended)",
+            title,
             rows,
             [
                 ("body", "body", ""),
@@ -457,8 +361,9 @@ def main() -> None:
 
         pool = pool_comparison(slow.url, [1, 8, 16, 32, 64, 128], 1500 if not args.quick else 800)
         figures["pool"] = pool
+        title = "connection design: closed loop, server takes 10 ms (ideal rps = concurrency × 100)"
         table(
-            "connection design: closed loop, server takes 10 ms (ideal rps = concurrency × 100)",
+            title,
             pool,
             [
                 ("concurrency", "concurrency", "d"),

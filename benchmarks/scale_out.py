@@ -28,7 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from traces import Header, Outcome, TraceReader, TraceWriter, shard_metadata
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from samples import answered, returned
+
+from traces import Header, TraceReader, TraceWriter, shard_metadata
 
 MS = 1_000_000
 GAP_NS = 10 * MS
@@ -67,20 +71,17 @@ def write_shards(folder: Path, name: str, n: int, shards: int, factor: float) ->
                 digest = writer.add_blob(images[seq % DISTINCT_IMAGES], "image/png")
                 intended = seq * GAP_NS
                 done = intended + int(latency[seq])
+                sizes = {"bytes_up": 300_000, "bytes_down": 400_000}
+                sent = intended + 150_000
                 writer.write(
-                    Outcome(
-                        request_id=f"r{seq:07d}",
-                        seq=seq,
-                        intended_ns=intended,
-                        sent_ns=intended + 150_000,
-                        upload_done_ns=intended + 1_000_000,
-                        first_byte_ns=done - 1_000_000,
-                        done_ns=done,
-                        status=200,
-                        bytes_up=300_000,
-                        bytes_down=400_000,
-                        envelope={"created": 0, "data": [{"b64_json": {"$blob": digest}}]},
-                        images=(digest,),
+                    answered(
+                        f"r{seq:07d}",
+                        seq,
+                        intended,
+                        done,
+                        sent_ns=sent,
+                        **sizes,
+                        **returned(digest),
                     )
                 )
         paths.append(path)

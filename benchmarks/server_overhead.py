@@ -20,52 +20,26 @@ import argparse
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from servers import json_app, serve_asgi, start_helper, start_serve
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def baseline_app_main(port: int) -> None:
+def baseline_app_main() -> None:
     """The baseline: uvicorn + an ASGI app that reads the body and answers a small JSON."""
-    import uvicorn
-
-    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] != "http":
-            return
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
-        body = b'{"ok":true}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    print("ready", flush=True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    serve_asgi(json_app(lambda scope: b'{"ok":true}'))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -81,19 +55,6 @@ def photo_like(side: int) -> bytes:
     buffer = io.BytesIO()
     small.resize((side, side), Image.Resampling.BICUBIC).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def start(command: list[str], url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code < 500:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"server at {url} did not start")
 
 
 @dataclass
@@ -134,42 +95,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40, help="requests per case (default 40)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--baseline-app", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-app", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_app:
-        baseline_app_main(args.baseline_app)
+        baseline_app_main()
         return 0
-    ports = {"baseline": free_port(), "imgtrace": free_port()}
-    commands = {
-        "baseline": [sys.executable, __file__, "--baseline-app", str(ports["baseline"])],
-        "imgtrace": [
-            sys.executable,
-            "-m",
-            "imgtrace",
-            "serve",
-            "--port",
-            str(ports["imgtrace"]),
-            "--speed",
-            "inf",
-            "--load-time",
-            "0",
-            "--cold-start",
-            "0",
-            "--jitter",
-            "0",
-        ],
-    }
+    starts = {
+        "baseline": lambda: start_helper([sys.executable, __file__, "--baseline-app"]),
+        "imgtrace": lambda: start_serve(
+            "--speed", "inf", "--load-time", "0", "--cold-start", "0", "--jitter", "0",
+            stderr=subprocess.DEVNULL,
+        ),
+    }  # fmt: skip
     results: list[Result] = []
-    for name, command in commands.items():
-        url = f"http://127.0.0.1:{ports[name]}"
-        process = start(command, url)
+    for name, start in starts.items():
+        server = start()
         try:
             for side in (512, 1024):
                 for mix in ("distinct", "new-seed", "identical"):
-                    results.append(run(url, process.pid, name, mix, side, args.requests))
+                    results.append(
+                        run(server.url, server.process.pid, name, mix, side, args.requests)
+                    )
         finally:
-            process.terminate()
-            process.wait(10)
+            server.stop()
     base = {(r.mix, r.side): r for r in results if r.server == "baseline"}
     print(
         "| size | mix | imgtrace req/s | imgtrace CPU ms/req | baseline req/s "

@@ -10,8 +10,9 @@ from ._proxy import RecordingProxy
 from ._rec_process import RecorderProcess
 from ._sink import Recorder, RecorderStats, RecordOptions, check_output
 from ._source_io import ImportStats, InputError
-from ._synth import ArrivalProcess, SynthOptions, ValueSpec, parse_schedule, synthesize
+from ._synth import ArrivalProcess, SynthOptions, parse_schedule, synthesize
 from ._transport import RecordingTransport
+from ._valuespec import ValueSpec
 
 __all__ = [
     "BUILTIN_PROMPTS",

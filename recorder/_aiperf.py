@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +26,6 @@ from traces import (
     ErrorKind,
     FilePart,
     FormPart,
-    Header,
     MultipartBody,
     Request,
     Response,
@@ -44,13 +42,12 @@ from ._source_io import (
     ImportStats,
     InputError,
     JsonLine,
-    atomic_path,
     check_image,
     decode_data_url,
     decode_error,
     empty_reason,
-    finish_import,
-    open_trace_output,
+    import_header,
+    import_output,
     read_line,
     scan_jsonl,
     stable_boundary,
@@ -314,29 +311,16 @@ def import_aiperf_raw(
         raise InputError(path, None, empty_reason(stats, "raw records"))
     timed.sort(key=lambda item: (item[0], item[1].number))
     zero = timed[0][0]
-    header = Header(
-        source="import:aiperf-raw",
-        created_ns=time.time_ns(),
-        start_wall_ns=zero,
-        metadata={"import": {"format": "aiperf-raw", "file": path.name}},
-    )
+    header = import_header("aiperf-raw", path, zero)
     seen: set[str] = set()
-    with (
-        atomic_path(output, force) as temporary,
-        open_trace_output(temporary, header) as writer,
-        open(path, "rb") as file,
-    ):
+    with import_output(output, force, header, stats, skip_bad) as out, open(path, "rb") as file:
+
+        def unique_request(line: JsonLine, start: int) -> Request | None:
+            request = _raw_request(file, line, start, zero, path, out.writer, stats)
+            return None if request is None else _unique(request, seen)
+
         for start, line in timed:
-            try:
-                request = _raw_request(file, line, start, zero, path, writer, stats)
-            except InputError as error:
-                stats.skip_or_raise(error, skip_bad)
-                continue
-            if request is not None:
-                request = _unique(request, seen)
-                writer.write(request)
-                stats.requests += 1
-        finish_import(writer, stats, path)
+            out.add(unique_request, line, start)
     return stats
 
 

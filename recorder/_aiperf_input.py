@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from traces import (
     BlobSink,
     FilePart,
     FormPart,
-    Header,
     MultipartBody,
     Request,
     TextField,
@@ -41,13 +39,12 @@ from ._source_io import (
     ImportStats,
     InputError,
     JsonLine,
-    atomic_path,
     check_image,
     decode_data_url,
     decode_error,
     empty_reason,
-    finish_import,
-    open_trace_output,
+    import_header,
+    import_output,
     read_line,
     scan_jsonl,
     stable_boundary,
@@ -378,31 +375,19 @@ def import_aiperf_input(
         as_written=as_written,
         stats=stats,
     )
-    header = Header(
-        source="import:aiperf-input",
-        created_ns=time.time_ns(),
-        metadata={"import": {"format": "aiperf-input", "file": path.name, "model": model}},
-    )
-    with (
-        atomic_path(output, force) as temporary,
-        open_trace_output(temporary, header) as writer,
-        open(path, "rb") as file,
-    ):
-        for offset, line in _turn_offsets(lines, rate):
+    header = import_header("aiperf-input", path, model=model)
+    with import_output(output, force, header, stats, skip_bad) as out, open(path, "rb") as file:
+
+        def line_request(offset: int, line: JsonLine) -> Request | None:
             try:
                 turn = _json_decoder.decode(read_line(file, line))
-                request = _turn_request(turn, offset, line, writer.add_blob, context)
             except msgspec.DecodeError as exc:
-                stats.skip_or_raise(InputError(path, line.number, decode_error(exc)), skip_bad)
-                continue
-            except InputError as error:
-                stats.skip_or_raise(error, skip_bad)
-                continue
-            if request is not None:
-                writer.write(request)
-                stats.requests += 1
-        finish_import(writer, stats, path)
+                raise InputError(path, line.number, decode_error(exc)) from None
+            return _turn_request(turn, offset, line, out.writer.add_blob, context)
+
+        for offset, line in _turn_offsets(lines, rate):
+            out.add(line_request, offset, line)
         stats.warnings = _differences(context)
         if stats.warnings:
-            writer.note(differs_from_aiperf=stats.warnings)
+            out.writer.note(differs_from_aiperf=stats.warnings)
     return stats

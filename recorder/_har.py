@@ -13,7 +13,6 @@ import binascii
 import calendar
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +24,6 @@ from traces import (
     ErrorInfo,
     FilePart,
     FormPartData,
-    Header,
     MultipartBody,
     MultipartError,
     Request,
@@ -40,12 +38,11 @@ from traces import (
 from ._source_io import (
     ImportStats,
     InputError,
-    atomic_path,
     check_image,
     decode_data_url,
-    finish_import,
+    import_header,
+    import_output,
     open_input,
-    open_trace_output,
     stable_boundary,
 )
 
@@ -342,24 +339,13 @@ def import_har(
         raise InputError(path, None, "the HAR holds no entries")
     entries.sort(key=lambda item: (item[0], item[1]))
     zero = entries[0][0]
-    header = Header(
-        source="import:har",
-        created_ns=time.time_ns(),
-        start_wall_ns=zero,
-        metadata={"import": {"format": "har", "file": path.name}},
-    )
-    with atomic_path(output, force) as temporary, open_trace_output(temporary, header) as writer:
+    header = import_header("har", path, zero)
+    with import_output(output, force, header, stats, skip_bad) as out:
         for started, number, entry in entries:
-            try:
-                request = _entry_request(
-                    entry, number, started - zero, started, path, writer.add_blob, stats
-                )
-            except InputError as error:
-                stats.skip_or_raise(error, skip_bad)
-                continue
-            writer.write(request)
-            stats.requests += 1
-        finish_import(writer, stats, path)
+            offset = started - zero
+            out.add(
+                _entry_request, entry, number, offset, started, path, out.writer.add_blob, stats
+            )
     return stats
 
 

@@ -8,19 +8,21 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
-from traces import Header, OutputExists, TraceWriter, UsageError, sniff_media_type
+from traces import Header, OutputExists, Request, TraceWriter, UsageError, sniff_media_type
 
 from ._errors import RecorderError
 
 __all__ = [
     "DETERMINISTIC_FLUSH_INTERVAL",
     "JsonLine",
+    "ImportOutput",
     "ImportStats",
     "InputError",
     "atomic_path",
@@ -29,6 +31,8 @@ __all__ = [
     "decode_error",
     "empty_reason",
     "finish_import",
+    "import_header",
+    "import_output",
     "decode_data_url",
     "open_input",
     "open_trace_output",
@@ -93,26 +97,28 @@ class ImportStats(msgspec.Struct, kw_only=True):
         return f"{self.source} -> {self.output}: {self.counts()}"
 
     def counts(self) -> str:
-        """`12 requests, 3 entries skipped (not image edits), ...`."""
+        """`12 requests, 3 entries skipped (not image edits), ...`: the counts that are not 0."""
         parts = [f"{self.requests} requests"]
-        if self.images:
-            parts.append(f"{self.images} images")
-        if self.responses:
-            parts.append(f"{self.responses} with responses")
-        if self.skipped_not_edit:
-            parts.append(f"{self.skipped_not_edit} entries skipped (not image edits)")
-        if self.skipped_warmup:
-            parts.append(f"{self.skipped_warmup} warmup requests skipped")
-        if self.skipped_bad:
-            parts.append(f"{self.skipped_bad} bad entries skipped")
-        if self.masks_dropped:
-            parts.append(f"{self.masks_dropped} masks dropped")
-        if self.models_left_out:
-            parts.append(
-                f"model left out of {self.models_left_out} requests (AIPerf sends its --model; "
-                "--keep-model keeps it)"
-            )
+        for name, text in _COUNTED:
+            count = getattr(self, name)
+            if count:
+                parts.append(text.format(count))
         return ", ".join(parts)
+
+
+_COUNTED = (
+    ("images", "{} images"),
+    ("responses", "{} with responses"),
+    ("skipped_not_edit", "{} entries skipped (not image edits)"),
+    ("skipped_warmup", "{} warmup requests skipped"),
+    ("skipped_bad", "{} bad entries skipped"),
+    ("masks_dropped", "{} masks dropped"),
+    (
+        "models_left_out",
+        "model left out of {} requests (AIPerf sends its --model; --keep-model keeps it)",
+    ),
+)
+"""The counts of `ImportStats.counts` after the requests, in order, each with its wording."""
 
 
 def refuse_existing(path: Path, force: bool) -> None:
@@ -265,6 +271,54 @@ def empty_reason(stats: ImportStats, what: str) -> str:
     if stats.skipped_bad or stats.skipped_not_edit or stats.skipped_warmup:
         return f"no usable {what}: {stats.counts()}"
     return f"the file is empty: it holds no {what}"
+
+
+def import_header(kind: str, path: Path, start_wall_ns: int | None = None, **about: Any) -> Header:
+    """The header of a trace imported from `path`: source `import:KIND`, created now."""
+    return Header(
+        source=f"import:{kind}",
+        created_ns=time.time_ns(),
+        start_wall_ns=start_wall_ns,
+        metadata={"import": {"format": kind, "file": path.name, **about}},
+    )
+
+
+class ImportOutput:
+    """The trace an import writes: `add` writes each request an entry gives (`import_output`)."""
+
+    def __init__(self, writer: TraceWriter, stats: ImportStats, skip_bad: bool) -> None:
+        self.writer = writer
+        self.stats = stats
+        self.skip_bad = skip_bad
+
+    def add(self, build: Callable[..., Request | None], *args: Any) -> None:
+        """Write the request `build(*args)` makes of an entry (None: it has none); a bad entry
+        (`InputError`) is skipped and counted with --skip-bad, else raised."""
+        try:
+            request = build(*args)
+        except InputError as error:
+            self.stats.skip_or_raise(error, self.skip_bad)
+            return
+        if request is not None:
+            self.writer.write(request)
+            self.stats.requests += 1
+
+
+@contextlib.contextmanager
+def import_output(
+    output: str | os.PathLike[str],
+    force: bool,
+    header: Header,
+    stats: ImportStats,
+    skip_bad: bool,
+) -> Iterator[ImportOutput]:
+    """The trace an import of `stats.source` writes, in place only once it is complete.
+
+    Refused when it holds no request (`finish_import`); on any error nothing is left behind.
+    """
+    with atomic_path(output, force) as temporary, open_trace_output(temporary, header) as writer:
+        yield ImportOutput(writer, stats, skip_bad)
+        finish_import(writer, stats, Path(stats.source))
 
 
 def finish_import(writer: TraceWriter, stats: ImportStats, path: Path) -> None:

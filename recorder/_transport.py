@@ -8,10 +8,11 @@ re-sent, so the application sees exactly what it would without the wrapper.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -19,6 +20,8 @@ from ._capture import Exchange, error_kind
 from ._sink import Recorder, RecordOptions
 
 __all__ = ["RecordingTransport"]
+
+_Inner = TypeVar("_Inner", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
 class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -57,11 +60,7 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     # -- sync ---------------------------------------------------------------------------------
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        inner = self._inner
-        if inner is None:
-            inner = self._inner = httpx.HTTPTransport()
-        if not isinstance(inner, httpx.BaseTransport):
-            raise TypeError("RecordingTransport wraps an async transport: use httpx.AsyncClient")
+        inner = self._wrapped(httpx.BaseTransport, httpx.HTTPTransport, "an async", "AsyncClient")
         exchange = self._begin(request)
         if exchange is None:
             return inner.handle_request(request)
@@ -83,11 +82,9 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     # -- async --------------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        inner = self._inner
-        if inner is None:
-            inner = self._inner = httpx.AsyncHTTPTransport()
-        if not isinstance(inner, httpx.AsyncBaseTransport):
-            raise TypeError("RecordingTransport wraps a sync transport: use httpx.Client")
+        inner = self._wrapped(
+            httpx.AsyncBaseTransport, httpx.AsyncHTTPTransport, "a sync", "Client"
+        )
         exchange = self._begin(request)
         if exchange is None:
             return await inner.handle_async_request(request)
@@ -107,6 +104,16 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self.recorder.close()
 
     # -- shared -------------------------------------------------------------------------------
+
+    def _wrapped(
+        self, kind: type[_Inner], default: Callable[[], _Inner], other: str, client: str
+    ) -> _Inner:
+        """The wrapped transport, made on first use; a sync one for sync use, async for async."""
+        if self._inner is None:
+            self._inner = default()
+        if not isinstance(self._inner, kind):
+            raise TypeError(f"RecordingTransport wraps {other} transport: use httpx.{client}")
+        return self._inner
 
     def _begin(self, request: httpx.Request) -> Exchange | None:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
@@ -180,6 +187,16 @@ class _Recorded:
         self._complete = False
         self._submitted = False
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Around reading the body: a transport error fails the exchange, the end completes it."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            self._exchange.fail(error_kind(exc), repr(exc))
+            raise
+        self._complete = True
+
     def _finish(self) -> None:
         if self._submitted:
             return
@@ -195,14 +212,10 @@ class _SyncRecordedStream(_Recorded, httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         stream = self._response.stream
         assert isinstance(stream, httpx.SyncByteStream)
-        try:
+        with self._reading():
             for chunk in stream:
                 self._exchange.add_response_chunk(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:
-            self._exchange.fail(error_kind(exc), repr(exc))
-            raise
-        self._complete = True
 
     def close(self) -> None:
         try:
@@ -215,14 +228,10 @@ class _AsyncRecordedStream(_Recorded, httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         stream = self._response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
-        try:
+        with self._reading():
             async for chunk in stream:
                 self._exchange.add_response_chunk(chunk)
                 yield chunk
-        except httpx.HTTPError as exc:
-            self._exchange.fail(error_kind(exc), repr(exc))
-            raise
-        self._complete = True
 
     async def aclose(self) -> None:
         try:

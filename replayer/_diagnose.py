@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["diagnose"]
+__all__ = ["credentials_hint", "diagnose", "refused_credentials"]
 
 _API_VERSION_SEGMENTS = ("v1", "v2", "v1beta")
 """Path segments that image-edit paths already start with (/v1/images/edits)."""
@@ -40,13 +40,8 @@ def diagnose(
         )
     if error_kinds:
         return None
-    if statuses.get("401", 0) + statuses.get("403", 0) == done:
-        return (
-            f"every one of the {done} requests was refused with HTTP 401 or 403: the target "
-            "wants credentials, and a trace's credentials are redacted when it is recorded; "
-            "supply them with --header 'Authorization: Bearer ${TOKEN}' (or --query "
-            "'api_key=${KEY}')"
-        )
+    if refused_credentials(statuses, done):
+        return credentials_hint(f"the {done} requests")
     if len(statuses) != 1:
         return None
     ((status, count),) = statuses.items()
@@ -55,14 +50,23 @@ def diagnose(
     every = f"every one of the {done} requests got HTTP {status} from {target}"
     if status in ("404", "405"):
         return f"{every}: {_path_hint(target, target_path)}"
-    if status in ("401", "403"):
-        return (
-            f"{every}: the target wants credentials, and a trace's credentials are redacted "
-            "when it is recorded; supply them with --header 'Authorization: Bearer ${TOKEN}'"
-        )
     return (
         f"{every}: the server rejects these requests as sent; `imgtrace report` on the run "
         "shows its error messages (a --model, --set or --size the server does not take?)"
+    )
+
+
+def refused_credentials(statuses: Mapping[str, int], done: int) -> bool:
+    """Whether every one of the `done` requests was refused with HTTP 401 or 403."""
+    return done > 0 and statuses.get("401", 0) + statuses.get("403", 0) == done
+
+
+def credentials_hint(what: str) -> str:
+    """The hint when every one of `what` ("the 3 requests") was refused with 401 or 403."""
+    return (
+        f"every one of {what} was refused with HTTP 401 or 403: the target wants credentials, "
+        "and a trace's credentials are redacted when it is recorded; supply them with --header "
+        "'Authorization: Bearer ${TOKEN}' (or --query 'api_key=${KEY}')"
     )
 
 

@@ -14,7 +14,7 @@ import math
 import warnings
 from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from traces import (
@@ -252,12 +252,13 @@ class Survey:
 class DryRun:
     """The schedule's shape, computed without building or sending any body."""
 
+    mix: dict[str, Counter[str]]
+    """How often each value of a field is sent, by field; "endpoint" counts method and path."""
     sends: int = 0
     warmup: int = 0
     duration_s: float = 0.0
     mean_rate: float = 0.0
     peak_rate: float = 0.0
-    mix: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 class Plan:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 from servers import Started, refused_url, start_serve
+from testproc import run_imgtrace
 
 
 @pytest.fixture
@@ -43,25 +42,6 @@ def spawn_server() -> Iterator[SpawnServer]:
     yield spawn
     for server in started:
         server.stop()
-
-
-def run_imgtrace(
-    *args: str,
-    input: bytes | None = None,
-    timeout: float = 120.0,
-    cwd: str | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the `imgtrace` command in a subprocess, as a user would; text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "imgtrace", *args],
-        input=input.decode() if input is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture

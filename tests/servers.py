@@ -31,6 +31,8 @@ RECORD_READY = re.compile(r"imgtrace: recording (http://[^\s:]+:(\d+)) -> ")
 ECHO_READY = re.compile(r"echo server: ready on (http://[^\s:]+:(\d+))")
 # `imgtrace serve` on stderr once bound, before it is warm.
 SERVE_LISTENING = re.compile(r"imgtrace serve: listening on (http://[^\s:]+:(\d+)), ")
+# A helper server process of the tests or benchmarks (`print_ready`).
+HELPER_READY = re.compile(r"helper server: ready on (http://[^\s:]+:(\d+))")
 
 ECHO = Path(__file__).parent / "replay" / "echo_server.py"
 FAST_SERVE = ("--speed", "1000", "--load-time", "0", "--cold-start", "0")
@@ -123,6 +125,68 @@ def start_record(*args: str, timeout: float = 30.0, **popen: Any) -> Started:
     popen.setdefault("stdout", subprocess.PIPE)
     argv = imgtrace_argv("record", "--listen", "127.0.0.1:0", *args)
     return start_process(argv, RECORD_READY, watch="stderr", timeout=timeout, **popen)
+
+
+def start_helper(argv: Sequence[str], timeout: float = 30.0, **popen: Any) -> Started:
+    """A helper server process that says where it listens with `print_ready`."""
+    return start_process(argv, HELPER_READY, timeout=timeout, **popen)
+
+
+def listening_socket(backlog: int = 2048) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1 at a port the system picked (port 0)."""
+    # IPPROTO_TCP: asyncio turns Nagle off only on sockets that say TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)  # before the ready line: a client that reads it may connect at once
+    return sock
+
+
+def print_ready(sock: socket.socket) -> None:
+    """The line `start_helper` waits for, naming the port `sock` got."""
+    print(f"helper server: ready on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+
+
+def serve_asgi(app: Any, **settings: Any) -> None:
+    """Serve `app` with uvicorn in this process (a helper server) until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    sock = listening_socket()
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, **settings)
+    print_ready(sock)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI request; ConnectionError when the client went away."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """An ASGI response in one piece (chunked unless `headers` give its content-length)."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def json_app(answer: Callable[[dict[str, Any]], bytes]) -> Any:
+    """An ASGI app that reads each request whole and answers 200 with `answer(scope)` as JSON."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_body(receive)
+        body = answer(scope)
+        length = str(len(body)).encode()
+        json_type = (b"content-type", b"application/json")
+        await respond(send, 200, body, [json_type, (b"content-length", length)])
+
+    return app
 
 
 def start_echo(delay: float = 0.0, timeout: float = 20.0) -> Started:

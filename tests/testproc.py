@@ -6,8 +6,10 @@ the sub-folders can import it too.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
@@ -41,3 +43,22 @@ def raw_status(port: int, data: bytes, timeout: float = 30.0) -> tuple[int, byte
             received += chunk
     status = int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/1.1 ") else 0
     return status, bytes(received)
+
+
+def run_imgtrace(
+    *args: str,
+    input: bytes | None = None,
+    timeout: float = 120.0,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the `imgtrace` command in a subprocess, as a user would; text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "imgtrace", *args],
+        input=input.decode() if input is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )

@@ -8,12 +8,12 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal
 
 import msgspec
 import zstandard
 
+from ._closing import Closing
 from ._errors import (
     MissingBlobError,
     TraceFormatError,
@@ -77,7 +77,7 @@ class _FrameProblem(Exception):
         self.torn = torn
 
 
-class TraceReader:
+class TraceReader(Closing):
     """Read a trace or run file.
 
     Opening checks the signature, the header and the format version, so a bad file fails before
@@ -237,17 +237,6 @@ class TraceReader:
     def close(self) -> None:
         self._file.close()
         self._frame_cache.clear()
-
-    def __enter__(self) -> TraceReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- opening ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ recording, the intended and actual send are both the arrival, since the client s
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import msgspec
@@ -51,6 +52,23 @@ class ExchangeView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return self.error.kind if self.error is not None else None
 
 
+_ANSWER = (
+    "upload_done_ns",
+    "first_byte_ns",
+    "done_ns",
+    "status",
+    "error",
+    "bytes_down",
+    "headers",
+    "content_type",
+    "envelope",
+    "images",
+    "body_blob",
+)
+"""What an outcome and a recorded response both hold, by the same names."""
+_answer = operator.attrgetter(*_ANSWER)
+
+
 def view_exchange(record: Request | Outcome, seq: int = 0) -> ExchangeView | None:
     """The view of an outcome, or of a request's recorded response (None when it has none).
 
@@ -59,49 +77,30 @@ def view_exchange(record: Request | Outcome, seq: int = 0) -> ExchangeView | Non
     """
     if isinstance(record, Outcome):
         return ExchangeView(
+            **dict(zip(_ANSWER, _answer(record), strict=True)),
             request_id=record.request_id,
             loop=record.loop,
             repeat=record.repeat,
             seq=record.seq,
             intended_ns=record.intended_ns,
             sent_ns=record.sent_ns,
-            upload_done_ns=record.upload_done_ns,
-            first_byte_ns=record.first_byte_ns,
-            done_ns=record.done_ns,
-            status=record.status,
-            error=record.error,
             bytes_up=record.bytes_up,
-            bytes_down=record.bytes_down,
-            headers=record.headers,
-            content_type=record.content_type,
-            envelope=record.envelope,
-            images=record.images,
-            body_blob=record.body_blob,
             warmup=record.warmup,
             recorded=False,
         )
     response = record.response
     if response is None:
         return None
+    # A recording: the client sent the request when it arrived, and its bytes up are unknown.
     return ExchangeView(
+        **dict(zip(_ANSWER, _answer(response), strict=True)),
         request_id=record.id,
         loop=0,
         repeat=0,
         seq=seq,
         intended_ns=record.offset_ns,
         sent_ns=record.offset_ns,
-        upload_done_ns=response.upload_done_ns,
-        first_byte_ns=response.first_byte_ns,
-        done_ns=response.done_ns,
-        status=response.status,
-        error=response.error,
         bytes_up=0,
-        bytes_down=response.bytes_down,
-        headers=response.headers,
-        content_type=response.content_type,
-        envelope=response.envelope,
-        images=response.images,
-        body_blob=response.body_blob,
         warmup=False,
         recorded=True,
     )

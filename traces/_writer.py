@@ -7,12 +7,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import msgspec
 import zstandard
 
+from ._closing import Closing
 from ._errors import OutputExists, UsageError
 from ._framing import (
     LENGTH_PREFIX,
@@ -36,7 +36,7 @@ DEFAULT_FLUSH_INTERVAL = 0.5
 DEFAULT_MAX_FRAME_BYTES = 8 << 20
 
 
-class TraceWriter:
+class TraceWriter(Closing):
     """Write a trace or run file record by record.
 
     Thread-safe: a background thread flushes pending records every `flush_interval` seconds, so a
@@ -202,17 +202,6 @@ class TraceWriter:
         with self._lock:
             self._closed = True
             self._file.close()
-
-    def __enter__(self) -> TraceWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -8,121 +8,164 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from typing import Any, NamedTuple
 
 from analyzer._images.options import Thresholds
 from traces import UsageError
 
+from ._shared import add_switch
+
 __all__ = ["add_image_arguments", "thresholds_from_args"]
+
+
+class _Threshold(NamedTuple):
+    """One threshold flag: the `Thresholds` field it sets and the range it takes."""
+
+    flag: str
+    field: str
+    metavar: str
+    low: float
+    high: float
+    help: str
+    """Its help, with `{}` (and a format spec) where the default goes."""
+    percent: bool = False
+    """The flag is in percent, the field a fraction."""
+
+
+_THRESHOLDS = (
+    _Threshold(
+        "--image-threshold",
+        "yiq_threshold",
+        "T",
+        0.0,
+        1.0,
+        "per-pixel YIQ colour threshold, 0..1, as in pixelmatch (default {})",
+    ),
+    _Threshold(
+        "--visual-cast",
+        "visual_max_cast",
+        "DE",
+        0.0,
+        100.0,
+        "visually identical: colour cast (mean CIEDE2000 over 32x32-pixel blocks) at most DE "
+        "(default {:g})",
+    ),
+    _Threshold(
+        "--visual-local",
+        "visual_max_local",
+        "DE",
+        0.0,
+        100.0,
+        "visually identical: CIEDE2000 of every 8x8-pixel window at most DE, 1-pixel shifts "
+        "forgiven (default {:g})",
+    ),
+    _Threshold(
+        "--visual-density",
+        "visual_max_block_ratio",
+        "PCT",
+        0.0,
+        100.0,
+        "visually identical: at most PCT %% of the pixels of any 16x16 block over the YIQ "
+        "threshold; 0 allows no differing pixel, 100 turns the rule off (default {:g})",
+        percent=True,
+    ),
+    _Threshold(
+        "--visual-ssim",
+        "visual_min_ssim",
+        "S",
+        -1.0,
+        1.0,
+        "visually identical: SSIM at least S (default {})",
+    ),
+    _Threshold(
+        "--visual-phash",
+        "visual_max_phash",
+        "BITS",
+        0,
+        64,
+        "visually identical: pHash distance at most BITS of 64 (default {})",
+    ),
+    _Threshold(
+        "--noise-margin",
+        "noise_margin",
+        "X",
+        1.0,
+        100.0,
+        "with --noise: a changed output is within noise when each measure that changed it is "
+        "at most X times the same measure between A and A' of its own request (default {:g})",
+    ),
+    _Threshold(
+        "--noise-quantile",
+        "noise_quantile",
+        "Q",
+        0.0,
+        1.0,
+        "with --noise: the quantile of the A/A distances shown as the noise band (default {})",
+    ),
+    _Threshold(
+        "--gate-relative",
+        "gate_relative",
+        "PCT",
+        0.0,
+        100.0,
+        "with --noise: flag B only if its changed share exceeds the A/A share by this "
+        "relative margin (default {:g})",
+        percent=True,
+    ),
+    _Threshold(
+        "--gate-absolute",
+        "gate_absolute",
+        "PCT",
+        0.0,
+        100.0,
+        "... and by this many percentage points (default {:g})",
+        percent=True,
+    ),
+    _Threshold(
+        "--image-max-pixels",
+        "max_pixels",
+        "N",
+        1,
+        math.inf,
+        "refuse to decode images larger than N pixels: verdict 'undecodable' (decompression "
+        "bomb) (default {:,})",
+    ),
+    _Threshold(
+        "--image-rows",
+        "render_limit",
+        "N",
+        0,
+        math.inf,
+        "HTML report: draw pictures for the N most severe outputs (default {})",
+    ),
+)
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the image comparison (defaults in docs/analyzing.md, Images)."""
-    d = Thresholds()
+    defaults = Thresholds()
     group = parser.add_argument_group("image comparison")
     if "--no-images" not in parser._option_string_actions:
+        add_switch(group, "--no-images", "skip the comparison of output images (latency only)")
+    for threshold in _THRESHOLDS:
+        default = getattr(defaults, threshold.field)
+        if threshold.percent:
+            default *= 100
         group.add_argument(
-            "--no-images",
-            action="store_true",
-            help="skip the comparison of output images (latency only)",
+            threshold.flag,
+            type=type(default),
+            default=default,
+            metavar=threshold.metavar,
+            help=threshold.help.format(default),
         )
-    group.add_argument(
-        "--image-threshold",
-        type=float,
-        default=d.yiq_threshold,
-        metavar="T",
-        help=f"per-pixel YIQ colour threshold, 0..1, as in pixelmatch (default {d.yiq_threshold})",
-    )
-    group.add_argument(
-        "--visual-cast",
-        type=float,
-        default=d.visual_max_cast,
-        metavar="DE",
-        help="visually identical: colour cast (mean CIEDE2000 over 32x32-pixel blocks) at most "
-        f"DE (default {d.visual_max_cast:g})",
-    )
-    group.add_argument(
-        "--visual-local",
-        type=float,
-        default=d.visual_max_local,
-        metavar="DE",
-        help="visually identical: CIEDE2000 of every 8x8-pixel window at most DE, 1-pixel "
-        f"shifts forgiven (default {d.visual_max_local:g})",
-    )
-    group.add_argument(
-        "--visual-density",
-        type=float,
-        default=d.visual_max_block_ratio * 100,
-        metavar="PCT",
-        help="visually identical: at most PCT %% of the pixels of any 16x16 block "
-        "over the YIQ threshold; 0 allows no differing pixel, 100 turns the rule off "
-        f"(default {d.visual_max_block_ratio * 100:g})",
-    )
-    group.add_argument(
-        "--visual-ssim",
-        type=float,
-        default=d.visual_min_ssim,
-        metavar="S",
-        help=f"visually identical: SSIM at least S (default {d.visual_min_ssim})",
-    )
-    group.add_argument(
-        "--visual-phash",
-        type=int,
-        default=d.visual_max_phash,
-        metavar="BITS",
-        help="visually identical: pHash distance at most BITS of 64 "
-        f"(default {d.visual_max_phash})",
-    )
-    group.add_argument(
-        "--noise-margin",
-        type=float,
-        default=d.noise_margin,
-        metavar="X",
-        help="with --noise: a changed output is within noise when each measure that changed it "
-        "is at most X times the same measure between A and A' of its own request "
-        f"(default {d.noise_margin:g})",
-    )
-    group.add_argument(
-        "--noise-quantile",
-        type=float,
-        default=d.noise_quantile,
-        metavar="Q",
-        help="with --noise: the quantile of the A/A distances shown as the noise band "
-        f"(default {d.noise_quantile})",
-    )
-    group.add_argument(
-        "--gate-relative",
-        type=float,
-        default=d.gate_relative * 100,
-        metavar="PCT",
-        help="with --noise: flag B only if its changed share exceeds the A/A "
-        f"share by this relative margin (default {d.gate_relative * 100:g})",
-    )
-    group.add_argument(
-        "--gate-absolute",
-        type=float,
-        default=d.gate_absolute * 100,
-        metavar="PCT",
-        help=f"... and by this many percentage points (default {d.gate_absolute * 100:g})",
-    )
-    group.add_argument(
-        "--image-max-pixels",
-        type=int,
-        default=d.max_pixels,
-        metavar="N",
-        help="refuse to decode images larger than N pixels: verdict "
-        f"'undecodable' (decompression bomb) (default {d.max_pixels:,})",
-    )
-    group.add_argument(
-        "--image-rows",
-        type=int,
-        default=d.render_limit,
-        metavar="N",
-        help=f"HTML report: draw pictures for the N most severe outputs (default {d.render_limit})",
-    )
-    group.add_argument(
+    add_switch(
+        group,
         "--full-images",
-        action="store_true",
-        help="HTML report: write the original images beside it, not downscaled JPEG views",
+        "HTML report: write the original images beside it, not downscaled JPEG views",
     )
     if "--jobs" not in parser._option_string_actions:
         group.add_argument(
@@ -136,35 +179,13 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 
 def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
     """The thresholds the flags ask for; `UsageError` when one is out of range."""
-    checks: list[tuple[str, float, float, float]] = [
-        ("--image-threshold", args.image_threshold, 0.0, 1.0),
-        ("--visual-cast", args.visual_cast, 0.0, 100.0),
-        ("--visual-local", args.visual_local, 0.0, 100.0),
-        ("--visual-density", args.visual_density, 0.0, 100.0),
-        ("--visual-ssim", args.visual_ssim, -1.0, 1.0),
-        ("--visual-phash", args.visual_phash, 0, 64),
-        ("--noise-margin", args.noise_margin, 1.0, 100.0),
-        ("--noise-quantile", args.noise_quantile, 0.0, 1.0),
-        ("--gate-relative", args.gate_relative, 0.0, 100.0),
-        ("--gate-absolute", args.gate_absolute, 0.0, 100.0),
-        ("--image-max-pixels", args.image_max_pixels, 1, math.inf),
-        ("--image-rows", args.image_rows, 0, math.inf),
-    ]
-    for flag, value, low, high in checks:
-        if not low <= value <= high:
-            raise UsageError(f"{flag} {value} is out of range: give a value from {low} to {high}")
-    return Thresholds(
-        yiq_threshold=args.image_threshold,
-        visual_max_cast=args.visual_cast,
-        visual_max_local=args.visual_local,
-        visual_max_block_ratio=args.visual_density / 100,
-        visual_min_ssim=args.visual_ssim,
-        visual_max_phash=args.visual_phash,
-        noise_margin=args.noise_margin,
-        noise_quantile=args.noise_quantile,
-        gate_relative=args.gate_relative / 100,
-        gate_absolute=args.gate_absolute / 100,
-        max_pixels=args.image_max_pixels,
-        render_limit=args.image_rows,
-        full_images=args.full_images,
-    )
+    fields: dict[str, Any] = {"full_images": args.full_images}
+    for threshold in _THRESHOLDS:
+        value = getattr(args, _dest(threshold.flag))
+        if not threshold.low <= value <= threshold.high:
+            raise UsageError(
+                f"{threshold.flag} {value} is out of range: give a value from "
+                f"{threshold.low} to {threshold.high}"
+            )
+        fields[threshold.field] = value / 100 if threshold.percent else value
+    return Thresholds(**fields)

@@ -12,12 +12,14 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from traces import OutputExists, TraceError, UsageError
 
 __all__ = [
+    "Command",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REGRESSION",
@@ -25,8 +27,16 @@ __all__ = [
     "Subparsers",
     "Update",
     "add_deprecated_alias",
+    "add_force_flag",
+    "add_json_flag",
+    "add_list",
+    "add_number",
     "add_output_flags",
+    "add_path",
+    "add_salvage_flag",
+    "add_switch",
     "argument_type",
+    "convert_file",
     "deprecation",
     "error_line",
     "exit_code_for",
@@ -34,7 +44,6 @@ __all__ = [
     "parse_size",
     "progress",
     "refuse_existing",
-    "report_import",
     "write_json",
 ]
 
@@ -51,6 +60,47 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECAS
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its texts, flags and handler; calling it adds it under `imgtrace`.
+
+    A command module sets `register = Command(...)`. With an epilog, the description and the
+    epilog are printed as written (their line breaks kept); without one, argparse wraps them.
+    A command with `formats` (`import har`, `export aiperf-input`) takes one of them as its
+    next word, each a `Command` of its own.
+    """
+
+    name: str
+    help: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    handler: Callable[[argparse.Namespace], int] | None = None
+    epilog: str | None = None
+    formats: tuple[Command, ...] = ()
+
+    def __call__(self, subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+        parser = subparsers.add_parser(
+            self.name,
+            help=self.help,
+            description=self.description,
+            epilog=self.epilog,
+            formatter_class=(
+                argparse.RawDescriptionHelpFormatter if self.epilog else argparse.HelpFormatter
+            ),
+        )
+        if self.arguments is not None:
+            self.arguments(parser)
+        if self.handler is not None:
+            parser.set_defaults(handler=self.handler)
+        if self.formats:
+            formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+            for command in self.formats:
+                command(formats)
 
 
 # -- exit codes and error lines -------------------------------------------------------------------
@@ -118,25 +168,75 @@ def write_json(target: str | os.PathLike[str] | None, value: Any, *, compact: bo
 # -- the file-writing commands (synth, import, export) -------------------------------------------
 
 
+Flags = argparse._ActionsContainer  # a parser or one of its argument groups
+
+
+def add_switch(parser: Flags, flag: str, text: str) -> None:
+    """A flag that is on or off (`store_true`), with its help."""
+    parser.add_argument(flag, action="store_true", help=text)
+
+
+def add_number(
+    parser: Flags,
+    flag: str,
+    kind: type[float],
+    metavar: str,
+    text: str,
+    default: float | None = None,
+) -> None:
+    """A flag that takes a number (`int` or `float`), None or `default` when not given."""
+    parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
+
+def add_path(parser: Flags, flag: str, metavar: str, text: str) -> None:
+    """A flag that names a file (a `Path`; None when not given)."""
+    parser.add_argument(flag, type=Path, metavar=metavar, help=text)
+
+
+def add_list(parser: Flags, flag: str, metavar: str, text: str) -> None:
+    """A repeatable flag: every value given, in order (an empty list when none is)."""
+    parser.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
+
+
+def add_json_flag(
+    parser: Flags, text: str = "also write the summary as JSON to FILE ('-' for stdout)"
+) -> None:
+    """`--json FILE`: JSON to FILE, `-` for standard output (`write_json`)."""
+    parser.add_argument("--json", metavar="FILE", help=text)
+
+
+def add_force_flag(parser: Flags, text: str = "overwrite existing output files") -> None:
+    """`--force`: overwrite existing outputs, and nothing else (`refuse_existing`)."""
+    add_switch(parser, "--force", text)
+
+
+def add_salvage_flag(parser: Flags, text: str) -> None:
+    """`--salvage`: read a damaged file up to the damage instead of refusing it."""
+    add_switch(parser, "--salvage", text)
+
+
 def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:
     """`-o`, `--force` and `--json` of a command that writes one file."""
     parser.add_argument(
         "-o", "--output", required=True, metavar="FILE", help=f"the {what} to write"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="overwrite the output if it exists (else refused)"
-    )
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        help="also write a machine-readable summary as JSON to FILE (`-` for standard output)",
+    add_force_flag(parser, "overwrite the output if it exists (else refused)")
+    add_json_flag(
+        parser, "also write a machine-readable summary as JSON to FILE (`-` for standard output)"
     )
 
 
-def report_import(stats: Any, args: argparse.Namespace) -> int:
-    """The summary of an import or export on stderr (and as JSON with --json)."""
+def convert_file(
+    args: argparse.Namespace, convert: Callable[..., Any], source: Any, **options: Any
+) -> int:
+    """Run an import or export `convert(source, args.output, force=..., **options)`.
+
+    The output-file rule first; then its summary on stderr (and as JSON with --json).
+    """
     import msgspec
 
+    refuse_existing(args.json, args.force)
+    stats = convert(source, args.output, force=args.force, **options)
     print(stats.summary(), file=sys.stderr)
     for warning in stats.warnings:
         print(f"imgtrace: warning: {warning}", file=sys.stderr)

@@ -15,7 +15,10 @@ from ._image_flags import add_image_arguments, thresholds_from_args
 from ._shared import (
     EXIT_OK,
     EXIT_REGRESSION,
-    Subparsers,
+    Command,
+    add_force_flag,
+    add_path,
+    add_switch,
     deprecation,
     progress,
     refuse_existing,
@@ -39,34 +42,23 @@ exit code 1 when a rule's regression is significant with its whole CI beyond the
 docs/analyzing.md)"""
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `compare` to `imgtrace`."""
-    compare = subparsers.add_parser(
-        "compare",
-        help="paired A/B comparison of runs with verdicts and a --fail-on gate",
-        description=COMPARE_DESCRIPTION,
-    )
-    add_arguments(compare)
-    compare.set_defaults(handler=_compare)
-
-
 def add_arguments(compare: argparse.ArgumentParser) -> None:
     """The flags of `compare`."""
     compare.add_argument("base", type=Path, metavar="BASE", help="baseline run or trace")
     compare.add_argument("cands", type=Path, nargs="+", metavar="CAND", help="candidate runs")
-    compare.add_argument(
+    add_path(
+        compare,
         "--noise",
-        type=Path,
-        metavar="BASE2",
-        help="a second replay of BASE's configuration: its difference from BASE is the A/A "
-        "noise band that a change must exceed",
+        "BASE2",
+        "a second replay of BASE's configuration: its difference from BASE is the A/A noise band "
+        "that a change must exceed",
     )
     add_common_arguments(compare)
     compare.add_argument("--fail-on", metavar="RULES", help=FAIL_ON_HELP)
-    compare.add_argument(
+    add_switch(
+        compare,
         "--allow-mixed-clients",
-        action="store_true",
-        help="apply --fail-on's latency rules also to a CAND measured by another client than "
+        "apply --fail-on's latency rules also to a CAND measured by another client than "
         "BASE (AIPerf vs imgtrace replay, a recording vs a replay, two replayer versions), whose "
         "latency difference holds the clients' difference too",
     )
@@ -88,15 +80,14 @@ def add_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument(
         "--seed", type=int, default=1, help="bootstrap random seed (default 1; results repeat)"
     )
-    compare.add_argument(
+    add_switch(
+        compare,
         "--any-trace",
-        action="store_true",
-        help="pair runs of different traces on the request ids they share (refused otherwise)",
+        "pair runs of different traces on the request ids they share (refused otherwise)",
     )
-    compare.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite existing output files (pairing runs of different traces with it is "
+    add_force_flag(
+        compare,
+        "overwrite existing output files (pairing runs of different traces with it is "
         "deprecated: use --any-trace)",
     )
     add_image_arguments(compare)
@@ -109,15 +100,13 @@ def add_arguments(compare: argparse.ArgumentParser) -> None:
         help="compare only shard I of N of the image pairs and write them to --images-out; "
         "no latency statistics",
     )
-    spread.add_argument(
-        "--images-out", type=Path, metavar="FILE", help="with --shard: the partial image result"
-    )
-    spread.add_argument(
+    add_path(spread, "--images-out", "FILE", "with --shard: the partial image result")
+    add_path(
+        spread,
         "--images-from",
-        type=Path,
-        metavar="FILE",
-        help="take the image comparison from FILE (the `imgtrace merge` of every shard's "
-        "--images-out) instead of comparing images here",
+        "FILE",
+        "take the image comparison from FILE (the `imgtrace merge` of every shard's --images-out) "
+        "instead of comparing images here",
     )
 
 
@@ -341,3 +330,12 @@ def _write_html(
         images=image_reports,
         force=args.force,
     )
+
+
+register = Command(
+    "compare",
+    "paired A/B comparison of runs with verdicts and a --fail-on gate",
+    COMPARE_DESCRIPTION,
+    add_arguments,
+    _compare,
+)

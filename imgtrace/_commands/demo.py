@@ -6,25 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import EXIT_INTERRUPTED, Subparsers
+from ._shared import EXIT_INTERRUPTED, Command, add_force_flag, add_switch
 
 __all__ = ["register"]
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `demo` to `imgtrace`."""
-    demo = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline on the bundled reference server and write a report",
-        description="Start the reference server (A, a twin of A, and B) and a recording proxy, "
-        "record synthetic production traffic, replay it side by side against A, A again (the "
-        "noise baseline) and B in one interleaved replay, then at 2x against A and its twin (near "
-        "A's capacity), compare the runs and write report.html and compare.json. Takes under six "
-        "minutes (--quick: under three) on a busy 2-core machine. Every process it starts is "
-        "stopped on exit.",
-    )
-    add_arguments(demo)
-    demo.set_defaults(handler=run)
+DESCRIPTION = (
+    "Start the reference server (A, a twin of A, and B) and a recording proxy, record synthetic "
+    "production traffic, replay it side by side against A, A again (the noise baseline) and B in "
+    "one interleaved replay, then at 2x against A and its twin (near A's capacity), compare the "
+    "runs and write report.html and compare.json. Takes under six minutes (--quick: under three) "
+    "on a busy 2-core machine. Every process it starts is stopped on exit."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,14 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("imgtrace-demo"),
         help="folder for the traces, runs, logs and report (default: ./imgtrace-demo)",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smaller story (70 requests instead of 160), under three minutes",
+    add_switch(
+        parser, "--quick", "a smaller story (70 requests instead of 160), under three minutes"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="replace --out even if another tool wrote it"
-    )
+    add_force_flag(parser, "replace --out even if another tool wrote it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,3 +42,12 @@ def run(args: argparse.Namespace) -> int:
     except DemoInterrupted as exc:
         print(f"imgtrace: interrupted: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+register = Command(
+    "demo",
+    "run the whole pipeline on the bundled reference server and write a report",
+    DESCRIPTION,
+    add_arguments,
+    run,
+)

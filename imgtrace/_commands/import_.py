@@ -3,69 +3,40 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from traces import UsageError
 
-from ._shared import Subparsers, add_output_flags, refuse_existing, report_import
+from ._shared import Command, add_list, add_output_flags, add_switch, convert_file
 
 __all__ = ["register"]
 
 
-def _add_import_common(parser: argparse.ArgumentParser) -> None:
+def _add_import_common(parser: argparse.ArgumentParser, source: str) -> None:
+    """The flags every import takes; `source` is the help of its input file."""
+    parser.add_argument("source", metavar="FILE", help=source)
     add_output_flags(parser, "trace file")
-    parser.add_argument(
+    add_switch(
+        parser,
         "--skip-bad",
-        action="store_true",
-        help="skip lines or entries that cannot be imported (counted) instead of stopping",
+        "skip lines or entries that cannot be imported (counted) instead of stopping",
     )
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `import aiperf-raw|aiperf-input|har` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "import",
-        help="turn an AIPerf export or input file, or a HAR capture, into a trace",
-        description="Turn other tools' traces into imgtrace trace files. See docs/importing.md.",
-    )
-    formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
-    raw = formats.add_parser(
-        "aiperf-raw",
-        help="AIPerf profile_export_raw.jsonl (--export-level raw) of an image_edit run",
-        description="Import an AIPerf raw export: original send times and recorded responses.",
-    )
-    add_aiperf_raw_arguments(raw)
-    raw.set_defaults(handler=_import_aiperf_raw)
-    turn = formats.add_parser(
-        "aiperf-input",
-        help="AIPerf single_turn JSONL input file (text, image, timestamp/delay, extra)",
-        description="Import an AIPerf single_turn input file as AIPerf's image_edit would send it.",
-    )
-    add_aiperf_input_arguments(turn)
-    turn.set_defaults(handler=_import_aiperf_input)
-    har = formats.add_parser(
-        "har",
-        help="HAR 1.2 capture (browser devtools, mitmproxy) with request bodies",
-        description="Import the image-edit requests of a HAR 1.2 file, with their responses.",
-    )
-    add_har_arguments(har)
-    har.set_defaults(handler=_import_har)
 
 
 def add_aiperf_raw_arguments(raw: argparse.ArgumentParser) -> None:
     """The flags of `import aiperf-raw`."""
-    raw.add_argument("source", metavar="FILE", help="profile_export_raw.jsonl")
-    _add_import_common(raw)
-    raw.add_argument(
+    _add_import_common(raw, "profile_export_raw.jsonl")
+    add_switch(
+        raw,
         "--include-warmup",
-        action="store_true",
-        help="keep warmup requests (benchmark_phase=warmup), which are skipped by default",
+        "keep warmup requests (benchmark_phase=warmup), which are skipped by default",
     )
 
 
 def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
     """The flags of `import aiperf-input`."""
-    turn.add_argument("source", metavar="FILE", help="the .jsonl input file")
-    _add_import_common(turn)
+    _add_import_common(turn, "the .jsonl input file")
     turn.add_argument(
         "--model", help="the model field, as `aiperf --model` (AIPerf ignores a line's)"
     )
@@ -74,10 +45,10 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the directory AIPerf runs in, where it finds relative image paths (default: .)",
     )
-    turn.add_argument(
+    add_switch(
+        turn,
         "--as-written",
-        action="store_true",
-        help="keep the file as written (all images, file bytes and names, a line's model) "
+        "keep the file as written (all images, file bytes and names, a line's model) "
         "instead of what AIPerf sends",
     )
     turn.add_argument(
@@ -86,20 +57,18 @@ def add_aiperf_input_arguments(turn: argparse.ArgumentParser) -> None:
         help="lines without timestamp or delay follow the previous one at this rate (req/s); "
         "default: at the same time",
     )
-    turn.add_argument(
+    add_list(
+        turn,
         "--extra-inputs",
-        action="append",
-        default=[],
-        metavar="KEY:VALUE",
-        help="a form field for every request, like aiperf --extra-inputs (repeatable; a "
+        "KEY:VALUE",
+        "a form field for every request, like aiperf --extra-inputs (repeatable; a "
         "line's `extra` wins)",
     )
 
 
 def add_har_arguments(har: argparse.ArgumentParser) -> None:
     """The flags of `import har`."""
-    har.add_argument("source", metavar="FILE", help="the .har file")
-    _add_import_common(har)
+    _add_import_common(har, "the .har file")
     har.add_argument(
         "--path-suffix",
         default="/images/edits",
@@ -110,16 +79,7 @@ def add_har_arguments(har: argparse.ArgumentParser) -> None:
 def _import_aiperf_raw(args: argparse.Namespace) -> int:
     from recorder import import_aiperf_raw
 
-    refuse_existing(args.json, args.force)
-
-    stats = import_aiperf_raw(
-        args.source,
-        args.output,
-        force=args.force,
-        skip_bad=args.skip_bad,
-        include_warmup=args.include_warmup,
-    )
-    return report_import(stats, args)
+    return _import(args, import_aiperf_raw, include_warmup=args.include_warmup)
 
 
 def _import_aiperf_input(args: argparse.Namespace) -> int:
@@ -131,31 +91,52 @@ def _import_aiperf_input(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise UsageError(f"--extra-inputs {item!r}: expected KEY:VALUE")
         extra[key] = value
-    refuse_existing(args.json, args.force)
-    stats = import_aiperf_input(
-        args.source,
-        args.output,
-        force=args.force,
-        skip_bad=args.skip_bad,
+    return _import(
+        args,
+        import_aiperf_input,
         model=args.model,
         rate=args.rate,
         extra_inputs=extra,
         aiperf_dir=args.aiperf_dir,
         as_written=args.as_written,
     )
-    return report_import(stats, args)
 
 
 def _import_har(args: argparse.Namespace) -> int:
     from recorder import import_har
 
-    refuse_existing(args.json, args.force)
+    return _import(args, import_har, path_suffix=args.path_suffix)
 
-    stats = import_har(
-        args.source,
-        args.output,
-        force=args.force,
-        skip_bad=args.skip_bad,
-        path_suffix=args.path_suffix,
-    )
-    return report_import(stats, args)
+
+def _import(args: argparse.Namespace, importer: Callable[..., Any], **options: Any) -> int:
+    return convert_file(args, importer, args.source, skip_bad=args.skip_bad, **options)
+
+
+register = Command(
+    "import",
+    "turn an AIPerf export or input file, or a HAR capture, into a trace",
+    "Turn other tools' traces into imgtrace trace files. See docs/importing.md.",
+    formats=(
+        Command(
+            "aiperf-raw",
+            "AIPerf profile_export_raw.jsonl (--export-level raw) of an image_edit run",
+            "Import an AIPerf raw export: original send times and recorded responses.",
+            add_aiperf_raw_arguments,
+            _import_aiperf_raw,
+        ),
+        Command(
+            "aiperf-input",
+            "AIPerf single_turn JSONL input file (text, image, timestamp/delay, extra)",
+            "Import an AIPerf single_turn input file as AIPerf's image_edit would send it.",
+            add_aiperf_input_arguments,
+            _import_aiperf_input,
+        ),
+        Command(
+            "har",
+            "HAR 1.2 capture (browser devtools, mitmproxy) with request bodies",
+            "Import the image-edit requests of a HAR 1.2 file, with their responses.",
+            add_har_arguments,
+            _import_har,
+        ),
+    ),
+)

@@ -8,43 +8,19 @@ from pathlib import Path
 
 from traces import UsageError
 
-from ._shared import Subparsers, deprecation, refuse_existing, write_json
+from ._shared import (
+    Command,
+    Subparsers,
+    add_force_flag,
+    add_salvage_flag,
+    deprecation,
+    refuse_existing,
+    write_json,
+)
 
 __all__ = ["register"]
 
 RECORD_TYPES = ("header", "blob", "request", "outcome", "note")
-
-
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `show`, `cat` and `extract` to `imgtrace`."""
-    show = subparsers.add_parser(
-        "show",
-        help="summarize a trace or run file",
-        description="Summarize a trace or run file: kind, source, request count, time span, "
-        "mean and peak rate, bytes, blobs and dedup ratio, image sizes and formats, the "
-        "request mix, and statuses when responses were recorded.",
-    )
-    add_show_arguments(show)
-    show.set_defaults(handler=_show)
-
-    cat = subparsers.add_parser(
-        "cat",
-        help="print records as JSON lines (blobs as digest, size, media type)",
-        description="Print every record of a file as one JSON line, in file order. Blobs show "
-        "their digest, size and media type, never their bytes.",
-    )
-    add_cat_arguments(cat)
-    cat.set_defaults(handler=_cat)
-
-    extract = subparsers.add_parser(
-        "extract",
-        help="write the images of a file to a folder",
-        description="Write each image (request inputs and response outputs) once to a folder, "
-        "named by digest with the extension of its actual content, plus manifest.jsonl that "
-        "maps requests to files.",
-    )
-    add_extract_arguments(extract)
-    extract.set_defaults(handler=_extract)
 
 
 def add_show_arguments(show: argparse.ArgumentParser) -> None:
@@ -74,7 +50,7 @@ def add_cat_arguments(cat: argparse.ArgumentParser) -> None:
     cat.add_argument(
         "-o", "--output", default="-", help="write to this file instead of stdout ('-')"
     )
-    cat.add_argument("--force", action="store_true", help="overwrite the output file")
+    add_force_flag(cat, "overwrite the output file")
     _add_salvage(cat)
 
 
@@ -87,16 +63,12 @@ def add_extract_arguments(extract: argparse.ArgumentParser) -> None:
         choices=("inputs", "outputs"),
         help="only request inputs or only response outputs (default: both)",
     )
-    extract.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    add_force_flag(extract, "write into a non-empty folder")
     _add_salvage(extract)
 
 
 def _add_salvage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--salvage",
-        action="store_true",
-        help="read a damaged file up to the damage instead of refusing it",
-    )
+    add_salvage_flag(parser, "read a damaged file up to the damage instead of refusing it")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -174,3 +146,39 @@ def _extract(args: argparse.Namespace) -> int:
         )
     print(f"wrote {files} images ({rows} references) to {args.output}", file=sys.stderr)
     return 0
+
+
+_COMMANDS = (
+    Command(
+        "show",
+        "summarize a trace or run file",
+        "Summarize a trace or run file: kind, source, request count, time span, mean and peak "
+        "rate, bytes, blobs and dedup ratio, image sizes and formats, the request mix, and "
+        "statuses when responses were recorded.",
+        add_show_arguments,
+        _show,
+    ),
+    Command(
+        "cat",
+        "print records as JSON lines (blobs as digest, size, media type)",
+        "Print every record of a file as one JSON line, in file order. Blobs show their digest, "
+        "size and media type, never their bytes.",
+        add_cat_arguments,
+        _cat,
+    ),
+    Command(
+        "extract",
+        "write the images of a file to a folder",
+        "Write each image (request inputs and response outputs) once to a folder, named by "
+        "digest with the extension of its actual content, plus manifest.jsonl that maps "
+        "requests to files.",
+        add_extract_arguments,
+        _extract,
+    ),
+)
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add `show`, `cat` and `extract` to `imgtrace`."""
+    for command in _COMMANDS:
+        command(subparsers)

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import EXIT_OK, Subparsers, progress, refuse_existing, write_json
+from ._shared import (
+    EXIT_OK,
+    Command,
+    add_force_flag,
+    add_json_flag,
+    progress,
+    refuse_existing,
+    write_json,
+)
 
 __all__ = ["register"]
 
@@ -27,28 +35,16 @@ exit codes: 0 merged; 2 usage or input error (shards of different traces or grou
 missing or given twice, runs mixed with traces); nothing is written then."""
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `merge` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "merge",
-        help="join shard runs, or traces from several recorders, into one file",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `merge`."""
     parser.add_argument(
         "inputs", type=Path, nargs="+", metavar="FILE", help="shard runs, or traces"
     )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="FILE", help="the file to write"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="overwrite the output if it exists (else refused)"
-    )
-    parser.add_argument(
-        "--json", metavar="FILE", help="also write the summary as JSON to FILE ('-' for stdout)"
-    )
-    parser.set_defaults(handler=_merge)
+    add_force_flag(parser, "overwrite the output if it exists (else refused)")
+    add_json_flag(parser)
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -101,3 +97,13 @@ def _merge_images(args: argparse.Namespace) -> int:
     summary = {"output": str(args.output), "kind": "images", "pairs": len(merged.pairs)}
     write_json(args.json, summary)
     return EXIT_OK
+
+
+register = Command(
+    "merge",
+    "join shard runs, or traces from several recorders, into one file",
+    DESCRIPTION,
+    add_arguments,
+    _merge,
+    EPILOG,
+)

@@ -15,11 +15,80 @@ from typing import Any
 from traces import UsageError
 
 from .._headlimit import check_max_header_size, uvicorn_http
-from ._shared import Subparsers, parse_duration, parse_size, refuse_existing, write_json
+from ._shared import (
+    Command,
+    add_force_flag,
+    add_json_flag,
+    add_list,
+    add_number,
+    parse_duration,
+    parse_size,
+    refuse_existing,
+    write_json,
+)
 
 __all__ = ["parse_listen", "register"]
 
 USER_KEY_ENV = "IMGTRACE_USER_KEY"
+
+DESCRIPTION = (
+    "Forward every request to --upstream and record image-edit exchanges into a trace. "
+    "The recording (parsing, hashing, writing) runs in a process of its own. "
+    "Recording never fails a request: if the disk or the recording process cannot keep up, "
+    "bodies or records are dropped and counted. Stop with Ctrl-C or SIGTERM. "
+    "See docs/recording.md."
+)
+
+# (flag, default, help) of the flags that take a SIZE or a DURATION.
+_Measures = tuple[tuple[str, str | None, str], ...]
+_SIZES: _Measures = (
+    (
+        "--max-body",
+        "64M",
+        "record bodies up to SIZE (default 64M); larger ones are forwarded in full and recorded "
+        "without the body, and counted",
+    ),
+    (
+        "--max-backlog",
+        "512M",
+        "the most memory the proxy holds for exchanges waiting for the recording process "
+        "(default 512M); past it, exchanges are recorded without their bodies, and counted: "
+        "forwarding never waits for the recording",
+    ),
+    (
+        "--max-header-size",
+        "64K",
+        "longest request head (request line and headers) forwarded (default 64K); a longer one "
+        "is answered 431, not forwarded, and recorded without its headers past the limit",
+    ),
+    (
+        "--rotate-size",
+        None,
+        "start a new file when the current one reaches about SIZE (e.g. 1G)",
+    ),
+)
+_ROTATE_TIME: _Measures = (
+    ("--rotate-time", None, "start a new file every DURATION (e.g. 1h, 30m)"),
+)
+_DURATIONS: _Measures = (
+    (
+        "--upstream-timeout",
+        "600s",
+        "the longest the upstream may stay silent (connect, take the upload, send the next "
+        "bytes) before the client gets a 504 (default 600s)",
+    ),
+    (
+        "--flush-interval",
+        "0.5s",
+        "write recorded requests to disk at least this often; a crash loses at most about this "
+        "much (default 0.5s)",
+    ),
+    (
+        "--shutdown-timeout",
+        "30s",
+        "on Ctrl-C/SIGTERM, wait this long for requests in flight (default 30s)",
+    ),
+)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -68,23 +137,6 @@ def _check_upstream(url: str) -> str:
     return url
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `record` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "record",
-        help="record live traffic through a reverse proxy",
-        description=(
-            "Forward every request to --upstream and record image-edit exchanges into a trace. "
-            "The recording (parsing, hashing, writing) runs in a process of its own. "
-            "Recording never fails a request: if the disk or the recording process cannot "
-            "keep up, bodies or records are dropped and counted. Stop with Ctrl-C or SIGTERM. "
-            "See docs/recording.md."
-        ),
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=run)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `record`."""
     parser.add_argument(
@@ -106,9 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="trace file to write (with rotation: prod.imgtrace, then prod.2.imgtrace, ...)",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="overwrite FILE (and old rotated parts) if they exist"
-    )
+    add_force_flag(parser, "overwrite FILE (and old rotated parts) if they exist")
     parser.add_argument(
         "--paths",
         action="append",
@@ -117,58 +167,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "repeatable (default /v1/images/edits,/v1/images/generations); all "
         "other paths are forwarded without recording",
     )
-    parser.add_argument(
+    add_number(
+        parser,
         "--sample",
-        type=float,
-        default=1.0,
-        metavar="FRACTION",
-        help="record this fraction of matching requests, chosen by a hash of "
+        float,
+        "FRACTION",
+        "record this fraction of matching requests, chosen by a hash of "
         "the request's content (default 1)",
+        default=1.0,
     )
-    parser.add_argument(
-        "--max-body",
-        default="64M",
-        metavar="SIZE",
-        help="record bodies up to SIZE (default 64M); larger ones are "
-        "forwarded in full and recorded without the body, and counted",
-    )
-    parser.add_argument(
-        "--max-backlog",
-        default="512M",
-        metavar="SIZE",
-        help="the most memory the proxy holds for exchanges waiting for the recording "
-        "process (default 512M); past it, exchanges are recorded without their bodies, and "
-        "counted: forwarding never waits for the recording",
-    )
-    parser.add_argument(
-        "--max-header-size",
-        default="64K",
-        metavar="SIZE",
-        help="longest request head (request line and headers) forwarded (default 64K); a "
-        "longer one is answered 431, not forwarded, and recorded without its headers past "
-        "the limit",
-    )
-    parser.add_argument(
-        "--rotate-size",
-        metavar="SIZE",
-        help="start a new file when the current one reaches about SIZE (e.g. 1G)",
-    )
-    parser.add_argument(
-        "--rotate-time", metavar="DURATION", help="start a new file every DURATION (e.g. 1h, 30m)"
-    )
-    parser.add_argument(
-        "--redact-header",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also redact this header's value (repeatable)",
-    )
-    parser.add_argument(
+    _add_measures(parser, "SIZE", _SIZES)
+    _add_measures(parser, "DURATION", _ROTATE_TIME)
+    add_list(parser, "--redact-header", "NAME", "also redact this header's value (repeatable)")
+    add_list(
+        parser,
         "--keep-header",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="keep this header's value although it is redacted by default (repeatable)",
+        "NAME",
+        "keep this header's value although it is redacted by default (repeatable)",
     )
     parser.add_argument(
         "--user-key",
@@ -177,32 +192,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"${USER_KEY_ENV}; without either, a random key per recording, so "
         "pseudonyms only match within one recording)",
     )
-    parser.add_argument(
-        "--upstream-timeout",
-        default="600s",
-        metavar="DURATION",
-        help="the longest the upstream may stay silent (connect, take the "
-        "upload, send the next bytes) before the client gets a 504 "
-        "(default 600s)",
-    )
-    parser.add_argument(
-        "--flush-interval",
-        default="0.5s",
-        metavar="DURATION",
-        help="write recorded requests to disk at least this often; a crash "
-        "loses at most about this much (default 0.5s)",
-    )
-    parser.add_argument(
-        "--shutdown-timeout",
-        default="30s",
-        metavar="DURATION",
-        help="on Ctrl-C/SIGTERM, wait this long for requests in flight (default 30s)",
-    )
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        help="write the recording's counts as JSON to FILE ('-' for stdout) at exit",
-    )
+    _add_measures(parser, "DURATION", _DURATIONS)
+    add_json_flag(parser, "write the recording's counts as JSON to FILE ('-' for stdout) at exit")
+
+
+def _add_measures(parser: argparse.ArgumentParser, metavar: str, flags: _Measures) -> None:
+    """Flags that take a SIZE or a DURATION, read by `parse_size`/`parse_duration` in `run`."""
+    for flag, default, text in flags:
+        parser.add_argument(flag, default=default, metavar=metavar, help=text)
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -301,3 +298,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"imgtrace: {stats.summary()}", file=sys.stderr, flush=True)
     write_json(args.json, {**asdict(stats), "dropped": stats.dropped}, compact=True)
     return 0
+
+
+register = Command(
+    "record", "record live traffic through a reverse proxy", DESCRIPTION, add_arguments, run
+)

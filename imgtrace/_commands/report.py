@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ._analysis import add_common_arguments, refuse_outputs
-from ._shared import EXIT_OK, Subparsers, progress, write_json
+from ._shared import EXIT_OK, Command, add_force_flag, add_path, progress, write_json
 
 __all__ = ["register"]
 
@@ -19,25 +19,12 @@ CIs, service latency, the phase breakdown (upload, server, download), and whethe
 on time. Warmup requests are counted and excluded."""
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `report` to `imgtrace`."""
-    report = subparsers.add_parser(
-        "report",
-        help="latency report of one run: percentiles with CIs, errors, throughput, lag health",
-        description=REPORT_DESCRIPTION,
-    )
-    add_arguments(report)
-    report.set_defaults(handler=_report)
-
-
 def add_arguments(report: argparse.ArgumentParser) -> None:
     """The flags of `report`."""
     report.add_argument("run", type=Path, metavar="RUN", help="run file or trace with responses")
     add_common_arguments(report)
-    report.add_argument(
-        "--hgrm", type=Path, metavar="FILE", help="write the latency percentiles as .hgrm text"
-    )
-    report.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_path(report, "--hgrm", "FILE", "write the latency percentiles as .hgrm text")
+    add_force_flag(report)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -80,3 +67,12 @@ def _report(args: argparse.Namespace) -> int:
             force=args.force,
         )
     return EXIT_OK
+
+
+register = Command(
+    "report",
+    "latency report of one run: percentiles with CIs, errors, throughput, lag health",
+    REPORT_DESCRIPTION,
+    add_arguments,
+    _report,
+)

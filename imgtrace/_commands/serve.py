@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from .._server._config import DEFAULT_PORT, ServerConfig, parse_bytes
 from .._server._planted import parse_plant
-from ._shared import Subparsers, argument_type
+from ._shared import Command, add_switch, argument_type
 
 __all__ = ["register"]
 
@@ -24,18 +25,89 @@ examples:
   imgtrace serve --variant b --noise 1             # a "new build" with GPU-like noise
 docs/reference-server.md explains the latency model and every option."""
 
+_DEFAULTS = ServerConfig()
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `serve` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "serve",
-        help="run the bundled reference image-edit server",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=run)
+_Settings = tuple[tuple[str, str, str], ...]
+
+_LATENCY_MODEL = (
+    (
+        "--speed",
+        "F",
+        "divide all simulated time by F: 2 is twice as fast, 0.8 is 25%% slower, 'inf' removes "
+        "it (default: 1, real time)",
+    ),
+    ("--gpus", "K", "simulated GPUs (executors) behind one FIFO queue (default: 1)"),
+    (
+        "--max-batch",
+        "B",
+        "most output images one executor runs together; queued same-shape requests join a "
+        "batch (default: 1, no batching)",
+    ),
+    (
+        "--batch-window",
+        "S",
+        "simulated seconds an executor waits for more work before a batch that is not full "
+        "(default: 0)",
+    ),
+    (
+        "--batch-gain",
+        "G",
+        "per-image saving of a full batch: b images cost (1 - G(1 - 1/b)) of b single ones "
+        "(default: 0.01, as measured; a memory-bound model would be ~0.5)",
+    ),
+    (
+        "--cold-start",
+        "S",
+        "extra simulated seconds on each executor's first batch, like torch.compile (default: "
+        "1; 0 disables)",
+    ),
+    (
+        "--load-time",
+        "S",
+        "simulated seconds of model loading before /health answers 200 (default: 1)",
+    ),
+    ("--jitter", "J", "log-normal spread (sigma) of every batch's service time (default: 0.03)"),
+)
+
+_OUTPUTS_AND_FAULTS = (
+    (
+        "--variant",
+        "NAME",
+        "a small systematic change in every output image, like a new model build",
+    ),
+    ("--noise", "A", "add nondeterministic uniform noise of +-A per pixel channel (default: 0)"),
+    (
+        "--error-rate",
+        "R",
+        "fraction of image requests that fail with 500 after their compute (default: 0)",
+    ),
+    ("--timeout-rate", "R", "fraction of image requests that are never answered (default: 0)"),
+    (
+        "--slow-rate",
+        "R",
+        "fraction of image requests that take --slow-factor times their compute time (default: 0)",
+    ),
+    ("--slow-factor", "X", "how much slower a slow request is (default: 10)"),
+    (
+        "--random-seed",
+        "N",
+        "seed the server's own randomness (jitter, noise, fault draws) for reproducible runs",
+    ),
+    (
+        "--cache-mb",
+        "MB",
+        "memory for caching encoded outputs of repeated requests, and again for the images of "
+        "response_format=url responses (default: 64; 0 disables the cache)",
+    ),
+)
+
+_PLANT_RATE = (
+    (
+        "--plant-rate",
+        "P",
+        "a planted bug fires with probability P when its condition holds (default: 1)",
+    ),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,133 +150,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="imgtrace-reference",
         help="model id in /v1/models (default: %(default)s)",
     )
-    net.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    add_switch(net, "--access-log", "log every request on stderr")
     net.add_argument(
         "--log-level",
         default="warning",
         choices=("critical", "error", "warning", "info", "debug", "trace"),
         help="uvicorn's log level (default: %(default)s)",
     )
-    lat = parser.add_argument_group("latency model")
-    lat.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        metavar="F",
-        help="divide all simulated time by F: 2 is twice as fast, 0.8 is 25%% slower, "
-        "'inf' removes it (default: 1, real time)",
-    )
-    lat.add_argument(
-        "--gpus",
-        type=int,
-        default=1,
-        metavar="K",
-        help="simulated GPUs (executors) behind one FIFO queue (default: 1)",
-    )
-    lat.add_argument(
-        "--max-batch",
-        type=int,
-        default=1,
-        metavar="B",
-        help="most output images one executor runs together; queued same-shape requests "
-        "join a batch (default: 1, no batching)",
-    )
-    lat.add_argument(
-        "--batch-window",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="simulated seconds an executor waits for more work before a batch that is "
-        "not full (default: 0)",
-    )
-    lat.add_argument(
-        "--batch-gain",
-        type=float,
-        default=0.01,
-        metavar="G",
-        help="per-image saving of a full batch: b images cost (1 - G(1 - 1/b)) of b single "
-        "ones (default: 0.01, as measured; a memory-bound model would be ~0.5)",
-    )
-    lat.add_argument(
-        "--cold-start",
-        type=float,
-        default=1.0,
-        metavar="S",
-        help="extra simulated seconds on each executor's first batch, like torch.compile "
-        "(default: 1; 0 disables)",
-    )
-    lat.add_argument(
-        "--load-time",
-        type=float,
-        default=1.0,
-        metavar="S",
-        help="simulated seconds of model loading before /health answers 200 (default: 1)",
-    )
-    lat.add_argument(
-        "--jitter",
-        type=float,
-        default=0.03,
-        metavar="J",
-        help="log-normal spread (sigma) of every batch's service time (default: 0.03)",
-    )
+    _add_settings(parser.add_argument_group("latency model"), _LATENCY_MODEL)
     knobs = parser.add_argument_group("outputs and faults (for A/B studies and tests)")
-    knobs.add_argument(
-        "--variant",
-        default="",
-        metavar="NAME",
-        help="a small systematic change in every output image, like a new model build",
-    )
-    knobs.add_argument(
-        "--noise",
-        type=int,
-        default=0,
-        metavar="A",
-        help="add nondeterministic uniform noise of +-A per pixel channel (default: 0)",
-    )
-    knobs.add_argument(
-        "--error-rate",
-        type=float,
-        default=0.0,
-        metavar="R",
-        help="fraction of image requests that fail with 500 after their compute (default: 0)",
-    )
-    knobs.add_argument(
-        "--timeout-rate",
-        type=float,
-        default=0.0,
-        metavar="R",
-        help="fraction of image requests that are never answered (default: 0)",
-    )
-    knobs.add_argument(
-        "--slow-rate",
-        type=float,
-        default=0.0,
-        metavar="R",
-        help="fraction of image requests that take --slow-factor times their compute time "
-        "(default: 0)",
-    )
-    knobs.add_argument(
-        "--slow-factor",
-        type=float,
-        default=10.0,
-        metavar="X",
-        help="how much slower a slow request is (default: 10)",
-    )
-    knobs.add_argument(
-        "--random-seed",
-        type=int,
-        default=None,
-        metavar="N",
-        help="seed the server's own randomness (jitter, noise, fault draws) for reproducible runs",
-    )
-    knobs.add_argument(
-        "--cache-mb",
-        type=float,
-        default=64.0,
-        metavar="MB",
-        help="memory for caching encoded outputs of repeated requests, and again for the "
-        "images of response_format=url responses (default: 64; 0 disables the cache)",
-    )
+    _add_settings(knobs, _OUTPUTS_AND_FAULTS)
     knobs.add_argument(
         "--plant",
         action="append",
@@ -214,45 +169,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "mask-after-size[:W], slow-after-concurrent:N[:X], image-after-seed:S; repeatable "
         "(docs/reference-server.md)",
     )
-    knobs.add_argument(
-        "--plant-rate",
-        type=float,
-        default=1.0,
-        metavar="P",
-        help="a planted bug fires with probability P when its condition holds (default: 1)",
-    )
+    _add_settings(knobs, _PLANT_RATE)
+
+
+def _add_settings(group: argparse._ArgumentGroup, settings: _Settings) -> None:
+    """Flags (`--flag`, metavar, help) of `ServerConfig` fields, with the field's default."""
+    for flag, metavar, text in settings:
+        default = getattr(_DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+        kind = int if default is None else type(default)
+        group.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the config (UsageError on bad values) and serve in the foreground."""
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        speed=args.speed,
-        gpus=args.gpus,
-        max_batch=args.max_batch,
-        batch_window=args.batch_window,
-        batch_gain=args.batch_gain,
-        cold_start=args.cold_start,
-        load_time=args.load_time,
-        jitter=args.jitter,
-        variant=args.variant,
-        noise=args.noise,
-        error_rate=args.error_rate,
-        timeout_rate=args.timeout_rate,
-        slow_rate=args.slow_rate,
-        slow_factor=args.slow_factor,
-        max_body=args.max_body,
-        max_header_size=args.max_header_size,
-        max_queue=args.max_queue,
-        model=args.model,
-        random_seed=args.random_seed,
-        cache_mb=args.cache_mb,
-        access_log=args.access_log,
-        log_level=args.log_level,
-        plant=tuple(parse_plant(text) for text in args.plant),
-        plant_rate=args.plant_rate,
-    )
+    settings = {field.name: getattr(args, field.name) for field in dataclasses.fields(ServerConfig)}
+    settings["plant"] = tuple(parse_plant(text) for text in args.plant)
+    config = ServerConfig(**settings)
     from .._server import serve
 
     return serve(config)
+
+
+register = Command(
+    "serve", "run the bundled reference image-edit server", DESCRIPTION, add_arguments, run, EPILOG
+)

@@ -7,7 +7,7 @@ import sys
 
 from traces import UsageError
 
-from ._shared import Subparsers, add_output_flags, progress, refuse_existing, write_json
+from ._shared import Command, add_number, add_output_flags, progress, refuse_existing, write_json
 
 __all__ = ["register"]
 
@@ -18,31 +18,17 @@ list (512x512@3,1024x1024@1), uniform(LO,HI), normal(MEAN,SD), or none (field le
 Same --seed and options give the same file, byte for byte. See docs/synthetic.md."""
 
 
-def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """Add `synth` to `imgtrace`."""
-    parser = subparsers.add_parser(
-        "synth",
-        help="write a synthetic trace: arrival process, photo-like images, prompts, parameters",
-        description="Write a synthetic image-edit trace, reproducible from --seed.",
-        epilog=_SYNTH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=_synth)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `synth`."""
     add_output_flags(parser, "trace file")
     size = parser.add_argument_group("how many")
-    size.add_argument(
-        "--count", type=int, metavar="N", help="number of requests (default 100 without --duration)"
-    )
-    size.add_argument(
+    add_number(size, "--count", int, "N", "number of requests (default 100 without --duration)")
+    add_number(
+        size,
         "--duration",
-        type=float,
-        metavar="SECONDS",
-        help="stop at this offset (with --count: whichever comes first)",
+        float,
+        "SECONDS",
+        "stop at this offset (with --count: whichever comes first)",
     )
     timing = parser.add_argument_group("arrivals")
     timing.add_argument(
@@ -51,46 +37,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="poisson",
         help="arrival process (default poisson)",
     )
-    timing.add_argument("--rate", type=float, metavar="R", help="requests per second (default 1)")
+    add_number(timing, "--rate", float, "R", "requests per second (default 1)")
     timing.add_argument(
         "--schedule",
         metavar="T:R,...",
         help="piecewise-constant rate instead of --rate: START_S:RATE pairs, e.g. 0:2,60:10,120:2",
     )
-    timing.add_argument(
+    add_number(
+        timing,
         "--burstiness",
-        type=float,
-        metavar="B",
+        float,
+        "B",
+        "gamma shape: 1 = Poisson, <1 burstier, >1 smoother (coefficient of variation 1/sqrt(B)); "
+        "only with --arrival gamma",
         default=1.0,
-        help="gamma shape: 1 = Poisson, <1 burstier, >1 smoother (coefficient of variation "
-        "1/sqrt(B)); only with --arrival gamma",
     )
-    timing.add_argument(
+    add_number(
+        timing,
         "--seed",
-        type=int,
-        metavar="S",
-        help="generator seed; same seed, same file (default: random, recorded)",
+        int,
+        "S",
+        "generator seed; same seed, same file (default: random, recorded)",
     )
     images = parser.add_argument_group("reference images")
-    images.add_argument(
-        "--image-size", default="512x512", metavar="SPEC", help="WxH spec (default 512x512)"
-    )
-    images.add_argument(
-        "--image-format", default="png", metavar="SPEC", help="png, jpeg, webp spec (default png)"
-    )
-    images.add_argument(
-        "--images-per-request", default="1", metavar="SPEC", help="images per request (default 1)"
-    )
-    images.add_argument(
+    _value_spec(images, "--image-size", "512x512", "WxH spec")
+    _value_spec(images, "--image-format", "png", "png, jpeg, webp spec")
+    _value_spec(images, "--images-per-request", "1", "images per request")
+    add_number(
+        images,
         "--reuse",
-        type=float,
+        float,
+        "P",
+        "probability a request edits an earlier request's image again (default 0)",
         default=0.0,
-        metavar="P",
-        help="probability a request edits an earlier request's image again (default 0)",
     )
-    images.add_argument(
-        "--mask", type=float, default=0.0, metavar="P", help="probability a request has a mask"
-    )
+    add_number(images, "--mask", float, "P", "probability a request has a mask", default=0.0)
     images.add_argument(
         "--images", metavar="DIR", help="draw reference images from the image files in DIR"
     )
@@ -110,19 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="black-forest-labs/FLUX.2-klein-4B",
         help="model field (`none` leaves it out; default black-forest-labs/FLUX.2-klein-4B)",
     )
-    params.add_argument(
-        "--size", default="512x512", metavar="SPEC", help="output size (default 512x512)"
-    )
-    params.add_argument("--n", default="1", metavar="SPEC", help="images per response (default 1)")
-    params.add_argument(
-        "--steps", default="4", metavar="SPEC", help="num_inference_steps (default 4)"
-    )
-    params.add_argument(
-        "--guidance-scale", default="1.0", metavar="SPEC", help="guidance_scale (default 1.0)"
-    )
-    params.add_argument(
-        "--output-format", default="none", metavar="SPEC", help="png/jpeg/webp spec (default none)"
-    )
+    _value_spec(params, "--size", "512x512", "output size")
+    _value_spec(params, "--n", "1", "images per response")
+    _value_spec(params, "--steps", "4", "num_inference_steps")
+    _value_spec(params, "--guidance-scale", "1.0", "guidance_scale")
+    _value_spec(params, "--output-format", "none", "png/jpeg/webp spec")
     params.add_argument(
         "--request-seed",
         default="per-request",
@@ -132,6 +105,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     params.add_argument(
         "--path", default="/v1/images/edits", help="request path (default /v1/images/edits)"
     )
+
+
+_AS_GIVEN = (
+    "duration",
+    "seed",
+    "image_size",
+    "image_format",
+    "images_per_request",
+    "reuse",
+    "mask",
+    "size",
+    "n",
+    "guidance_scale",
+    "output_format",
+    "request_seed",
+    "path",
+    "image_field",
+)
+"""The flags `SynthOptions` takes as they are, under the same names."""
+
+
+def _value_spec(group: argparse._ArgumentGroup, flag: str, default: str, what: str) -> None:
+    """A flag that takes a value spec (the epilog's syntax)."""
+    group.add_argument(flag, default=default, metavar="SPEC", help=f"{what} (default {default})")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -155,29 +152,16 @@ def _synth(args: argparse.Namespace) -> int:
     if count is None and args.duration is None:
         count = 100
     options = SynthOptions(
+        **{name: getattr(args, name) for name in _AS_GIVEN},
         count=count,
-        duration=args.duration,
         arrival=ArrivalProcess(
             kind=args.arrival, schedule=tuple(schedule), burstiness=args.burstiness
         ),
-        seed=args.seed,
-        image_size=args.image_size,
-        image_format=args.image_format,
-        images_per_request=args.images_per_request,
-        reuse=args.reuse,
-        mask=args.mask,
         images_dir=args.images,
         prompts=load_prompts(args.prompts) if args.prompts else BUILTIN_PROMPTS,
         prompts_source=args.prompts or "built-in",
         model=None if args.model.lower() == "none" else args.model,
-        size=args.size,
-        n=args.n,
         num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        output_format=args.output_format,
-        request_seed=args.request_seed,
-        path=args.path,
-        image_field=args.image_field,
     )
     with progress("synthesizing") as update:
         result = synthesize(options, args.output, force=args.force, progress=update)
@@ -190,3 +174,13 @@ def _synth(args: argparse.Namespace) -> int:
     )
     write_json(args.json, result)
     return 0
+
+
+register = Command(
+    "synth",
+    "write a synthetic trace: arrival process, photo-like images, prompts, parameters",
+    "Write a synthetic image-edit trace, reproducible from --seed.",
+    add_arguments,
+    _synth,
+    _SYNTH_EPILOG,
+)

@@ -87,26 +87,44 @@ class Metrics:
         family("imgtrace_requests_total", "counter", "HTTP requests answered, by route and status.")
         for (route, status), count in sorted(self.requests.items()):
             lines.append(f'imgtrace_requests_total{{route="{route}",status="{status}"}} {count}')
-        family("imgtrace_requests_in_flight", "gauge", "Image requests being handled now.")
-        lines.append(f"imgtrace_requests_in_flight {self.in_flight}")
-        family("imgtrace_queue_depth", "gauge", "Requests waiting for an executor.")
-        lines.append(f"imgtrace_queue_depth {self.queue_depth()}")
-        family("imgtrace_executors", "gauge", "Simulated GPUs (--gpus).")
-        lines.append(f"imgtrace_executors {self.executors}")
-        family("imgtrace_executors_busy", "gauge", "Simulated GPUs running a batch now.")
-        lines.append(f"imgtrace_executors_busy {self.busy_executors()}")
-        family("imgtrace_batches_total", "counter", "Batches run by the executors.")
-        lines.append(f"imgtrace_batches_total {self.batches}")
-        family("imgtrace_cold_starts_total", "counter", "Batches that paid --cold-start.")
-        lines.append(f"imgtrace_cold_starts_total {self.cold_starts}")
-        family(
-            "imgtrace_budget_overruns_total",
-            "counter",
-            "Batches whose real decode/render/encode work outlasted the simulated time.",
+        single_values = (
+            (
+                "imgtrace_requests_in_flight",
+                "gauge",
+                "Image requests being handled now.",
+                self.in_flight,
+            ),
+            (
+                "imgtrace_queue_depth",
+                "gauge",
+                "Requests waiting for an executor.",
+                self.queue_depth(),
+            ),
+            ("imgtrace_executors", "gauge", "Simulated GPUs (--gpus).", self.executors),
+            (
+                "imgtrace_executors_busy",
+                "gauge",
+                "Simulated GPUs running a batch now.",
+                self.busy_executors(),
+            ),
+            ("imgtrace_batches_total", "counter", "Batches run by the executors.", self.batches),
+            (
+                "imgtrace_cold_starts_total",
+                "counter",
+                "Batches that paid --cold-start.",
+                self.cold_starts,
+            ),
+            (
+                "imgtrace_budget_overruns_total",
+                "counter",
+                "Batches whose real decode/render/encode work outlasted the simulated time.",
+                self.budget_overruns,
+            ),
+            ("imgtrace_images_generated_total", "counter", "Output images produced.", self.images),
         )
-        lines.append(f"imgtrace_budget_overruns_total {self.budget_overruns}")
-        family("imgtrace_images_generated_total", "counter", "Output images produced.")
-        lines.append(f"imgtrace_images_generated_total {self.images}")
+        for name, kind, help_text, value in single_values:
+            family(name, kind, help_text)
+            lines.append(f"{name} {value}")
         family("imgtrace_injected_faults_total", "counter", "Injected faults, by kind.")
         for kind, count in sorted(self.faults.items()):
             lines.append(f'imgtrace_injected_faults_total{{kind="{kind}"}} {count}')

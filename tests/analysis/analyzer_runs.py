@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from analyzer._load import Rows
@@ -25,6 +26,8 @@ from traces import (
 )
 
 WriteRun = Callable[..., Path]
+Run = Callable[..., tuple[int, str, str]]
+"""The `run` fixture: `run("report", path)` -> (exit code, stdout, stderr)."""
 
 
 def simulate_pairs(
@@ -135,15 +138,7 @@ def write_recorded_trace(path: Path, latencies_ns: Sequence[float] | Any) -> Pat
                 first_byte_ns=offset + int(latency) - 1_000_000,
                 done_ns=offset + int(latency),
             )
-            writer.write(
-                Request(
-                    id=request.id,
-                    offset_ns=offset,
-                    path=request.path,
-                    body=request.body,
-                    response=response,
-                )
-            )
+            writer.write(msgspec.structs.replace(request, response=response))
     return path
 
 

@@ -7,7 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analyzer_runs import WriteRun, write_run_file
+from analyzer_runs import Run, WriteRun, write_run_file
+
+from imgtrace._cli import main
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run `imgtrace ARGS` in-process; returns (exit code, stdout, stderr)."""
+
+    def invoke(*args: str | Path) -> tuple[int, str, str]:
+        code = main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
 
 
 @pytest.fixture

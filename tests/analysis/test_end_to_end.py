@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from samples import edit, upload
 
-from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
+from traces import Header, TraceWriter
 
 REQUESTS = 36
 # The server's model gives about 130 ms of simulated compute at speed 1 and 160 ms at 0.8
@@ -29,32 +30,12 @@ def _trace(path: Path) -> Path:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format="PNG")
     with TraceWriter(path, Header(kind="trace", source="synthetic")) as writer:
-        digest = writer.add_blob(buffer.getvalue(), "image/png")
+        image = upload(writer.add_blob(buffer.getvalue(), "image/png"), len(buffer.getvalue()))
         for index in range(REQUESTS):
             size = "384x384" if index % 2 else "320x320"
-            body = MultipartBody(
-                parts=(
-                    TextField(name="prompt", value=f"paint it blue {index}"),
-                    FilePart(
-                        name="image",
-                        blob=digest,
-                        size=len(buffer.getvalue()),
-                        filename="in.png",
-                        content_type="image/png",
-                    ),
-                    TextField(name="size", value=size),
-                    TextField(name="num_inference_steps", value="4"),
-                    TextField(name="seed", value=str(index)),
-                )
-            )
-            writer.write(
-                Request(
-                    id=f"e{index:03d}",
-                    offset_ns=index * SPACING_NS,
-                    path="/v1/images/edits",
-                    body=body,
-                )
-            )
+            prompt = f"paint it blue {index}"
+            fields = {"size": size, "num_inference_steps": "4", "seed": str(index)}
+            writer.write(edit(f"e{index:03d}", index * SPACING_NS, image, prompt, **fields))
     return path
 
 
@@ -84,41 +65,25 @@ def test_slower_server_is_slower_and_same_server_is_same(
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr.decode()
 
-    result = imgtrace(
-        "compare",
-        str(runs["a"]),
-        str(runs["b"]),
-        "--no-images",
-        "--json",
-        str(tmp_path / "ab.json"),
-        "--fail-on",
-        "typical:+10%",
-        "--min-effect",
-        "5%",
-    )
-    assert result.returncode == 1, result.stdout + result.stderr
+    def compare(cand: str, code: int) -> tuple[Any, dict[str, Any]]:
+        """`compare a CAND` must exit with `code`; its result and its overall typical effect."""
+        document = tmp_path / f"a-{cand}.json"
+        result = imgtrace(
+            "compare", str(runs["a"]), str(runs[cand]), "--no-images", "--json", str(document),
+            "--fail-on", "typical:+10%", "--min-effect", "5%",
+        )  # fmt: skip
+        assert result.returncode == code, result.stdout + result.stderr
+        effects = json.loads(document.read_text())["comparisons"][0]["effects"]
+        overall = (e for e in effects if e["statistic"] == "typical" and e["stratum"] == "all")
+        return result, next(overall)
+
+    result, typical = compare("b", 1)
     assert "REGRESSION" in result.stdout
-    effects = json.loads((tmp_path / "ab.json").read_text())["comparisons"][0]["effects"]
-    typical = next(e for e in effects if e["statistic"] == "typical" and e["stratum"] == "all")
     assert typical["verdict"] == "slower"
     # Speed 0.8 stretches the simulated compute by 1.25x; unscaled HTTP and image work pull the
     # change down, B's queueing pushes it up (measured: +30% to +40% in repeated runs).
     assert 0.15 < typical["estimate"] < 0.60
     assert typical["ci"][0] > 0.10
 
-    result = imgtrace(
-        "compare",
-        str(runs["a"]),
-        str(runs["a2"]),
-        "--no-images",
-        "--json",
-        str(tmp_path / "aa.json"),
-        "--fail-on",
-        "typical:+10%",
-        "--min-effect",
-        "5%",
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    effects = json.loads((tmp_path / "aa.json").read_text())["comparisons"][0]["effects"]
-    typical = next(e for e in effects if e["statistic"] == "typical" and e["stratum"] == "all")
+    _, typical = compare("a2", 0)
     assert typical["verdict"] == "~", typical

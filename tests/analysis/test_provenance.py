@@ -9,25 +9,9 @@ flagged by both commands in every output.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from analyzer_runs import WriteRun, simulate_pairs
-
-from imgtrace._cli import main
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: str | Path) -> tuple[int, str, str]:
-        code = main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
+from analyzer_runs import Run, WriteRun, simulate_pairs
 
 
 def _slower_pair(write_run: WriteRun, base_source: str, **cand: object) -> tuple[Path, Path]:

@@ -255,34 +255,37 @@ async def test_a_response_split_anywhere_is_read_whole() -> None:
         assert await _get(pool) == (200, b"abc0123456789abcdef")
 
 
-async def test_a_large_chunked_body_read_late_arrives_intact() -> None:
-    body = bytes(range(256)) * (12 << 10)  # 3 MiB: more than a connection reads ahead
+LARGE = bytes(range(256)) * (12 << 10)  # 3 MiB: more than a connection reads ahead
+
+
+def _chunked(body: bytes) -> bytes:
     chunks = b"".join(
         b"%x\r\n%s\r\n" % (len(body[i : i + 65536]), body[i : i + 65536])
         for i in range(0, len(body), 65536)
     )
-    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("response", "length"),
+    [
+        (_chunked(LARGE), None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(LARGE), LARGE), len(LARGE)),
+    ],
+    ids=["chunked", "sized"],
+)
+async def test_a_large_body_read_late_arrives_intact_and_keeps_alive(
+    response: bytes, length: int | None
+) -> None:
     server = scripted(answering(response, response))
     async with server as pool:
         first = await pool.request("GET", "/big", [], b"")
+        if length is not None:
+            assert first.length == length
         await asyncio.sleep(0.2)  # the upstream fills the read-ahead, then has to wait
-        assert await first.aread() == body
+        assert await first.aread() == LARGE
         await first.aclose()
-        assert await _get(pool) == (200, body)
-    assert server.connections == 1
-
-
-async def test_a_large_sized_body_read_late_arrives_intact_and_keeps_alive() -> None:
-    body = bytes(range(256)) * (12 << 10)  # 3 MiB: more than a connection reads ahead
-    response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    server = scripted(answering(response, response))
-    async with server as pool:
-        first = await pool.request("GET", "/big", [], b"")
-        assert first.length == len(body)
-        await asyncio.sleep(0.2)  # the upstream fills the read-ahead, then has to wait
-        assert await first.aread() == body
-        await first.aclose()
-        assert await _get(pool) == (200, body)
+        assert await _get(pool) == (200, LARGE)
     assert server.connections == 1
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -115,7 +117,35 @@ def _write(path: Path, items: list[Request | Outcome | bytes], flush_records: in
             else:
                 expected.append(redaction.apply_to_outcome(item))
     writer.close()
-    return expected
+    return _dedup(expected)
+
+
+def _dedup(expected: list[object]) -> list[object]:
+    seen: set[str] = set()
+    out = []
+    for item in expected:
+        if isinstance(item, tuple):
+            if item[1] in seen:
+                continue
+            seen.add(item[1])
+        out.append(item)
+    return out
+
+
+@contextmanager
+def _written(
+    items: list[Request | Outcome | bytes], flush_records: int
+) -> Iterator[tuple[Path, list[object]]]:
+    """A trace of `items` in a fresh folder, and the records it must read back."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.imgtrace"
+        yield path, _write(path, items, flush_records)
+
+
+def _read(path: Path) -> list[object]:
+    """The records of a trace after its header, comparable with `_write`'s."""
+    with TraceReader(path) as reader:
+        return [_as_comparable(r) for r in reader.records()][1:]
 
 
 def _as_comparable(record: object) -> object:
@@ -131,24 +161,8 @@ def _as_comparable(record: object) -> object:
 def test_any_sequence_of_records_round_trips(
     items: list[Request | Outcome | bytes], flush_records: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "p.imgtrace"
-        expected = _dedup(_write(path, items, flush_records))
-        with TraceReader(path) as reader:
-            read = [_as_comparable(r) for r in reader.records()][1:]
-    assert read == expected
-
-
-def _dedup(expected: list[object]) -> list[object]:
-    seen: set[str] = set()
-    out = []
-    for item in expected:
-        if isinstance(item, tuple):
-            if item[1] in seen:
-                continue
-            seen.add(item[1])
-        out.append(item)
-    return out
+    with _written(items, flush_records) as (path, expected):
+        assert _read(path) == expected
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -156,18 +170,15 @@ def _dedup(expected: list[object]) -> list[object]:
 def test_truncating_at_any_byte_yields_a_prefix(
     items: list[Request | Outcome | bytes], cut: float
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "p.imgtrace"
-        expected = _dedup(_write(path, items, 3))
+    with _written(items, 3) as (path, expected):
         data = path.read_bytes()
         for position in {int(cut * len(data)), len(data) - 1, len(data) // 2}:
-            cut_path = Path(folder) / "cut.imgtrace"
+            cut_path = path.with_name("cut.imgtrace")
             cut_path.write_bytes(data[:position])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    with TraceReader(cut_path) as reader:
-                        read = [_as_comparable(r) for r in reader.records()][1:]
+                    read = _read(cut_path)
                 except TraceFormatError:
                     # Only a cut inside the signature or the header frame may refuse the file.
                     assert position < _header_end(data)

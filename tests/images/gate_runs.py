@@ -6,8 +6,9 @@ Shared by tests/images/test_image_gate.py (one seed) and benchmarks/image_gate.p
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
+
+from testproc import run_imgtrace
 
 GATE = "images:changed>0"
 # Fast, warm servers: what is compared here is the pictures, not the latency.
@@ -15,9 +16,7 @@ SERVER = ("--speed", "50", "--cold-start", "0", "--load-time", "0", "--jitter", 
 
 
 def imgtrace(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgtrace", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return run_imgtrace(*args, timeout=timeout)
 
 
 def synth(folder: Path, seed: int, count: int) -> Path:

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from servers import ThreadServer
+from servers import ThreadServer, respond
 
 from recorder import RecorderProcess, RecordingProxy, RecordOptions
 from traces import TraceReader, TraceRecoveryWarning, parse_multipart
@@ -50,22 +50,6 @@ class Upstream:
     seen: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def _read_body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def make_upstream(state: Upstream) -> Any:
     """An ASGI image-edit upstream with knobs: echoes inputs as outputs, SSE, gates, slowness."""
 
@@ -76,12 +60,12 @@ def make_upstream(state: Upstream) -> Any:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         if path == "/slow":
             await asyncio.sleep(float(scope["query_string"].decode() or "2"))
-            await _respond(send, 200, b"{}", [(b"content-type", b"application/json")])
+            await respond(send, 200, b"{}", [(b"content-type", b"application/json")])
             return
         if path == "/gate":
             state.waited.append("gate")
             await asyncio.get_running_loop().run_in_executor(None, state.gate.wait, 10)
-            await _respond(send, 200, b'{"gate": "open"}', [(b"content-type", b"application/json")])
+            await respond(send, 200, b'{"gate": "open"}', [(b"content-type", b"application/json")])
             return
         hasher = hashlib.sha256()
         size = 0
@@ -110,14 +94,14 @@ def make_upstream(state: Upstream) -> Any:
         }
         state.seen.append(info)
         if path in ("/echo", "/sink") or not path.startswith("/v1/images/"):
-            await _respond(
+            await respond(
                 send, 200, json.dumps(info).encode(), [(b"content-type", b"application/json")]
             )
             return
         try:
             parts = parse_multipart(body, headers.get("content-type"))
         except Exception as exc:  # the proxy must forward even what does not parse
-            await _respond(
+            await respond(
                 send,
                 400,
                 json.dumps({"error": {"message": str(exc)}}).encode(),
@@ -142,7 +126,7 @@ def make_upstream(state: Upstream) -> Any:
             for image in images
         ]
         payload = {"created": 1, "data": data, "usage": {"image_count": len(data)}}
-        await _respond(send, 200, json.dumps(payload).encode(), response_headers)
+        await respond(send, 200, json.dumps(payload).encode(), response_headers)
 
     return app
 
@@ -262,6 +246,20 @@ def raw_multipart(boundary: str, parts: list[tuple[str, bytes, str | None]]) -> 
             out += b"Content-Type: image/png\r\n"
         out += b"\r\n" + data + b"\r\n"
     return out + f"--{boundary}--\r\n".encode()
+
+
+def multipart(
+    boundary: str,
+    parts: list[tuple[str, bytes, str | None]],
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """httpx's keyword arguments to send `raw_multipart(boundary, parts)` with its content type
+    (and `headers`)."""
+    content_type = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    return {
+        "content": raw_multipart(boundary, parts),
+        "headers": {**content_type, **(headers or {})},
+    }
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

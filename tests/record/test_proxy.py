@@ -22,8 +22,8 @@ from recorder_helpers import (
     StartProxy,
     Upstream,
     decompressed,
+    multipart,
     png,
-    raw_multipart,
     requests_of,
     wait_for,
 )
@@ -58,19 +58,12 @@ def test_records_clients_and_keeps_no_secret(upstream: Upstream, start_proxy: St
         assert one.status_code == 200
         assert base64.b64decode(one.json()["data"][0]["b64_json"]) == images[0]
         # 2. raw multipart with repeated image[] (and a reference image sent twice).
-        body = raw_multipart(
-            "XyZ",
-            [
-                ("prompt", b"two refs", None),
-                ("image[]", images[1], "b.png"),
-                ("image[]", images[0], "a.png"),
-            ],
-        )
-        two = client.post(
-            "/v1/images/edits",
-            content=body,
-            headers={"content-type": "multipart/form-data; boundary=XyZ"},
-        )
+        parts = [
+            ("prompt", b"two refs", None),
+            ("image[]", images[1], "b.png"),
+            ("image[]", images[0], "a.png"),
+        ]
+        two = client.post("/v1/images/edits", **multipart("XyZ", parts))
         assert len(two.json()["data"]) == 2
         # Not a recorded path: forwarded, not recorded.
         assert client.get("/v1/models").status_code == 200
@@ -123,16 +116,11 @@ def test_records_clients_and_keeps_no_secret(upstream: Upstream, start_proxy: St
 def test_streams_events_as_they_come(upstream: Upstream, start_proxy: StartProxy) -> None:
     proxy = start_proxy(upstream.url)
     image = png(9)
-    body = raw_multipart(
-        "sse", [("prompt", b"p", None), ("stream", b"true", None), ("image", image, "i.png")]
-    )
+    parts = [("prompt", b"p", None), ("stream", b"true", None), ("image", image, "i.png")]
     with (
         httpx.Client() as client,
         client.stream(
-            "POST",
-            proxy.url + "/v1/images/edits",
-            content=body,
-            headers={"content-type": "multipart/form-data; boundary=sse"},
+            "POST", proxy.url + "/v1/images/edits", **multipart("sse", parts)
         ) as response,
     ):
         lines = response.iter_lines()

@@ -25,9 +25,9 @@ from recorder_helpers import (
     Upstream,
     decompressed,
     has_exited,
+    multipart,
     png,
     quiet_recovery,
-    raw_multipart,
     recording_pid,
     rss_peak_kib,
     wait_for,
@@ -88,21 +88,14 @@ def test_record_show_and_sigterm(
                 files={"image": ("x.png", image, "image/png")},
             )
             assert response.status_code == 200, response.text
-        body = raw_multipart(
-            "rb",
-            [
-                ("prompt", b"q", None),
-                ("size", b"64x64", None),
-                ("n", b"2", None),
-                ("image[]", images[0], "a.png"),
-                ("image[]", images[1], "b.png"),
-            ],
-        )
-        two = c.post(
-            "/v1/images/edits",
-            content=body,
-            headers={"content-type": "multipart/form-data; boundary=rb"},
-        )
+        parts = [
+            ("prompt", b"q", None),
+            ("size", b"64x64", None),
+            ("n", b"2", None),
+            ("image[]", images[0], "a.png"),
+            ("image[]", images[1], "b.png"),
+        ]
+        two = c.post("/v1/images/edits", **multipart("rb", parts))
         assert len(two.json()["data"]) == 2
         assert c.get("/health").status_code == 200  # forwarded, not recorded
     sdk = openai.OpenAI(api_key=SECRET_TOKEN, base_url=url + "/v1", max_retries=0)
@@ -302,13 +295,10 @@ def test_events_and_aborts_through_the_command(
     # events still pass one by one, and a client leaving mid-upload cancels the upstream side.
     out = tmp_path / "events.imgtrace"
     process, url = record("--upstream", upstream.url, "-o", str(out))
-    body = raw_multipart(
-        "sse", [("prompt", b"p", None), ("stream", b"true", None), ("image", png(3), "i.png")]
-    )
-    headers = {"content-type": "multipart/form-data; boundary=sse"}
+    parts = [("prompt", b"p", None), ("stream", b"true", None), ("image", png(3), "i.png")]
     with (
         httpx.Client() as client,
-        client.stream("POST", url + "/v1/images/edits", content=body, headers=headers) as response,
+        client.stream("POST", url + "/v1/images/edits", **multipart("sse", parts)) as response,
     ):
         lines = response.iter_lines()
         assert next(lines) == "event: image_edit.partial_image"
@@ -332,33 +322,37 @@ def test_events_and_aborts_through_the_command(
     assert aborted.response.error.kind == "aborted"
 
 
+def _nowhere(out: Path, *flags: str) -> list[str]:
+    """The arguments of `imgtrace record -o OUT FLAGS` in front of an upstream that is not there."""
+    return ["record", "--upstream", "http://127.0.0.1:1", "-o", str(out), *flags]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--upstream", "ftp://x"], "--upstream takes an http:// or https:// URL"),
-        (["--upstream", "http://u:p@x"], "must not hold credentials"),
-        (["--listen", "127.0.0.1:99999"], "--listen takes HOST:PORT"),
-        (["--sample", "0"], "--sample must be in (0, 1]"),
-        (["--max-body", "lots"], "--max-body takes a size"),
-        (["--max-backlog", "1x"], "--max-backlog takes a size"),
-        (["--rotate-time", "0"], "--rotate-time must be more than zero"),
-        (["--rotate-size", "1x"], "--rotate-size takes a size"),
-        (["--paths", "v1/images"], "--paths takes URL paths starting with '/'"),
+        ("--upstream ftp://x", "--upstream takes an http:// or https:// URL"),
+        ("--upstream http://u:p@x", "must not hold credentials"),
+        ("--listen 127.0.0.1:99999", "--listen takes HOST:PORT"),
+        ("--sample 0", "--sample must be in (0, 1]"),
+        ("--max-body lots", "--max-body takes a size"),
+        ("--max-backlog 1x", "--max-backlog takes a size"),
+        ("--rotate-time 0", "--rotate-time must be more than zero"),
+        ("--rotate-size 1x", "--rotate-size takes a size"),
+        ("--paths v1/images", "--paths takes URL paths starting with '/'"),
     ],
 )
 def test_bad_options_are_one_line_errors(
-    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    args: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "x.imgtrace"
-    argv = ["record", "--upstream", "http://127.0.0.1:1", "-o", str(out), *args]
-    assert main(argv) == 2
+    assert main(_nowhere(out, *args.split())) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("imgtrace: error: ") and message in err and "\n" not in err
     assert not out.exists()
 
 
 def test_a_directory_is_not_an_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["record", "--upstream", "http://127.0.0.1:1", "-o", str(tmp_path)]) == 2
+    assert main(_nowhere(tmp_path)) == 2
     assert "is a directory: give a file name" in capsys.readouterr().err
 
 
@@ -367,15 +361,7 @@ def test_existing_output_is_refused_and_kept(
 ) -> None:
     out = tmp_path / "keep.imgtrace"
     out.write_bytes(b"precious")
-    result = imgtrace(
-        "record",
-        "--upstream",
-        "http://127.0.0.1:1",
-        "-o",
-        str(out),
-        "--listen",
-        "127.0.0.1:0",
-    )
+    result = imgtrace(*_nowhere(out, "--listen", "127.0.0.1:0"))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"imgtrace: error: {out} already exists: choose another output or pass --force"
@@ -398,16 +384,7 @@ def test_busy_port_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = tmp_path / "busy.imgtrace"
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        argv = [
-            "record",
-            "--upstream",
-            "http://127.0.0.1:1",
-            "-o",
-            str(out),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ]
-        assert main(argv) == 2
+        assert main(_nowhere(out, "--listen", f"127.0.0.1:{port}")) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"imgtrace: error: cannot listen on 127.0.0.1:{port}")
     assert not out.exists()

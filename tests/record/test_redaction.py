@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,11 @@ from recorder_helpers import (
     StartProxy,
     Upstream,
     decompressed,
+    multipart,
     png,
-    raw_multipart,
     requests_of,
 )
-from servers import ThreadServer
+from servers import ThreadServer, read_body, respond
 
 from imgtrace._cli import main
 from traces import (
@@ -57,58 +58,67 @@ CREDENTIAL_HEADERS = {
 }
 
 
-def test_credential_header_names() -> None:
-    for name in (
-        "Authorization",
-        "api-key",
-        "X-LiteLLM-API-Key",
-        "x-api-key",
-        "x-goog-api-key",
-        "Ocp-Apim-Subscription-Key",
-        "x-portkey-api-key",
-        "helicone-auth",
-        "x-acme-token",
-        "x-client-secret",
-        "x-foo-apikey",
-        "x-oauth",
-        "x-db-password",
-        "x-aws-credentials",
-    ):
-        assert secret_header_name(name), name
-    for name in (
-        "content-type",
-        "x-request-id",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-limit-tokens",
-        "www-authenticate",
-        "x-session-affinity",
-        "openai-processing-ms",
-    ):
-        assert not secret_header_name(name), name
+CREDENTIAL_NAMES = (
+    "Authorization",
+    "api-key",
+    "X-LiteLLM-API-Key",
+    "x-api-key",
+    "x-goog-api-key",
+    "Ocp-Apim-Subscription-Key",
+    "x-portkey-api-key",
+    "helicone-auth",
+    "x-acme-token",
+    "x-client-secret",
+    "x-foo-apikey",
+    "x-oauth",
+    "x-db-password",
+    "x-aws-credentials",
+)
+PUBLIC_NAMES = (
+    "content-type",
+    "x-request-id",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-limit-tokens",
+    "www-authenticate",
+    "x-session-affinity",
+    "openai-processing-ms",
+)
+INTERNAL_VALUES = (
+    INTERNAL_BASE,
+    "http://sglang:30000",
+    "localhost:8000",
+    "127.0.0.1",
+    "[::1]:8080",
+    "http://[fd00::5]:80/x",
+    "http://model.default.svc.cluster.local:8000",
+    "upstream 192.168.1.7:9000 took 3 ms",
+    "http://169.254.169.254/latest",
+)
+PUBLIC_VALUES = (
+    "https://api.openai.com/v1",
+    "12.5",
+    "Tue, 01 Dec 2026 09:00:00 GMT",
+    "gpt-image-1",
+    "nginx/1.25.3",
+    "8.8.8.8",
+)
 
 
-def test_internal_addresses() -> None:
-    for value in (
-        INTERNAL_BASE,
-        "http://sglang:30000",
-        "localhost:8000",
-        "127.0.0.1",
-        "[::1]:8080",
-        "http://[fd00::5]:80/x",
-        "http://model.default.svc.cluster.local:8000",
-        "upstream 192.168.1.7:9000 took 3 ms",
-        "http://169.254.169.254/latest",
-    ):
-        assert internal_address(value), value
-    for value in (
-        "https://api.openai.com/v1",
-        "12.5",
-        "Tue, 01 Dec 2026 09:00:00 GMT",
-        "gpt-image-1",
-        "nginx/1.25.3",
-        "8.8.8.8",
-    ):
-        assert not internal_address(value), value
+@pytest.mark.parametrize(
+    ("found", "texts", "expected"),
+    [
+        (secret_header_name, CREDENTIAL_NAMES, True),
+        (secret_header_name, PUBLIC_NAMES, False),
+        (internal_address, INTERNAL_VALUES, True),
+        (internal_address, PUBLIC_VALUES, False),
+    ],
+    ids=["credential header names", "public header names", "internal addresses", "public values"],
+)
+def test_what_is_a_credential_header_or_an_internal_address(
+    found: Callable[[str], object], texts: tuple[str, ...], expected: bool
+) -> None:
+    for text in texts:
+        assert bool(found(text)) is expected, text
 
 
 def test_redaction_keeps_what_is_named_and_public() -> None:
@@ -154,10 +164,7 @@ def _gateway() -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        while True:
-            message = await receive()
-            if not message.get("more_body"):
-                break
+        await read_body(receive)
         url = (
             "https://bucket.s3.amazonaws.com/out.png?X-Amz-Expires=3600"
             f"&X-Amz-Signature={AMZ_SIGNATURE}&sig={SIGNATURE}"
@@ -176,8 +183,7 @@ def _gateway() -> Any:
             (b"x-upstream-host", b"sglang-0.flux.svc.cluster.local:30000"),
             (b"x-envoy-upstream-service-time", b"12"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+        await respond(send, 200, json.dumps(payload).encode(), headers)
 
     return app
 
@@ -205,9 +211,8 @@ SECRETS = (
 
 
 def _post(url: str) -> httpx.Response:
-    body = raw_multipart("B", [("prompt", b"p", None), ("image", png(1), "a.png")])
-    headers = {"content-type": "multipart/form-data; boundary=B", **CREDENTIAL_HEADERS}
-    return httpx.post(url + "/v1/images/edits", content=body, headers=headers)
+    parts = [("prompt", b"p", None), ("image", png(1), "a.png")]
+    return httpx.post(url + "/v1/images/edits", **multipart("B", parts, CREDENTIAL_HEADERS))
 
 
 def _assert_clean(path: Path) -> None:

@@ -34,15 +34,22 @@ def ids(path: Path) -> list[str]:
         return [request.id for request in reader.requests()]
 
 
+def reduced(
+    imgtrace: Run, trace: Path, target: str, flags: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`imgtrace reduce TRACE --target TARGET --until status>=500 --speed 50 FLAGS` (a command
+    line) into min.imgtrace beside the trace, which must succeed: the result and that file."""
+    out = trace.with_name("min.imgtrace")
+    args = ("--until", "status>=500", "--speed", "50", *shlex.split(flags), "-o", str(out))
+    done = imgtrace("reduce", str(trace), "--target", target, *args)
+    assert done.returncode == 0, done.stderr
+    return done, out
+
+
 def test_finds_the_two_interacting_requests(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
-    out = tmp_path / "min.imgtrace"
     summary = tmp_path / "summary.json"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500",
-        "--speed", "50", "--tries", "2", "-o", str(out), "--json", str(summary),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done, out = reduced(imgtrace, trace, buggy.url, f"--tries 2 --json {shlex.quote(str(summary))}")
     assert ids(out) == ["r0009", "r0010"]
     result = json.loads(summary.read_text())
     assert result["kept"] == ["r0009", "r0010"]
@@ -79,12 +86,7 @@ def test_finds_the_two_interacting_requests(tmp_path: Path, buggy: Any, imgtrace
 
 def test_compress_gaps_shortens_idle_time(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "prod.imgtrace", 12, big=3, masked=4, gap_ms=3000)
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--compress-gaps", "0.5s", "--tries", "2", "--confirm", "0", "-o", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    _, out = reduced(imgtrace, trace, buggy.url, "--compress-gaps 0.5s --tries 2 --confirm 0")
     with TraceReader(out) as reader:
         offsets = [request.offset_ns for request in reader.requests()]
     assert ids(out) == ["r0003", "r0004"]
@@ -93,12 +95,7 @@ def test_compress_gaps_shortens_idle_time(tmp_path: Path, buggy: Any, imgtrace: 
 
 def test_max_attempts_keeps_the_smallest_so_far(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
     trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--max-attempts", "3", "--tries", "2", "--confirm", "0", "-o", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done, out = reduced(imgtrace, trace, buggy.url, "--max-attempts 3 --tries 2 --confirm 0")
     assert "stopped early by --max-attempts" in done.stdout
     kept = ids(out)
     assert {"r0009", "r0010"} <= set(kept) and len(kept) <= 24
@@ -161,62 +158,57 @@ def one_line_error(done: subprocess.CompletedProcess[str], expected: str) -> Non
     assert "Traceback" not in done.stderr
 
 
-def test_a_predicate_that_does_not_parse(tmp_path: Path, imgtrace: Run) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 4, big=1, masked=2)
+def reduce_fails(
+    tmp_path: Path,
+    imgtrace: Run,
+    target: str,
+    flags: str,
+    expected: str,
+    *,
+    requests: int = 3,
+    existing: bytes | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`imgtrace reduce` of a small planted trace to `target` with FLAGS (a command line; with
+    --until status>=500 unless it has its own) fails with one error line holding `expected`; the
+    output stays as it was (absent, or still holding `existing`), the trace as recorded."""
+    trace = planted_trace(tmp_path / "t.imgtrace", requests, big=1, masked=2)
     recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>>500",
-        "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "predicate 'status>>500' does not parse")
-    assert not out.exists()
+    if existing is not None:
+        out.write_bytes(existing)
+    args = shlex.split(flags)
+    until = [] if "--until" in args else ["--until", "status>=500"]
+    done = imgtrace("reduce", str(trace), "--target", target, *until, "-o", str(out), *args)
+    one_line_error(done, expected)
+    assert (out.read_bytes() if out.exists() else None) == existing
     assert trace.read_bytes() == recorded
+    return done
+
+
+def test_a_predicate_that_does_not_parse(tmp_path: Path, imgtrace: Run) -> None:
+    expected = "predicate 'status>>500' does not parse"
+    reduce_fails(
+        tmp_path, imgtrace, "http://127.0.0.1:9", "--until status>>500", expected, requests=4
+    )
 
 
 def test_a_trace_that_does_not_reproduce(
     tmp_path: Path, spawn_server: Callable[..., Any], imgtrace: Run
 ) -> None:
     healthy = spawn_server(*FAST)
-    trace = planted_trace(tmp_path / "t.imgtrace", 6, big=1, masked=2)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", healthy.url, "--until", "status>=500",
-        "--speed", "50", "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "the full trace (6 requests) does not satisfy 'status>=500'")
+    expected = "the full trace (6 requests) does not satisfy 'status>=500'"
+    done = reduce_fails(tmp_path, imgtrace, healthy.url, "--speed 50", expected, requests=6)
     assert "seen status 200: 6" in done.stderr
     assert "attempt 2" not in done.stderr  # said before any search
-    assert not out.exists()
-    assert trace.read_bytes() == recorded
 
 
 def test_a_target_that_is_down(tmp_path: Path, imgtrace: Run, refused: str) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
-    url = refused
-    done = imgtrace(
-        "reduce", str(trace), "--target", url, "--until", "status>=500", "--speed", "50",
-        "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, f"the target {url} is down")
-    assert not out.exists()
-    assert trace.read_bytes() == recorded
+    reduce_fails(tmp_path, imgtrace, refused, "--speed 50", f"the target {refused} is down")
 
 
 def test_a_failing_reset(tmp_path: Path, buggy: Any, imgtrace: Run) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500",
-        "--reset", "echo cannot restart >&2; exit 3", "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "failed with exit status 3: cannot restart")
-    assert not out.exists()
-    assert trace.read_bytes() == recorded
+    reset = "--reset 'echo cannot restart >&2; exit 3'"
+    reduce_fails(tmp_path, imgtrace, buggy.url, reset, "failed with exit status 3: cannot restart")
 
 
 def counting_reset(folder: Path, after: int, then: str) -> str:
@@ -238,65 +230,55 @@ def kept_so_far(done: subprocess.CompletedProcess[str], out: Path, total: int) -
     return kept
 
 
-def test_a_reset_that_fails_mid_search_keeps_the_smallest_so_far(
-    tmp_path: Path, buggy: Any, imgtrace: Run
-) -> None:
+def fails_mid_search(
+    tmp_path: Path, imgtrace: Run, target: str, reset: str, expected: str
+) -> subprocess.CompletedProcess[str]:
+    """A search of 24 requests with --reset RESET fails with `expected` after it began: the
+    smallest reproducer so far is kept, the trace as recorded."""
     trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
     recorded = trace.read_bytes()
     out = tmp_path / "min.imgtrace"
-    reset = counting_reset(tmp_path, 3, "echo out of restarts >&2; exit 5")
     done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
+        "reduce", str(trace), "--target", target, "--until", "status>=500", "--speed", "50",
         "--reset", reset, "-o", str(out),
     )  # fmt: skip
-    one_line_error(done, "failed with exit status 5: out of restarts")
+    one_line_error(done, expected)
     kept_so_far(done, out, 24)
     assert trace.read_bytes() == recorded
+    return done
+
+
+def test_a_reset_that_fails_mid_search_keeps_the_smallest_so_far(
+    tmp_path: Path, buggy: Any, imgtrace: Run
+) -> None:
+    reset = counting_reset(tmp_path, 3, "echo out of restarts >&2; exit 5")
+    fails_mid_search(
+        tmp_path, imgtrace, buggy.url, reset, "failed with exit status 5: out of restarts"
+    )
     assert not (tmp_path / ".min.imgtrace.partial").exists()
 
 
 def test_a_target_that_goes_down_mid_search_keeps_the_smallest_so_far(
     tmp_path: Path, buggy: Any, imgtrace: Run
 ) -> None:
-    trace = planted_trace(tmp_path / "prod.imgtrace", 24, big=9, masked=10)
-    recorded = trace.read_bytes()
-    out = tmp_path / "min.imgtrace"
     # The third attempt's reset kills the server (and gives its port time to close).
     reset = counting_reset(tmp_path, 2, f"kill -9 {buggy.process.pid}; sleep 0.5")
-    done = imgtrace(
-        "reduce", str(trace), "--target", buggy.url, "--until", "status>=500", "--speed", "50",
-        "--reset", reset, "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, f"the target {buggy.url} is down")
-    kept_so_far(done, out, 24)
-    assert trace.read_bytes() == recorded
+    fails_mid_search(tmp_path, imgtrace, buggy.url, reset, f"the target {buggy.url} is down")
 
 
 def test_existing_output_is_refused(tmp_path: Path, imgtrace: Run) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    out = tmp_path / "min.imgtrace"
-    out.write_bytes(b"keep me")
-    done = imgtrace(
-        "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>=500",
-        "-o", str(out),
-    )  # fmt: skip
-    one_line_error(done, "already exists")
-    assert out.read_bytes() == b"keep me"
+    target = "http://127.0.0.1:9"
+    reduce_fails(tmp_path, imgtrace, target, "", "already exists", existing=b"keep me")
 
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--tries", "0"], "--tries must be >= 1"),
-        (["--min-rate", "1.5"], "--min-rate must be in (0, 1]"),
-        (["--budget", "soon"], "--budget takes a duration like 30s"),
-        (["--until", "image:changed"], "needs a baseline run"),
+        ("--tries 0", "--tries must be >= 1"),
+        ("--min-rate 1.5", "--min-rate must be in (0, 1]"),
+        ("--budget soon", "--budget takes a duration like 30s"),
+        ("--until image:changed", "needs a baseline run"),
     ],
 )
-def test_bad_options(tmp_path: Path, imgtrace: Run, extra: list[str], expected: str) -> None:
-    trace = planted_trace(tmp_path / "t.imgtrace", 3, big=1, masked=2)
-    done = imgtrace(
-        "reduce", str(trace), "--target", "http://127.0.0.1:9", "--until", "status>=500",
-        "-o", str(tmp_path / "min.imgtrace"), *extra,
-    )  # fmt: skip
-    one_line_error(done, expected)
+def test_bad_options(tmp_path: Path, imgtrace: Run, extra: str, expected: str) -> None:
+    reduce_fails(tmp_path, imgtrace, "http://127.0.0.1:9", extra, expected)

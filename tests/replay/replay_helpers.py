@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
-from collections.abc import Callable, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,13 @@ class Server(Started):
     def stats(self) -> dict[str, int]:
         data: dict[str, int] = httpx.get(self.url + "/stats").json()
         return data
+
+    @contextmanager
+    def receives_nothing(self) -> Iterator[None]:
+        """The block must send this server no request."""
+        before = self.stats()["count"]
+        yield
+        assert self.stats()["count"] == before
 
 
 MS = 1_000_000
@@ -73,6 +85,37 @@ def write_trace(
                 )
             )
     return path
+
+
+def interrupted_replay(folder: Path, *args: str, started: Path) -> str:
+    """Replay a long trace with ARGS and press Ctrl-C half a second after `started` exists.
+
+    200 requests over 20 s, each answered after 1 s but the first (`delay=1` for the echo
+    server): Ctrl-C arrives long before the end, with requests in flight that the short
+    --drain cuts off. The replay must exit 130, saying it is stopping, with no traceback;
+    returns its stderr.
+    """
+    delays = lambda i: "" if i == 0 else "delay=1"  # noqa: E731
+    trace = write_trace(folder / "long.imgtrace", [i * 100 for i in range(200)], query=delays)
+    command = [sys.executable, "-m", "imgtrace", "replay", str(trace), *args]
+    command += ["--drain", "0.2", "--no-progress"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not started.exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "stopping" in stderr and "Traceback" not in stderr
+    return stderr
 
 
 def start_echo(delay: float = 0.0) -> Server:

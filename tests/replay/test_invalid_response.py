@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from raw_capture import OK_JSON, RawCaptureServer
 from replay_helpers import write_trace
+from testproc import run_imgtrace
 
 from traces import INVALID_RESPONSE, TraceReader, invalid_response
 
 
-def _imgtrace(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgtrace", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def _replay(trace: Path, target: str, out: Path) -> dict[str, object]:
-    done = _imgtrace(
+    done = run_imgtrace(
         "replay", str(trace), "--target", target, "-o", str(out), "--no-progress", "--json", "-"
     )
     assert done.returncode == 0, done.stderr
@@ -55,10 +48,10 @@ def test_a_200_that_is_not_json_is_an_invalid_response_in_the_run_report_and_com
         kinds = sorted(o.error.kind if o.error else "" for o in reader.outcomes())
     assert kinds == ["", "", INVALID_RESPONSE, INVALID_RESPONSE]
 
-    report = _imgtrace("report", "--json", "-", str(tmp_path / "bad.imgtrace"))
+    report = run_imgtrace("report", "--json", "-", str(tmp_path / "bad.imgtrace"))
     assert report.returncode == 0, report.stderr
     assert INVALID_RESPONSE in report.stdout
-    compared = _imgtrace(
+    compared = run_imgtrace(
         "compare", str(tmp_path / "base.imgtrace"), str(tmp_path / "bad.imgtrace"), "--json", "-"
     )
     assert INVALID_RESPONSE in compared.stdout, compared.stderr

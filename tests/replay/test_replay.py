@@ -14,15 +14,13 @@ from typing import Any
 import msgspec
 import pytest
 from replay_helpers import MS, Server, png, write_trace
+from samples import edit, upload
 
 from replayer import ReplayConfig, Selection, Timing, replay, replay_async
 from traces import (
-    FilePart,
     Header,
-    MultipartBody,
     Outcome,
     Request,
-    TextField,
     TraceError,
     TraceReader,
     TraceWriter,
@@ -289,19 +287,8 @@ def test_trace_without_index_replays(tmp_path: Path, echo: Server) -> None:
     path = tmp_path / "crashed.imgtrace"
     writer = TraceWriter(path, Header(source="proxy"))
     for i in range(30):
-        digest = writer.add_blob(png(i), "image/png")
-        parts = (
-            TextField(name="prompt", value=f"p{i}"),
-            FilePart(name="image", blob=digest, size=1, filename="a.png"),
-        )
-        writer.write(
-            Request(
-                id=f"r{i}",
-                offset_ns=i * MS,
-                path="/v1/images/edits",
-                body=MultipartBody(parts=parts),
-            )
-        )
+        image = upload(writer.add_blob(png(i), "image/png"), 1, "a.png", None)
+        writer.write(edit(f"r{i}", i * MS, image, f"p{i}"))
     writer.flush()
     writer.abandon()
     outcomes, _ = run(path, echo, tmp_path / "run.imgtrace")

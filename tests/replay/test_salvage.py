@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from raw_capture import RawCaptureServer
+from samples import edit, upload
+from testproc import run_imgtrace
 
 from traces import (
-    FilePart,
     Header,
-    MultipartBody,
-    Request,
-    TextField,
     TraceReader,
     TraceRecoveryWarning,
     TraceWriter,
@@ -27,20 +23,9 @@ MS = 1_000_000
 def _damaged_trace(path: Path, count: int = 20) -> int:
     """A closed trace with a flipped byte in its third frame; returns the requests before it."""
     with TraceWriter(path, Header(source="test"), flush_records=4) as writer:
-        digest = writer.add_blob(b"\x89PNG-not-really", "image/png")
+        image = upload(writer.add_blob(b"\x89PNG-not-really", "image/png"), 15, "a.png", None)
         for i in range(count):
-            parts = (
-                TextField(name="prompt", value=f"edit {i}"),
-                FilePart(name="image", blob=digest, size=15, filename="a.png"),
-            )
-            writer.write(
-                Request(
-                    id=f"r{i:04d}",
-                    offset_ns=i * MS,
-                    path="/v1/images/edits",
-                    body=MultipartBody(parts=parts, boundary="b"),
-                )
-            )
+            writer.write(edit(f"r{i:04d}", i * MS, image, f"edit {i}", boundary="b"))
     with TraceReader(path) as reader:
         assert reader.index is not None
         frame = reader.index.frames[2]
@@ -51,12 +36,6 @@ def _damaged_trace(path: Path, count: int = 20) -> int:
         return len(list(reader.requests()))
 
 
-def _imgtrace(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgtrace", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def test_replay_refuses_a_damaged_trace_with_a_hint_it_accepts(tmp_path: Path) -> None:
     trace = tmp_path / "t.imgtrace"
     kept = _damaged_trace(trace)
@@ -65,12 +44,12 @@ def test_replay_refuses_a_damaged_trace_with_a_hint_it_accepts(tmp_path: Path) -
     try:
         run = tmp_path / "run.imgtrace"
         args = ["replay", str(trace), "--target", server.url, "-o", str(run), "--no-progress"]
-        refused = _imgtrace(*args)
+        refused = run_imgtrace(*args)
         assert refused.returncode == 2
         assert refused.stderr.startswith("imgtrace: error: ")
         assert "--salvage" in refused.stderr
         assert server.requests == []
-        salvaged = _imgtrace(*args, "--salvage", "--speed", "100", "--json", "-")
+        salvaged = run_imgtrace(*args, "--salvage", "--speed", "100", "--json", "-")
     finally:
         server.close()
     assert salvaged.returncode == 0, salvaged.stderr
@@ -83,10 +62,10 @@ def test_export_refuses_a_damaged_trace_with_a_hint_it_accepts(tmp_path: Path) -
     trace = tmp_path / "t.imgtrace"
     kept = _damaged_trace(trace)
     out = tmp_path / "a.jsonl"
-    refused = _imgtrace("export", "aiperf-input", str(trace), "-o", str(out))
+    refused = run_imgtrace("export", "aiperf-input", str(trace), "-o", str(out))
     assert refused.returncode == 2
     assert "--salvage" in refused.stderr and not out.exists()
-    salvaged = _imgtrace("export", "aiperf-input", str(trace), "-o", str(out), "--salvage")
+    salvaged = run_imgtrace("export", "aiperf-input", str(trace), "-o", str(out), "--salvage")
     assert salvaged.returncode == 0, salvaged.stderr
     assert "imgtrace: warning:" in salvaged.stderr
     assert len(out.read_text().splitlines()) == kept

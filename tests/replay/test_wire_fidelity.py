@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from raw_capture import RawCaptureServer
 from servers import start_record
+from testproc import run_imgtrace
 
 from traces import TraceReader
 
@@ -73,6 +73,14 @@ def _record(upstream: str, out: Path, bodies: list[tuple[str, bytes]]) -> None:
             process.communicate()
 
 
+def _replay(trace: Path, target: str, *flags: str) -> None:
+    """`imgtrace replay TRACE --target TARGET FLAGS` into a run beside the trace; it must pass."""
+    run = trace.with_name("run.imgtrace")
+    args = ("replay", str(trace), "--target", target, "-o", str(run), "--no-progress", *flags)
+    replayed = run_imgtrace(*args)
+    assert replayed.returncode == 0, replayed.stderr
+
+
 def test_replay_sends_the_recorded_content_type_and_body_unchanged(
     servers: tuple[RawCaptureServer, RawCaptureServer], tmp_path: Path
 ) -> None:
@@ -86,14 +94,7 @@ def test_replay_sends_the_recorded_content_type_and_body_unchanged(
     # The proxy itself forwarded the client's bytes.
     assert [(r.header("content-type"), r.body) for r in upstream.requests] == sent
 
-    replayed = subprocess.run(
-        [sys.executable, "-m", "imgtrace", "replay", str(trace), "--target", target.url]
-        + ["-o", str(tmp_path / "run.imgtrace"), "--no-progress", "--speed", "100"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert replayed.returncode == 0, replayed.stderr
+    _replay(trace, target.url, "--speed", "100")
     got = sorted((r.header("content-type") or "", r.body) for r in target.requests)
     assert got == sorted(sent)
 
@@ -107,14 +108,7 @@ def test_a_set_override_keeps_the_other_parts_as_they_were_written(
     _record(upstream.url, trace, [('multipart/form-data; boundary="abc def"', body)])
     with TraceReader(trace) as reader:
         assert len(list(reader.requests())) == 1
-    replayed = subprocess.run(
-        [sys.executable, "-m", "imgtrace", "replay", str(trace), "--target", target.url]
-        + ["-o", str(tmp_path / "run.imgtrace"), "--no-progress", "--set", "prompt=red"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert replayed.returncode == 0, replayed.stderr
+    _replay(trace, target.url, "--set", "prompt=red")
     (request,) = target.requests
     assert request.header("content-type") == 'multipart/form-data; boundary="abc def"'
     assert EURO.encode() in request.body

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from samples import answered, returned
 from samples import png as png
 from servers import FAST_SERVE, start_serve
 
@@ -14,7 +15,6 @@ from traces import (
     FilePart,
     Header,
     MultipartBody,
-    Outcome,
     Request,
     TextField,
     TraceWriter,
@@ -100,21 +100,15 @@ def write_shard_run(
         for seq in range(index, total, count):
             image = writer.add_blob(png(seq % 3), "image/png")
             intended = seq * gap_ns
+            times = {
+                "sent_ns": intended + 100_000,
+                "upload_done_ns": intended + 200_000,
+                "first_byte_ns": intended + 5 * MS,
+            }
+            done = intended + 6 * MS + seq
+            sizes = {"bytes_up": 1000, "bytes_down": 2000}
             writer.write(
-                Outcome(
-                    request_id=f"r{seq:06d}",
-                    seq=seq,
-                    intended_ns=intended,
-                    sent_ns=intended + 100_000,
-                    upload_done_ns=intended + 200_000,
-                    first_byte_ns=intended + 5 * MS,
-                    done_ns=intended + 6 * MS + seq,
-                    status=200,
-                    bytes_up=1000,
-                    bytes_down=2000,
-                    envelope={"data": [{"b64_json": {"$blob": image}}]},
-                    images=(image,),
-                )
+                answered(f"r{seq:06d}", seq, intended, done, **times, **sizes, **returned(image))
             )
     return path
 

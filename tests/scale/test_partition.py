@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,21 +37,6 @@ def test_parts_are_disjoint_complete_and_thinned_evenly(total: int, count: int) 
         assert [s for s in range(total) if owners[s] == index] == list(range(index, total, count))
 
 
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [
-        ("2/2", "I must be from 0 to 1"),
-        ("0/0", "N must be at least 1"),
-        ("-1/2", "expected I/N"),
-        ("1", "expected I/N"),
-        ("a/b", "expected I/N"),
-    ],
-)
-def test_bad_shard(text: str, fragment: str) -> None:
-    with pytest.raises(UsageError, match=fragment):
-        parse_shard(text)
-
-
 def test_parse_shard() -> None:
     assert parse_shard(" 3/4 ") == Partition(3, 4)
     assert parse_shard("0/1").label == "0/1"
@@ -66,19 +52,26 @@ def test_start_at_forms() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "fragment"),
+    ("parse", "text", "fragment"),
     [
-        ("tomorrow", "expected ISO 8601"),
-        ("2026-13-01T10:00:00Z", "expected ISO 8601"),
-        ("2026-12-01T10:00:00", "give a UTC offset"),
-        ("-5", "positive"),
-        ("nan", "positive"),
-        ("inf", "positive"),
+        (parse_shard, "2/2", "I must be from 0 to 1"),
+        (parse_shard, "0/0", "N must be at least 1"),
+        (parse_shard, "-1/2", "expected I/N"),
+        (parse_shard, "1", "expected I/N"),
+        (parse_shard, "a/b", "expected I/N"),
+        (parse_start_at, "tomorrow", "expected ISO 8601"),
+        (parse_start_at, "2026-13-01T10:00:00Z", "expected ISO 8601"),
+        (parse_start_at, "2026-12-01T10:00:00", "give a UTC offset"),
+        (parse_start_at, "-5", "positive"),
+        (parse_start_at, "nan", "positive"),
+        (parse_start_at, "inf", "positive"),
     ],
 )
-def test_bad_start_at(text: str, fragment: str) -> None:
+def test_bad_shards_and_start_times(
+    parse: Callable[[str], object], text: str, fragment: str
+) -> None:
     with pytest.raises(UsageError, match=fragment):
-        parse_start_at(text)
+        parse(text)
 
 
 def test_a_start_past_the_grace_is_refused_within_it_kept() -> None:

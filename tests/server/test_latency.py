@@ -16,12 +16,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from samples import edit, upload
 from server_support import Server, make_png
 
 from imgtrace._server._config import ServerConfig
 from imgtrace._server._engine import Engine, Job, service_seconds, step_seconds
 from imgtrace._server._metrics import Metrics
-from traces import FilePart, Header, MultipartBody, Request, TextField, TraceWriter
+from traces import Header, TraceWriter
 
 PNG = make_png((512, 512))
 
@@ -258,31 +259,12 @@ def _replay_trace(path: Path, requests: int, spacing_ns: int) -> Path:
     encode work that the server's caches skip on every replay after the first."""
     inputs = [make_png((768, 768), (40 * i, 200 - 30 * i, 90)) for i in range(4)]
     with TraceWriter(path, Header(kind="trace", source="synthetic")) as writer:
-        digests = [writer.add_blob(data, "image/png") for data in inputs]
+        images = [upload(writer.add_blob(data, "image/png"), len(data)) for data in inputs]
         for index in range(requests):
-            body = MultipartBody(
-                parts=(
-                    TextField(name="prompt", value=f"paint it teal {index % 5}"),
-                    FilePart(
-                        name="image",
-                        blob=digests[index % 4],
-                        size=len(inputs[index % 4]),
-                        filename="in.png",
-                        content_type="image/png",
-                    ),
-                    TextField(name="size", value="768x768"),
-                    TextField(name="num_inference_steps", value="4"),
-                    TextField(name="seed", value=str(index)),
-                )
-            )
-            writer.write(
-                Request(
-                    id=f"e{index:03d}",
-                    offset_ns=index * spacing_ns,
-                    path="/v1/images/edits",
-                    body=body,
-                )
-            )
+            prompt = f"paint it teal {index % 5}"
+            fields = {"size": "768x768", "num_inference_steps": "4", "seed": str(index)}
+            request = edit(f"e{index:03d}", index * spacing_ns, images[index % 4], prompt, **fields)
+            writer.write(request)
     return path
 
 

@@ -61,27 +61,27 @@ def test_ready_line_names_the_real_port_and_sigterm_exits_0() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--speed", "0"], "--speed must be > 0"),
-        (["--speed", "nan"], "--speed must be > 0"),
-        (["--gpus", "0"], "--gpus must be between 1 and 64"),
-        (["--max-batch", "65"], "--max-batch must be between 1 and 64"),
-        (["--cold-start", "-1"], "--cold-start must be >= 0 and finite"),
-        (["--error-rate", "1.5"], "--error-rate must be between 0 and 1"),
+        ("--speed 0", "--speed must be > 0"),
+        ("--speed nan", "--speed must be > 0"),
+        ("--gpus 0", "--gpus must be between 1 and 64"),
+        ("--max-batch 65", "--max-batch must be between 1 and 64"),
+        ("--cold-start -1", "--cold-start must be >= 0 and finite"),
+        ("--error-rate 1.5", "--error-rate must be between 0 and 1"),
         (
-            ["--error-rate", "0.6", "--timeout-rate", "0.6"],
+            "--error-rate 0.6 --timeout-rate 0.6",
             "--error-rate plus --timeout-rate must not exceed 1",
         ),
-        (["--noise", "300"], "--noise must be between 0 and 255"),
-        (["--slow-factor", "0.5"], "--slow-factor must be >= 1"),
-        (["--max-body", "100"], "--max-body must be at least 1024 bytes"),
-        (["--max-header-size", "100"], "--max-header-size must be at least 1024 bytes"),
+        ("--noise 300", "--noise must be between 0 and 255"),
+        ("--slow-factor 0.5", "--slow-factor must be >= 1"),
+        ("--max-body 100", "--max-body must be at least 1024 bytes"),
+        ("--max-header-size 100", "--max-header-size must be at least 1024 bytes"),
     ],
 )
 def test_bad_options_are_one_line_errors(
-    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    capsys: pytest.CaptureFixture[str], args: str, message: str
 ) -> None:
     # In-process: the same main() as the command; nothing starts when an option is bad.
-    assert main(["serve", "--port", "0", *args]) == 2
+    assert main(["serve", "--port", "0", *args.split()]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == f"imgtrace: error: {message}"
     assert captured.out == ""

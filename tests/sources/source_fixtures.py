@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,14 @@ import numpy as np
 from PIL import Image
 
 from imgtrace._cli import main
+from traces import Request, TraceReader
 
 START_NS = 1_750_000_000_000_000_000
+
+Cli = Callable[..., tuple[int, str, str]]
+"""The `cli` fixture: `cli("import", "har", ...)` -> (exit code, stdout, stderr)."""
+Open = Callable[[Path], tuple[TraceReader, list[Request]]]
+"""The `open_trace` fixture: `open_trace(path)` -> (reader, requests)."""
 
 
 def png(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:

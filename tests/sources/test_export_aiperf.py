@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from source_fixtures import png
+from source_fixtures import Cli, Open, png
 
 from recorder import export_aiperf_input, import_aiperf_input
 from recorder._aiperf import form_value
@@ -23,9 +22,6 @@ from traces import (
     TraceReader,
     TraceWriter,
 )
-
-Cli = Callable[..., tuple[int, str, str]]
-Open = Callable[[Path], tuple[TraceReader, list[Request]]]
 
 
 def summary(request: Request) -> tuple[str, list[str], dict[str, str], int]:

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from source_fixtures import START_NS, b64, png, raw_record, write_jsonl
+from source_fixtures import START_NS, Cli, Open, b64, png, raw_record, write_jsonl
 
 from traces import (
     FilePart,
     MultipartBody,
     Request,
     TextField,
-    TraceReader,
     encode_body,
     parse_multipart,
     restore_images,
 )
 
-Cli = Callable[..., tuple[int, str, str]]
-Open = Callable[[Path], tuple[TraceReader, list[Request]]]
+
+def import_input(
+    cli: Cli, source: Path, out: Path, flags: str = "", *extra: str
+) -> tuple[int, str, str]:
+    """`imgtrace import aiperf-input SOURCE -o OUT` with the flags of the text and `extra`."""
+    return cli("import", "aiperf-input", str(source), "-o", str(out), *flags.split(), *extra)
 
 
 def sha(data: bytes) -> str:
@@ -165,19 +167,8 @@ def test_input_file_paths_data_urls_timestamps_and_extra(
     ]
     source = write_jsonl(tmp_path / "inputs.jsonl", lines)
     out = tmp_path / "t.imgtrace"
-    code, _, err = cli(
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(out),
-        "--model",
-        "flux",
-        "--extra-inputs",
-        "size:512x512",
-        "--extra-inputs",
-        "num_inference_steps:4",
-    )
+    flags = "--model flux --extra-inputs size:512x512 --extra-inputs num_inference_steps:4"
+    code, _, err = import_input(cli, source, out, flags)
     assert code == 0, err
     assert "3 requests" in err and "1 entries skipped (not image edits)" in err
     _, requests = open_trace(out)
@@ -325,18 +316,8 @@ def test_input_file_is_built_as_aiperf_sends_it(tmp_path: Path, cli: Cli, open_t
     ]
     source = write_jsonl(tmp_path / "in.jsonl", lines)
     out = tmp_path / "t.imgtrace"
-    code, _, err = cli(
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(out),
-        "--model",
-        "flux",
-        "--aiperf-dir",
-        str(workdir),
-        "--extra-inputs",
-        "size:512x512",
+    code, _, err = import_input(
+        cli, source, out, "--model flux --extra-inputs size:512x512", "--aiperf-dir", str(workdir)
     )
     assert code == 0, err
     assert "1 lines name a `model`: AIPerf ignores it" in err
@@ -371,27 +352,12 @@ def test_image_files_aiperf_refuses_are_refused(tmp_path: Path, cli: Cli) -> Non
     Image.open(io.BytesIO(png(4))).save(webp, "WEBP")
     (tmp_path / "a.webp").write_bytes(webp.getvalue())
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x", "image": "a.webp"}])
-    code, _, err = cli(
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(tmp_path / "t"),
-        "--aiperf-dir",
-        str(tmp_path),
-    )
+    code, _, err = import_input(cli, source, tmp_path / "t", "", "--aiperf-dir", str(tmp_path))
     assert code == 2
     assert f"{source}:1: image file a.webp is WEBP: AIPerf accepts only PNG and JPEG files" in err
     # As written, the file is kept as it is.
-    code, _, err = cli(
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(tmp_path / "t"),
-        "--aiperf-dir",
-        str(tmp_path),
-        "--as-written",
+    code, _, err = import_input(
+        cli, source, tmp_path / "t", "--as-written", "--aiperf-dir", str(tmp_path)
     )
     assert code == 0, err
 

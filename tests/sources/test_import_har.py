@@ -5,19 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from source_fixtures import har_entry, png, write_har
+from source_fixtures import Cli, Open, har_entry, png, write_har
 
 from recorder import import_har
 from recorder._har import parse_har_time
-from traces import FilePart, MultipartBody, Request, TextField, TraceReader
-
-Cli = Callable[..., tuple[int, str, str]]
-Open = Callable[[Path], tuple[TraceReader, list[Request]]]
+from traces import FilePart, MultipartBody, TextField, TraceReader
 
 
 def sha(data: bytes) -> str:

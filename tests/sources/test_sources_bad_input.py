@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from source_fixtures import START_NS, b64, har_entry, png, raw_record, write_har, write_jsonl
-
-Cli = Callable[..., tuple[int, str, str]]
+from source_fixtures import START_NS, Cli, b64, har_entry, png, raw_record, write_har, write_jsonl
 
 
 def fails(cli: Cli, *args: str, match: str) -> str:
@@ -21,6 +18,14 @@ def fails(cli: Cli, *args: str, match: str) -> str:
     assert lines[0].startswith("imgtrace: error: "), err
     assert match in lines[0], lines[0]
     return lines[0]
+
+
+def import_fails(cli: Cli, kind: str, source: Path, match: str) -> str:
+    """`imgtrace import KIND SOURCE -o SOURCE.imgtrace` must fail with `match`, writing nothing."""
+    output = source.with_suffix(".imgtrace")
+    line = fails(cli, "import", kind, str(source), "-o", str(output), match=match)
+    assert not output.exists()
+    return line
 
 
 def good_raw(tmp_path: Path) -> list[dict[str, object]]:
@@ -52,56 +57,24 @@ def test_missing_image_file(tmp_path: Path, cli: Cli) -> None:
     source = write_jsonl(
         tmp_path / "in.jsonl", [{"text": "x", "image": "a.png"}, {"text": "y", "image": "gone.png"}]
     )
-    fails(
-        cli,
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}:2: image file gone.png not found",
-    )
+    import_fails(cli, "aiperf-input", source, f"{source}:2: image file gone.png not found")
 
 
 def test_image_file_that_is_not_an_image(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "notes.png").write_text("hello, I am text")
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x", "image": "notes.png"}])
-    fails(
-        cli,
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}:1: image file notes.png is not an image",
-    )
+    import_fails(cli, "aiperf-input", source, f"{source}:1: image file notes.png is not an image")
 
 
 def test_raw_payload_that_is_not_an_image(tmp_path: Path, cli: Cli) -> None:
     rows = good_raw(tmp_path)
     rows[2] = raw_record(2, START_NS + 5, image=b'{"json": "not an image"}')
     source = write_jsonl(tmp_path / "raw.jsonl", rows)
-    fails(
-        cli,
-        "import",
-        "aiperf-raw",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}:3: payload 'image' is not an image",
-    )
+    import_fails(cli, "aiperf-raw", source, f"{source}:3: payload 'image' is not an image")
     bad_b64 = good_raw(tmp_path)[:1]
     bad_b64[0]["payload"]["image"]["b64_data"] = "!!!not base64"  # type: ignore[index]
     source2 = write_jsonl(tmp_path / "raw2.jsonl", bad_b64)
-    fails(
-        cli,
-        "import",
-        "aiperf-raw",
-        str(source2),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source2}:1: payload 'image' does not decode",
-    )
+    import_fails(cli, "aiperf-raw", source2, f"{source2}:1: payload 'image' does not decode")
 
 
 def test_har_upload_that_is_not_an_image(tmp_path: Path, cli: Cli) -> None:
@@ -112,29 +85,18 @@ def test_har_upload_that_is_not_an_image(tmp_path: Path, cli: Cli) -> None:
             har_entry("2026-01-01T00:00:01Z", image=b"plain text body", as_text=False),
         ],
     )
-    fails(
-        cli,
-        "import",
-        "har",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}: entry 2: upload 'image' (in.png) is not an image",
-    )
+    import_fails(cli, "har", source, f"{source}: entry 2: upload 'image' (in.png) is not an image")
 
 
 def test_http_image_urls_are_refused(tmp_path: Path, cli: Cli) -> None:
     source = write_jsonl(
         tmp_path / "in.jsonl", [{"text": "x", "image": "https://example.com/cat.png"}]
     )
-    line = fails(
+    line = import_fails(
         cli,
-        "import",
         "aiperf-input",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}:1: image 'https://example.com/cat.png' is an http URL",
+        source,
+        f"{source}:1: image 'https://example.com/cat.png' is an http URL",
     )
     assert "download it and give its local path" in line
 
@@ -150,99 +112,37 @@ def test_non_edits_are_skipped_and_counted_or_refused_when_nothing_is_left(
     code, _, err = cli("import", "aiperf-input", str(source), "-o", str(tmp_path / "t.imgtrace"))
     assert code == 0 and "2 entries skipped (not image edits)" in err
     only = write_jsonl(tmp_path / "only.jsonl", [{"text": "no image"}])
-    fails(
-        cli,
-        "import",
-        "aiperf-input",
-        str(only),
-        "-o",
-        str(tmp_path / "u.imgtrace"),
-        match="1 entries skipped (not image edits)",
-    )
+    import_fails(cli, "aiperf-input", only, "1 entries skipped (not image edits)")
     har = write_har(
         tmp_path / "c.har",
         [har_entry("2026-01-01T00:00:00Z", method="GET", url="http://h/health", body=False)],
     )
-    fails(
-        cli,
-        "import",
-        "har",
-        str(har),
-        "-o",
-        str(tmp_path / "v.imgtrace"),
-        match="no image-edit entries",
-    )
+    import_fails(cli, "har", har, "no image-edit entries")
     generation = raw_record(0, START_NS, payload={"prompt": "a cat", "model": "m"})
     raw = write_jsonl(tmp_path / "raw.jsonl", [generation])
-    fails(
-        cli,
-        "import",
-        "aiperf-raw",
-        str(raw),
-        "-o",
-        str(tmp_path / "w.imgtrace"),
-        match="1 entries skipped (not image edits)",
-    )
+    import_fails(cli, "aiperf-raw", raw, "1 entries skipped (not image edits)")
 
 
 def test_har_without_bodies(tmp_path: Path, cli: Cli) -> None:
     source = write_har(tmp_path / "c.har", [har_entry("2026-01-01T00:00:00Z", body=False)])
-    line = fails(
-        cli,
-        "import",
-        "har",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}: entry 1: has no request body",
-    )
+    line = import_fails(cli, "har", source, f"{source}: entry 1: has no request body")
     assert "Save all as HAR with content" in line
     empty_file = har_entry("2026-01-01T00:00:00Z", as_text=False)
     empty_file["request"]["postData"]["params"][1]["value"] = ""
     source2 = write_har(tmp_path / "d.har", [empty_file])
-    fails(
-        cli,
-        "import",
-        "har",
-        str(source2),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match="upload 'image' is empty",
-    )
+    import_fails(cli, "har", source2, "upload 'image' is empty")
 
 
 def test_malformed_and_foreign_har(tmp_path: Path, cli: Cli) -> None:
     broken = tmp_path / "broken.har"
     broken.write_text('{\n "log": {\n  "entries": [\n   {"startedDateTime": }\n  ]\n }\n}\n')
-    fails(
-        cli,
-        "import",
-        "har",
-        str(broken),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{broken}:4: JSON is malformed",
-    )
+    import_fails(cli, "har", broken, f"{broken}:4: JSON is malformed")
     foreign = tmp_path / "foreign.har"
     foreign.write_text('{"hello": 1}')
-    fails(
-        cli,
-        "import",
-        "har",
-        str(foreign),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match="not a HAR file",
-    )
+    import_fails(cli, "har", foreign, "not a HAR file")
     bad_time = write_har(tmp_path / "time.har", [har_entry("yesterday at noon")])
-    fails(
-        cli,
-        "import",
-        "har",
-        str(bad_time),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match="entry 1: startedDateTime 'yesterday at noon' is not an ISO 8601 time",
+    import_fails(
+        cli, "har", bad_time, "entry 1: startedDateTime 'yesterday at noon' is not an ISO 8601 time"
     )
 
 
@@ -250,28 +150,12 @@ def test_malformed_and_foreign_har(tmp_path: Path, cli: Cli) -> None:
 def test_empty_input(tmp_path: Path, cli: Cli, kind: str) -> None:
     source = tmp_path / "empty.input"
     source.write_text("\n\n")
-    fails(cli, "import", kind, str(source), "-o", str(tmp_path / "t.imgtrace"), match="empty")
+    import_fails(cli, kind, source, "empty")
     missing = tmp_path / "missing.jsonl"
-    fails(
-        cli,
-        "import",
-        kind,
-        str(missing),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{missing}: no such file",
-    )
+    import_fails(cli, kind, missing, f"{missing}: no such file")
     if kind == "har":
         no_entries = write_har(tmp_path / "none.har", [])
-        fails(
-            cli,
-            "import",
-            kind,
-            str(no_entries),
-            "-o",
-            str(tmp_path / "t.imgtrace"),
-            match="holds no entries",
-        )
+        import_fails(cli, kind, no_entries, "holds no entries")
 
 
 def test_outputs_are_never_overwritten_by_a_failure(tmp_path: Path, cli: Cli) -> None:
@@ -361,12 +245,4 @@ def test_bad_synth_inputs(tmp_path: Path, cli: Cli) -> None:
 def test_data_url_that_is_not_an_image(tmp_path: Path, cli: Cli) -> None:
     url = f"data:image/png;base64,{b64(b'GIF? no, text')}"
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x", "image": url}])
-    fails(
-        cli,
-        "import",
-        "aiperf-input",
-        str(source),
-        "-o",
-        str(tmp_path / "t.imgtrace"),
-        match=f"{source}:1: the image data URL is not an image",
-    )
+    import_fails(cli, "aiperf-input", source, f"{source}:1: the image data URL is not an image")
