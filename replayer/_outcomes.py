@@ -21,7 +21,6 @@ import msgspec
 from traces import Outcome, TraceWriter, invalid_response, json_envelope
 
 from ._backlog import BODY_BUDGET, Backlog
-from ._priority import background_thread
 from ._sender import Exchange, decoded_body
 
 __all__ = ["OutcomeSink"]
@@ -107,7 +106,6 @@ class OutcomeSink:
                 self.error = exc
 
     def _run(self) -> None:
-        background_thread()
         while True:
             closing = self._closing.wait(POLL_S)
             self.write_pending()

@@ -19,7 +19,6 @@ from traces import Header, Interleave, Redaction, TraceWriter, __version__
 
 from ._backlog import BODY_BUDGET
 from ._outcomes import POLL_S, OutcomeSink
-from ._priority import background_thread
 from ._progress import Live, Stats
 from ._results import ReplayResult
 from ._schedule import Plan
@@ -75,7 +74,6 @@ class SharedOutcomes:
         self._thread.start()
 
     def _run(self) -> None:
-        background_thread()
         while True:
             closing = self._closing.wait(POLL_S)
             for sink in self._sinks:

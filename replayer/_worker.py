@@ -11,6 +11,7 @@ coordinator tells it to stop or abort.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -26,7 +27,6 @@ import anyio.lowlevel
 
 from ._backlog import Backlog
 from ._engine import Engine
-from ._priority import background_thread
 from ._produce import BATCH, Feed, Item
 from ._ring import Ring
 from ._schedule import Timing
@@ -121,7 +121,6 @@ class Outbox:
             self.conn.send_bytes(encode(message))
 
     def _run(self) -> None:
-        background_thread()
         waited = 0.0
         while True:
             closing = self._closing.wait(POLL_S)
@@ -246,6 +245,9 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     sys.setswitchinterval(SWITCH_INTERVAL)
     _keep_large_buffers()
+    # Everything imported so far is out of the collector's sight: a full collection then
+    # walks only what the replay allocates, not the interpreter's modules (milliseconds).
+    gc.freeze()
     try:
         anyio.run(_serve, spec, feeds, control, results)
     except (EOFError, OSError):

@@ -26,7 +26,6 @@ from anyio.abc import TaskGroup
 from ._control import watched
 from ._errors import ReplayError
 from ._partition import part_of
-from ._priority import background_thread
 from ._produce import Feed
 from ._results import ReplayResult
 from ._ring import Ring
@@ -96,7 +95,6 @@ class WorkerHandle:
         self.reader.start()
 
     def _collect(self) -> None:
-        background_thread()
         while True:
             try:
                 message = decode_result(self.results.recv_bytes())
@@ -165,7 +163,6 @@ class Pump:
         self.thread.start()
 
     def _run(self) -> None:
-        background_thread()
         try:
             while not self.stopping:
                 items = self.feed()
