@@ -10,6 +10,7 @@ is kept without them, one that does not fit at all is dropped, and both are coun
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import queue
 import threading
@@ -20,7 +21,7 @@ from typing import Protocol
 from ._capture import Exchange, PathMatcher
 from ._options import RecorderStats, RecordOptions
 
-__all__ = ["STOP", "CaptureSink", "Handoff", "Intake"]
+__all__ = ["STOP", "CaptureSink", "Handoff", "Intake", "IntakeSide"]
 
 STOP = object()
 """What `Handoff.take` returns once the hand-off is closed and drained."""
@@ -171,3 +172,27 @@ class Handoff:
         with self._lock:
             self._stats.dropped_recorder_died += 1
         self.release(size)
+
+
+class IntakeSide:
+    """The producers' side every recorder sink shares: exchanges begin at the intake and are
+    handed over without waiting; closing stops both (the subclass sets `_intake`, `_handoff`)."""
+
+    _intake: Intake
+    _handoff: Handoff
+
+    def begin(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]]
+    ) -> Exchange | None:
+        """A new exchange stamped with its arrival time, or None when `path` is not recorded."""
+        return self._intake.begin(method, path, query, headers)
+
+    def submit(self, exchange: Exchange) -> None:
+        """Hand a finished exchange over, without waiting (left out and counted when behind)."""
+        self._handoff.put(exchange)
+
+    def _stop_taking(self, close: Callable[[], object]) -> None:
+        """No new exchanges; the first call also takes `close` off the exit hooks."""
+        self._intake.closed = True
+        if self._handoff.close():
+            atexit.unregister(close)

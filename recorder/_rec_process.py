@@ -34,7 +34,7 @@ from traces import Redaction
 
 from ._capture import Exchange
 from ._errors import RecorderError
-from ._intake import STOP, Handoff, Intake
+from ._intake import STOP, Handoff, Intake, IntakeSide
 from ._options import RecorderStats, RecordOptions, check_output
 from ._rec_child import STOP_SIGNALS, RecordingSpec, recording_main
 from ._rec_wire import (
@@ -93,7 +93,7 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-class RecorderProcess:
+class RecorderProcess(IntakeSide):
     """Records exchanges like `Recorder`, with the writing in a process of its own.
 
     The same `begin()` / `submit()` / `close()` as `Recorder` (so `RecordingProxy` takes
@@ -179,23 +179,9 @@ class RecorderProcess:
         self._reader.join(5.0)
         self._results.close()
 
-    # -- producers (any thread, never blocking) -----------------------------------------------
-
-    def begin(
-        self, method: str, path: str, query: str, headers: list[tuple[str, str]]
-    ) -> Exchange | None:
-        """A new exchange stamped with its arrival time, or None when `path` is not recorded."""
-        return self._intake.begin(method, path, query, headers)
-
-    def submit(self, exchange: Exchange) -> None:
-        """Hand a finished exchange to the recording process, without waiting."""
-        self._handoff.put(exchange)
-
     def close(self) -> RecorderStats:
         """Send what is waiting, let the recording process close the trace; the counts."""
-        self._intake.closed = True
-        if self._handoff.close():
-            atexit.unregister(self.close)
+        self._stop_taking(self.close)
         self._sender.join()
         self._reader.join()
         self._process.join(5.0)

@@ -17,15 +17,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._capture import Exchange
-from ._intake import STOP, Handoff, Intake
+from ._intake import STOP, Handoff, Intake, IntakeSide
 from ._options import RecorderStats, RecordOptions, check_output, part_path
 from ._trace_sink import TraceSink, WriterFactory, warn
 
 __all__ = ["RecordOptions", "Recorder", "RecorderStats", "check_output", "part_path"]
 
 
-class Recorder:
+class Recorder(IntakeSide):
     """Turns finished exchanges into a trace file, on its own thread.
 
     `begin()` stamps an arriving request (or returns None if it is not to be recorded);
@@ -66,23 +65,9 @@ class Recorder:
         self._thread.start()
         atexit.register(self.close)
 
-    # -- producers (any thread, never blocking) -----------------------------------------------
-
-    def begin(
-        self, method: str, path: str, query: str, headers: list[tuple[str, str]]
-    ) -> Exchange | None:
-        """A new exchange stamped with its arrival time, or None when `path` is not recorded."""
-        return self._intake.begin(method, path, query, headers)
-
-    def submit(self, exchange: Exchange) -> None:
-        """Queue a finished exchange for writing; drop and count it if the writer is behind."""
-        self._handoff.put(exchange)
-
     def close(self) -> RecorderStats:
         """Write what is queued, note the counts, close the file. Safe to call twice."""
-        self._intake.closed = True
-        if self._handoff.close():
-            atexit.unregister(self.close)
+        self._stop_taking(self.close)
         self._thread.join()
         return self.stats
 
