@@ -262,20 +262,21 @@ class _Parser:
         return tree
 
     def _or(self) -> Predicate:
-        start = self._position()
-        parts = [self._and()]
-        while self._peek() == "or":
-            self.index += 1
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else _Any(parts, self._span(start))
+        return self._chain("or", self._and, _Any)
 
     def _and(self) -> Predicate:
+        return self._chain("and", self._unary, _All)
+
+    def _chain(
+        self, word: str, operand: Callable[[], Predicate], joined: type[_Combined]
+    ) -> Predicate:
+        """One operand, or several joined by `word` (the grammar's `a or b`, `a and b`)."""
         start = self._position()
-        parts = [self._unary()]
-        while self._peek() == "and":
+        parts = [operand()]
+        while self._peek() == word:
             self.index += 1
-            parts.append(self._unary())
-        return parts[0] if len(parts) == 1 else _All(parts, self._span(start))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else joined(parts, self._span(start))
 
     def _unary(self) -> Predicate:
         kind = self._peek()
