@@ -42,7 +42,11 @@ def edit(
 ) -> Request:
     """An image edit to /v1/images/edits: the prompt, the image, then the other text fields."""
     texts = [TextField(name=name, value=value) for name, value in fields.items()]
-    parts = (TextField(name="prompt", value=prompt), image, *texts)
+    parts: tuple[TextField | FilePart, ...] = (
+        TextField(name="prompt", value=prompt),
+        image,
+        *texts,
+    )
     body = MultipartBody(parts=parts, boundary=boundary)
     return Request(id=request_id, offset_ns=offset_ns, path="/v1/images/edits", body=body)
 

@@ -134,8 +134,8 @@ def _reference_means(pixels: np.ndarray, side: int, stride: int) -> np.ndarray:
 def test_colour_figures_agree_with_a_float64_reference() -> None:
     a = scene(256, seed=12)
     rng = np.random.default_rng(12)
-    b = np.clip(a.astype(np.int16) + rng.integers(-4, 5, a.shape) + [3, 0, -2], 0, 255)
-    b = b.astype(np.uint8)
+    shifted = a.astype(np.int16) + rng.integers(-4, 5, a.shape) + np.array([3, 0, -2])
+    b = np.clip(shifted, 0, 255).astype(np.uint8)
     result = colour_difference(a, b, local_threshold=5)
     assert result.local_windows == 0  # no shift tolerance: the plain maximum
     ref = [rgb2lab(_reference_means(x, 32, 32) / 255) for x in (a, b)]

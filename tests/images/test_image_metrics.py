@@ -14,7 +14,6 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from analyzer._images.metrics import (
-    MAX_DELTA,
     ImageDecodeError,
     decode_image,
     downscale_factor,
@@ -25,6 +24,7 @@ from analyzer._images.metrics import (
     yiq_delta,
 )
 from analyzer._images.options import Thresholds
+from analyzer._images.pixels import MAX_DELTA
 from analyzer._images.records import ImageInfo
 from analyzer._images.verdict import ladder
 

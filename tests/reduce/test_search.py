@@ -163,7 +163,11 @@ def test_flaky_search_finds_the_pair_in_most_seeds_check_included(
     for seed in range(100):
         rng = random.Random(seed)
         pair = {f"r{i:04d}" for i in rng.sample(range(200), 2)}
-        simulated(lambda ids, pair=pair, rng=rng: pair <= ids and rng.random() < 0.5)
+
+        def fails(ids: set[str], pair: set[str] = pair, rng: random.Random = rng) -> bool:
+            return pair <= ids and rng.random() < 0.5
+
+        simulated(fails)
         try:
             result = reduce_trace(config(trace, tmp_path / "min.imgtrace", tries=4, confirm=10))
         except NotReproduced:
@@ -194,8 +198,10 @@ def test_reported_rate_has_its_interval(
 def test_wilson_interval_known_values() -> None:
     # Zero of ten: the upper end is z^2 / (n + z^2), the score interval's closed form.
     z2 = 1.959963984540054**2
-    assert wilson_interval(0, 10) == (0.0, pytest.approx(z2 / (10 + z2)))
-    assert wilson_interval(10, 10) == (pytest.approx(10 / (10 + z2)), 1.0)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(z2 / (10 + z2))
+    low, high = wilson_interval(10, 10)
+    assert low == pytest.approx(10 / (10 + z2)) and high == 1.0
     low, high = wilson_interval(50, 100)
     assert (round(low, 4), round(high, 4)) == (0.4038, 0.5962)
     with pytest.raises(ValueError):
