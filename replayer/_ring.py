@@ -11,10 +11,14 @@ what the producer has written (its own) and what the consumer has taken (in the 
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 from multiprocessing import shared_memory
 
 __all__ = ["Ring"]
 
+# How often a producer looks again for room in a full ring.
+WAIT_S = 0.001
 _COUNTER = struct.Struct("<Q")
 _HEAD = 64  # the consumer's counter, alone on its cache line
 
@@ -52,6 +56,17 @@ class Ring:
         buffer[_HEAD + offset : _HEAD + offset + count] = data
         self._written = start + count
         return start
+
+    def put_waiting(self, data: bytes, give_up: Callable[[], bool]) -> int | None:
+        """`put`, waiting for room while the consumer takes bodies out; None once `give_up()`
+        says so (or when `data` is bigger than the whole ring)."""
+        if len(data) > self.size:
+            return None
+        while (at := self.put(data)) is None:
+            if give_up():
+                return None
+            time.sleep(WAIT_S)
+        return at
 
     def take(self, position: int, count: int) -> bytes:
         """The body put at `position`; its space (and any before it) is free again."""

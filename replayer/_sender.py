@@ -258,14 +258,8 @@ def _unbrotli(body: bytes) -> bytes:
     return bytes(brotli.decompress(body))
 
 
-_DECODERS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": lambda body: zlib.decompress(body, zlib.MAX_WBITS | 16),
-    "x-gzip": lambda body: zlib.decompress(body, zlib.MAX_WBITS | 16),
-    "deflate": lambda body: _inflate(body),
-    "zstd": _unzstd,
-    "br": _unbrotli,
-    "identity": lambda body: body,
-}
+def _gunzip(body: bytes) -> bytes:
+    return zlib.decompress(body, zlib.MAX_WBITS | 16)
 
 
 def _inflate(body: bytes) -> bytes:
@@ -273,6 +267,16 @@ def _inflate(body: bytes) -> bytes:
         return zlib.decompress(body)
     except zlib.error:  # raw deflate, as some servers send it
         return zlib.decompress(body, -zlib.MAX_WBITS)
+
+
+_DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": _gunzip,
+    "x-gzip": _gunzip,
+    "deflate": _inflate,
+    "zstd": _unzstd,
+    "br": _unbrotli,
+    "identity": bytes,
+}
 
 
 def decoded_body(exchange: Exchange) -> ErrorInfo | None:

@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -214,11 +213,6 @@ class Prepared:
     def __post_init__(self) -> None:
         if not self.target:
             object.__setattr__(self, "target", httpx.URL(self.url).raw_path.decode("ascii"))
-
-    @cached_property
-    def request(self) -> httpx.Request:
-        """The same request as httpx builds it (for callers that send it with httpx)."""
-        return httpx.Request(self.method, self.url, headers=self.headers, content=self.content)
 
 
 @dataclass

@@ -53,7 +53,6 @@ __all__ = ["WORKER_BUDGET", "WorkerSpec", "worker_main"]
 WORKER_BUDGET = 32 * 1024 * 1024
 """Bytes of response bodies a worker holds for the coordinator, at most."""
 POLL_S = 0.01
-RING_WAIT_S = 0.001
 RING_PATIENCE_S = 5.0
 TICK_S = 0.25
 SWITCH_INTERVAL = 0.0005
@@ -150,12 +149,11 @@ class Outbox:
             return NO_BODY
         if len(body) > self.ring.size:
             return INLINE
-        give_up = time.monotonic() + RING_PATIENCE_S
-        while (at := self.ring.put(body)) is None:
-            if time.monotonic() > give_up:
-                exchange.body_dropped = True
-                return NO_BODY
-            time.sleep(RING_WAIT_S)
+        patience = time.monotonic() + RING_PATIENCE_S
+        at = self.ring.put_waiting(body, lambda: time.monotonic() > patience)
+        if at is None:
+            exchange.body_dropped = True
+            return NO_BODY
         return at
 
     def close(self, error: str | None) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -56,8 +55,6 @@ POLL_S = 0.05
 # Bytes of each shared-memory ring: a few image bodies in flight between the processes. Bodies
 # wait in the bounded queues on either side, not here; a bigger body goes through the pipe.
 RING_SIZE = 8 << 20
-# How often a producer looks again for room in a full ring.
-RING_WAIT_S = 0.001
 
 
 class WorkerHandle:
@@ -193,11 +190,7 @@ class Pump:
         it reads them), INLINE when it is bigger than the ring, None when stopping."""
         if len(content) > ring.size:
             return INLINE
-        while (at := ring.put(content)) is None:
-            if self.stopping:
-                return None
-            time.sleep(RING_WAIT_S)
-        return at
+        return ring.put_waiting(content, lambda: self.stopping)
 
 
 class Workers:
