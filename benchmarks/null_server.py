@@ -5,10 +5,15 @@
 An asyncio protocol in a process of its own, so the server costs the replayer nothing. httptools
 (uvicorn's C parser) reads the requests, keep-alive and pipelined; each body is discarded and
 answered with one fixed JSON: `{"created":0,"data":[]}`, or with --response-bytes N one base64
-image of about N bytes, as image-edit servers return; with --delay S each answer waits S seconds.
-With --log, when the server ends (SIGTERM) it writes the monotonic time in ns at which each
-request's first bytes arrived, one per line. It listens on 127.0.0.1 at a port the system picks
-and prints it (tests/servers.py `print_ready`); `start_null_server` starts it and reads the port.
+image of about N bytes, as image-edit servers return; with --delay S (not with --log) each
+answer waits S seconds.
+With --log, when the server ends (SIGTERM) it writes, one line per request, two times in ns at
+which the request's first bytes arrived: when this process read them (monotonic clock), and
+when the kernel received them on the socket (SO_TIMESTAMPNS, real-time clock). On loopback the
+kernel stamps a segment as the client writes it, so the second time leaves out how long this
+server waited for a core: it is the client's own lateness. It listens on 127.0.0.1 at a port
+the system picks and prints it (tests/servers.py `print_ready`); `start_null_server` starts it
+and reads the port.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import base64
 import json
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -70,41 +77,120 @@ class NullHTTP(asyncio.Protocol):
             self.transport.write(self.answer)
 
 
-class ArrivalLog(NullHTTP):
-    """`NullHTTP` that also notes when each request's first bytes arrived."""
+# Linux's numbers; Python's socket module does not name them.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+READ_SIZE = 1 << 18
 
-    def __init__(self, answer: bytes, delay: float, arrivals: list[int]) -> None:
+
+class StampedConnection:
+    """One connection read with recvmsg, noting both arrival times of each request.
+
+    Between requests it reads a single byte: the kernel then gives the time of the segment that
+    holds the request's first byte, not of the last segment a larger read would end on.
+    """
+
+    def __init__(self, sock: socket.socket, answer: bytes, arrivals: list[tuple[int, int]]) -> None:
+        self.sock = sock
+        self.answer = answer
         self.arrivals = arrivals
-        super().__init__(answer, delay)
+        self.parser = httptools.HttpRequestParser(self)
+        self.between = True
+        self.kernel_ns = 0
+        self.unsent = bytearray()
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.loop.add_reader(sock.fileno(), self.readable)
+
+    def readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(1 if self.between else READ_SIZE, _ANCILLARY)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.kernel_ns = 0  # a read without a stamp must not reuse the last one
+        for _, _, raw in ancillary:
+            seconds, nanoseconds = _TIMESPEC.unpack(raw[: _TIMESPEC.size])
+            self.kernel_ns = seconds * 1_000_000_000 + nanoseconds
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.close()
 
     def on_message_begin(self) -> None:
-        # Called as the request's first bytes are parsed, in the turn they arrived in (for a
-        # pipelined request: as the one before it ends).
-        self.arrivals.append(time.monotonic_ns())
+        self.between = False
+        self.arrivals.append((time.monotonic_ns(), self.kernel_ns))
+
+    def on_message_complete(self) -> None:
+        self.between = True
+        waiting = bool(self.unsent)
+        self.unsent += self.answer
+        if not waiting:
+            self.writable()
+
+    def writable(self) -> None:
+        try:
+            sent = self.sock.send(self.unsent)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        del self.unsent[:sent]
+        if self.unsent:
+            self.loop.add_writer(self.sock.fileno(), self.writable)
+        else:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        self.sock.close()
+
+
+async def serve_stamped(
+    sock: socket.socket, answer: bytes, arrivals: list[tuple[int, int]]
+) -> None:
+    """Accept connections on `sock` until cancelled, each a `StampedConnection`."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    # Set before any connection is accepted: a segment queued before the option has no stamp.
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    while True:
+        client, _ = await loop.sock_accept(sock)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        StampedConnection(client, answer, arrivals)
 
 
 def serve(response_bytes: int, delay: float, log: Path | None) -> None:
     answer = answer_bytes(response_bytes)
-    arrivals: list[int] = []
-
-    def connection() -> NullHTTP:
-        if log is None:
-            return NullHTTP(answer, delay)
-        return ArrivalLog(answer, delay, arrivals)
+    arrivals: list[tuple[int, int]] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         sock = listening_socket(backlog=1024)
-        server = await loop.create_server(connection, sock=sock, backlog=1024)
+        if log is not None:
+            accepting = asyncio.ensure_future(serve_stamped(sock, answer, arrivals))
+            print_ready(sock)
+            await stop.wait()
+            accepting.cancel()
+            return
+        server = await loop.create_server(lambda: NullHTTP(answer, delay), sock=sock, backlog=1024)
         print_ready(sock)
         async with server:
             await stop.wait()
 
     asyncio.run(main())
     if log is not None:
-        log.write_text("\n".join(map(str, arrivals)))
+        log.write_text("\n".join(f"{read} {kernel}" for read, kernel in arrivals))
 
 
 def start_null_server(
@@ -122,6 +208,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
+    if args.log and args.delay:
+        parser.error("--delay is for the server without --log")
     serve(args.response_bytes, args.delay, args.log)
 
 

@@ -31,6 +31,8 @@ class ReplayResult:
     """Dispatch processes (0: the sends ran in the calling process)."""
     failures: tuple[str, ...] = ()
     """Dispatch workers that died during the replay, one line each."""
+    scheduling: str = ""
+    """How the dispatch workers were scheduled: "realtime", or "normal (why)"."""
 
     @property
     def achieved_rate(self) -> float:
@@ -67,6 +69,7 @@ class ReplayResult:
             "not_stored": self.not_stored,
             "workers": self.workers,
             "worker_failures": list(self.failures),
+            "dispatch_scheduling": self.scheduling,
         }
 
 

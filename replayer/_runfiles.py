@@ -108,6 +108,8 @@ class RunFiles:
         self.clock = Clock()
         self.failures: list[str] = []
         """Dispatch workers that died, one line each (also in every run's summary)."""
+        self.scheduling = "normal (sent from the main process)"
+        """How the dispatch workers ran (`_priority`): one value, or each worker's."""
         self._outcomes: SharedOutcomes | None = None
 
     def new_clock(self) -> Clock:
@@ -228,6 +230,7 @@ class RunFiles:
                     config.shard, config.start_at, config.group, self.trace_digest, self.clock
                 ),
                 "workers": self.workers,
+                "dispatch_scheduling": self.scheduling,
                 # Past this many bytes of responses waiting to be stored, bodies are left out
                 # (never waited for); the summary's `not_stored` says how many were.
                 "store_budget_bytes": BODY_BUDGET,
@@ -262,6 +265,7 @@ class RunFiles:
             not_stored=run.sink.dropped if run.sink is not None else 0,
             workers=self.workers,
             failures=tuple(self.failures),
+            scheduling=self.scheduling,
         )
         summary = result.as_dict()
         summary.pop("output")

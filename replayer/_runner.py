@@ -98,6 +98,8 @@ class ReplayConfig:
     workers: int = 1
     """Dispatch processes splitting the schedule (send k to worker k mod N); 0 sends from
     this process."""
+    realtime: bool = True
+    """Ask for real-time scheduling of the dispatch workers, where the system grants it."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int):
@@ -348,6 +350,7 @@ def _specs(config: ReplayConfig, shapers: list[Shaper]) -> list[WorkerSpec]:
             lane_limit=config.lane_limit,
             timeout=config.timeout,
             drain=config.drain,
+            realtime=config.realtime,
         )
         for index in range(config.workers)
     ]

@@ -102,7 +102,8 @@ class Abort(msgspec.Struct, tag=True, array_like=True):
 
 
 class Ready(msgspec.Struct, tag=True, array_like=True):
-    pass
+    scheduling: str
+    """How the worker's threads are scheduled (`_priority`)."""
 
 
 class Done(msgspec.Struct, tag=True, array_like=True):

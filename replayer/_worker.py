@@ -27,6 +27,7 @@ import anyio.lowlevel
 
 from ._backlog import Backlog
 from ._engine import Engine
+from ._priority import raise_to_realtime
 from ._produce import BATCH, Feed, Item
 from ._ring import Ring
 from ._schedule import Timing
@@ -71,6 +72,8 @@ class WorkerSpec:
     """The shared memory of each feed's ring (by name), made by the coordinator."""
     result_ring: str = ""
     ring_size: int = 0
+    realtime: bool = True
+    """Ask for real-time scheduling (`_priority`); without it the worker runs at normal priority."""
 
 
 def pipe_feed(conn: Connection, ring: Ring) -> Feed:
@@ -180,7 +183,11 @@ def _watch_control(conn: Connection, engine: Engine, token: anyio.lowlevel.Event
 
 
 async def _serve(
-    spec: WorkerSpec, feeds: list[Connection], control: Connection, results: Connection
+    spec: WorkerSpec,
+    feeds: list[Connection],
+    control: Connection,
+    results: Connection,
+    scheduling: str,
 ) -> None:
     feed_rings = [Ring(spec.ring_size, name) for name in spec.feed_rings]
     result_ring = Ring(spec.ring_size, spec.result_ring)
@@ -200,7 +207,7 @@ async def _serve(
     try:
         async with anyio.create_task_group() as background:
             await engine.prime(background)
-            outbox.send(Ready())
+            outbox.send(Ready(scheduling))
             start = decode_control(control.recv_bytes())  # the coordinator answers at once
             if isinstance(start, Start):
                 token = anyio.lowlevel.current_token()
@@ -242,12 +249,14 @@ def worker_main(
     """The worker process's entry point (started with the spawn method)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # Before any thread starts: the threads inherit the scheduling of the one that starts them.
+    scheduling = raise_to_realtime() if spec.realtime else "normal (--no-realtime)"
     _keep_large_buffers()
     # Everything imported so far is out of the collector's sight: a full collection then
     # walks only what the replay allocates, not the interpreter's modules (milliseconds).
     gc.freeze()
     try:
-        anyio.run(_serve, spec, feeds, control, results)
+        anyio.run(_serve, spec, feeds, control, results, scheduling)
     except (EOFError, OSError):
         pass  # the coordinator is gone: nobody is left to report to
     results.close()

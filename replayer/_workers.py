@@ -66,6 +66,7 @@ class WorkerHandle:
         self.counts = [Counts() for _ in spec.urls]
         self.final: Final | None = None
         self.ready = threading.Event()
+        self.scheduling = ""
         self._deliver = deliver
         pairs = [context.Pipe(duplex=False) for _ in range(feeds)]
         self.feeds: list[Connection] = [send for _, send in pairs]
@@ -101,6 +102,7 @@ class WorkerHandle:
                 elif isinstance(message, Tick):
                     self.counts = message.counts
                 elif isinstance(message, Ready):
+                    self.scheduling = message.scheduling
                     self.ready.set()
                 elif isinstance(message, Final):
                     self.counts = message.counts
@@ -230,6 +232,9 @@ class Workers:
                 h.failure() or f"dispatch worker {h.index}: not ready" for h in self.handles
             ]
             raise ReplayError("the dispatch workers did not start: " + "; ".join(failures))
+        self.files.scheduling = _one_or_each(
+            [handle.scheduling for handle in self.handles], "worker {}: {}"
+        )
         clock = self.files.new_clock()
         # The run files are open before any worker may send: an answer can come back at once.
         self.files.open(clock)
@@ -269,6 +274,13 @@ class Workers:
         for pump in self.pumps:
             if pump.error is not None:
                 raise pump.error
+
+
+def _one_or_each(values: list[str], each: str) -> str:
+    """The value every worker reported, or each worker's, numbered."""
+    if len(set(values)) == 1:
+        return values[0]
+    return "; ".join(each.format(index, value) for index, value in enumerate(values))
 
 
 async def run_workers(

@@ -44,6 +44,7 @@ RecordKind = Literal["header", "blob", "request", "outcome", "note"]
 
 _CHUNK = 1 << 20
 _FRAME_CACHE_BYTES = 64 << 20
+_FRAME_HEADER_MAX = 18  # the longest zstd frame header, with its content size
 _record_decoder = msgspec.msgpack.Decoder(Record)
 _any_decoder = msgspec.msgpack.Decoder()
 _index_decoder = msgspec.msgpack.Decoder(FileIndex)
@@ -115,7 +116,9 @@ class TraceReader(Closing):
             self._data_end = self._index_offset if self.index is not None else self._size
             self._trace_digest: str | None = None
             self._arrival: ArrivalOrder | None = None
+            self._frame_lengths: dict[int, int] = {}
             if self.index is not None:
+                self._frame_lengths = {frame.offset: frame.length for frame in self.index.frames}
                 self._blobs = dict(self.index.blobs)
                 self._scanned = True
                 self._trace_digest = self.index.trace_digest or None
@@ -321,7 +324,7 @@ class TraceReader(Closing):
 
     def _read_frame(self, offset: int) -> tuple[bytes, int]:
         """Decompressed content and on-disk length of the frame at `offset` (b"" if skippable)."""
-        magic_bytes = self._read_at(offset, 8)
+        magic_bytes = self._read_at(offset, _FRAME_HEADER_MAX)
         if len(magic_bytes) < 4:
             raise _FrameProblem(offset, "file ends inside a frame header", torn=True)
         if magic_bytes[:4] != ZSTD_MAGIC:
@@ -330,10 +333,13 @@ class TraceReader(Closing):
                 raise _FrameProblem(offset, "no frame starts here", torn=False)
             if len(magic_bytes) < 8:
                 raise _FrameProblem(offset, "file ends inside a frame header", torn=True)
-            _, length = SKIPPABLE_HEADER.unpack(magic_bytes)
+            _, length = SKIPPABLE_HEADER.unpack(magic_bytes[:8])
             if offset + 8 + length > self._size:
                 raise _FrameProblem(offset, "file ends inside a skippable frame", torn=True)
             return b"", 8 + length
+        known_length = self._frame_lengths.get(offset)
+        if known_length is not None and _content_size(magic_bytes) is not None:
+            return self._read_known_frame(offset, known_length), known_length
         self._file.seek(offset)
         stream = self._decompressor.decompressobj()
         parts: list[bytes] = []
@@ -348,6 +354,17 @@ class TraceReader(Closing):
                 raise _FrameProblem(offset, f"damaged frame ({exc})", torn=False) from None
             consumed += len(chunk)
         return b"".join(parts), consumed - len(stream.unused_data)
+
+    def _read_known_frame(self, offset: int, length: int) -> bytes:
+        """The content of a frame the index locates: one read, one decompression to its size."""
+        self._file.seek(offset)
+        compressed = self._file.read(length)
+        if len(compressed) < length:
+            raise _FrameProblem(offset, "file ends inside a frame", torn=True)
+        try:
+            return self._decompressor.decompress(compressed)
+        except zstandard.ZstdError as exc:
+            raise _FrameProblem(offset, f"damaged frame ({exc})", torn=False) from None
 
     def _decode_frame(
         self, frame_offset: int, content: bytes, wanted: frozenset[str] | None
@@ -443,6 +460,15 @@ class TraceReader(Closing):
     def _read_at(self, offset: int, length: int) -> bytes:
         self._file.seek(offset)
         return self._file.read(length)
+
+
+def _content_size(frame_start: bytes) -> int | None:
+    """The content size a zstd frame's header states, or None (not stated, or not readable)."""
+    try:
+        size = zstandard.frame_content_size(frame_start)
+    except zstandard.ZstdError:
+        return None
+    return size if size >= 0 else None
 
 
 def _peek_tag(payload: memoryview) -> str | None:

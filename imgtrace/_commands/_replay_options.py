@@ -223,6 +223,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sending on time and nothing else; 0 sends from the main process",
         default=1,
     )
+    add_switch(
+        sending,
+        "--no-realtime",
+        "run the dispatch workers at normal priority; by default they ask for real-time "
+        "scheduling (granted to root or CAP_SYS_NICE), so a busy machine cannot delay a send",
+    )
     add_switch(sending, "--no-images", "do not store returned images (their digests are kept)")
     add_switch(
         sending,
@@ -336,6 +342,7 @@ def _sending(args: argparse.Namespace) -> dict[str, Any]:
         "handle_signals": True,
         "salvage": args.salvage,
         "workers": args.workers,
+        "realtime": not args.no_realtime,
     }
 
 

@@ -149,6 +149,12 @@ def _print_summary(console: Any, result: ReplayResult) -> None:
             "behind the sends; their timings, statuses and headers are in the run)",
             markup=False,
         )
+    if result.workers and result.scheduling.startswith("normal (real-time"):
+        console.print(
+            f"imgtrace: note: the dispatch ran at {result.scheduling}; on a machine whose cores "
+            'are busy, some sends may be a few ms late (docs/replay.md, "Dispatch priority")',
+            markup=False,
+        )
     warning = result.lag.warning(result.planned_rate, result.achieved_rate)
     if warning:
         console.print(f"[bold red]{warning}[/]")
