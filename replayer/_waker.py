@@ -17,6 +17,8 @@ import itertools
 import threading
 import time
 
+from ._timerfd import TimerFd
+
 __all__ = ["wait_precisely"]
 
 # Idle this long with nothing to wake, a waker's thread ends (a new one starts when needed).
@@ -70,9 +72,15 @@ class _Waker:
 
 
 async def wait_precisely(deadline_ns: int) -> None:
-    """Return at `deadline_ns` (the `time.perf_counter_ns` clock), never before it."""
+    """Return at `deadline_ns` (the `time.perf_counter_ns` clock), never before it: from the
+    loop's own timerfd (`_timerfd`) where Linux has one, else from a waker thread."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
+    timer = TimerFd.for_loop(loop)
+    if timer is not None:
+        timer.add(deadline_ns, future)
+        await future
+        return
     with _registry_lock:
         waker = _wakers.get(loop)
         if waker is None or not waker.alive:

@@ -27,11 +27,11 @@ import anyio.lowlevel
 
 from ._backlog import Backlog
 from ._engine import Engine
-from ._priority import raise_to_realtime
+from ._priority import REALTIME, raise_to_realtime
 from ._produce import BATCH, Feed, Item
 from ._ring import Ring
 from ._schedule import Timing
-from ._sender import Clock, Exchange
+from ._sender import SPIN_REALTIME_NS, Clock, Exchange
 from ._targetrun import TargetRun
 from ._wire import (
     INLINE,
@@ -214,7 +214,10 @@ async def _serve(
                 threading.Thread(
                     target=_watch_control, args=(control, engine, token), daemon=True
                 ).start()
-                await engine.dispatch(Clock.at(start.t0_ns, start.t0_wall_ns))
+                clock = Clock.at(start.t0_ns, start.t0_wall_ns)
+                if scheduling == REALTIME:
+                    clock.spin_ns = SPIN_REALTIME_NS
+                await engine.dispatch(clock)
             background.cancel_scope.cancel()
     except Exception as exc:  # reported to the coordinator, which closes the runs
         error = f"{type(exc).__name__}: {exc}"

@@ -51,7 +51,10 @@ def test_what_a_worker_reports_is_what_it_got() -> None:
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
-        (PermissionError(1, "Operation not permitted"), "not permitted: needs root or CAP_SYS_NICE"),
+        (
+            PermissionError(1, "Operation not permitted"),
+            "not permitted: needs root or CAP_SYS_NICE",
+        ),
         (OSError(22, "Invalid argument"), "refused: Invalid argument"),
     ],
 )
