@@ -71,6 +71,16 @@ _sample_encoder = msgspec.msgpack.Encoder()
 Headers = list[tuple[str, str]]
 
 
+def _went_over(chunks: list[bytes], chunk: bytes, size: int, max_body: int) -> bool:
+    """Whether the body went over `max_body` with this chunk (then none is kept), else keeps it."""
+    if size > max_body:
+        # Forwarded in full, recorded without its body: memory stays bounded.
+        chunks.clear()
+        return True
+    chunks.append(chunk)
+    return False
+
+
 @dataclass(eq=False)
 class Exchange:
     """One request/response pair as the wire saw it; times are `time.monotonic_ns()` values."""
@@ -102,24 +112,17 @@ class Exchange:
 
     def add_request_chunk(self, chunk: bytes) -> None:
         self.request_size += len(chunk)
-        if self.request_over:
-            return
-        if self.request_size > self.max_body:
-            # Forwarded in full, recorded without its body: memory stays bounded.
-            self.request_over = True
-            self.request_chunks.clear()
-            return
-        self.request_chunks.append(chunk)
+        if not self.request_over:
+            self.request_over = _went_over(
+                self.request_chunks, chunk, self.request_size, self.max_body
+            )
 
     def add_response_chunk(self, chunk: bytes) -> None:
         self.response_size += len(chunk)
-        if self.response_over:
-            return
-        if self.response_size > self.max_body:
-            self.response_over = True
-            self.response_chunks.clear()
-            return
-        self.response_chunks.append(chunk)
+        if not self.response_over:
+            self.response_over = _went_over(
+                self.response_chunks, chunk, self.response_size, self.max_body
+            )
 
     @property
     def held_bytes(self) -> int:

@@ -20,7 +20,6 @@ from typing import cast
 from traces import (
     ArrivalKind,
     ArrivalProcess,
-    FilePart,
     JsonBody,
     MultipartBody,
     RawBody,
@@ -28,6 +27,7 @@ from traces import (
     TextField,
     TraceReader,
     UsageError,
+    body_blobs,
     input_images,
 )
 
@@ -305,13 +305,9 @@ class Plan:
                 survey.first_ns = request.offset_ns
             survey.count += 1
             survey.last_ns = max(survey.last_ns, request.offset_ns)
-            body = request.body
-            if isinstance(body, MultipartBody):
-                for part in body.parts:
-                    if isinstance(part, FilePart):
-                        needed.setdefault(part.blob, request.id)
-            elif isinstance(body, RawBody):
-                needed.setdefault(body.blob, request.id)
+            for digest in body_blobs(request.body):
+                needed.setdefault(digest, request.id)
+            if isinstance(request.body, RawBody):
                 survey.raw_bodies += 1
             redacted.update(self.shaper.unsupplied_secrets(request))
             conflict = file_part_conflict(request, names)

@@ -31,7 +31,7 @@ from ._framing import BlobLocation, FileIndex
 from ._head import DEFAULT_MAX_HEADER_SIZE, HEAD_TOO_LARGE
 from ._http1_errors import Http1Error, Http1Timeout
 from ._http1_pool import Http1Pool, Http1Response
-from ._inputs import IMAGE_FIELDS, MASK_FIELDS, input_images, input_masks
+from ._inputs import IMAGE_FIELDS, MASK_FIELDS, body_blobs, input_images, input_masks
 from ._inspect import TraceSummary, cat_lines, extract_images, format_summary, summarize
 from ._jsonimages import is_json_media, json_envelope, strip_images_from_json
 from ._lag import (
@@ -161,6 +161,7 @@ __all__ = [
     "UnsupportedTraceVersion",
     "UsageError",
     "__version__",
+    "body_blobs",
     "body_from_bytes",
     "body_from_parts",
     "boundary_of",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import msgspec
 
+from ._inputs import body_blobs
 from ._reader import TraceReader
-from ._schema import FilePart, MultipartBody, Outcome, RawBody, Request
+from ._schema import Outcome, Request
 from ._writer import TraceWriter
 
 __all__ = ["copy_part"]
@@ -60,11 +61,7 @@ def _blobs_of(record: Request | Outcome) -> Iterator[str]:
         if record.body_blob:
             yield record.body_blob
         return
-    body = record.body
-    if isinstance(body, MultipartBody):
-        yield from (part.blob for part in body.parts if isinstance(part, FilePart))
-    elif isinstance(body, RawBody):
-        yield body.blob
+    yield from body_blobs(record.body)
     if record.response is not None:
         yield from record.response.images
         if record.response.body_blob:

@@ -32,22 +32,16 @@ from traces import (
 
 from .._errors import AnalysisError
 from .._load import FileContents, read_contents
-from .noise import NoiseSummary, summarize_noise
-from .options import ImageThresholds, Thresholds
-from .records import VERDICTS, Job, PairResult, Rendered, RenderJob, RequestInfo, WorkerFailure
+from .noise import summarize_noise
+from .options import Thresholds
+from .records import Job, PairResult, Rendered, RenderJob, RequestInfo, WorkerFailure
 from .render import render_in_worker, render_rows
 from .report import ImageReport, severity_key
 from .state import WorkerState, init_worker
 from .verdict import apply_noise
 from .work import compare_in_worker, compare_jobs
 
-__all__ = [
-    "VERDICTS",
-    "ImageReport",
-    "ImageThresholds",
-    "NoiseSummary",
-    "compare_run_images",
-]
+__all__ = ["compare_run_images"]
 
 _BATCH = 4  # requests per worker task: enough to amortise the IPC, small enough to balance
 _T = TypeVar("_T")

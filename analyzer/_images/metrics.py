@@ -18,7 +18,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from .colour import colour_difference
-from .pixels import BLOCK, MAX_DELTA, max_yiq_delta, pixel_differences, yiq_delta
+from .pixels import BLOCK, F32, MAX_DELTA, U8, max_yiq_delta, pixel_differences
 
 __all__ = [
     "DecodedImage",
@@ -28,16 +28,12 @@ __all__ = [
     "downscale_factor",
     "hamming",
     "luma",
-    "max_yiq_delta",
     "pair_metrics",
     "small_gray",
     "ssim",
     "ssim_map",
-    "yiq_delta",
 ]
 
-U8 = npt.NDArray[np.uint8]
-F32 = npt.NDArray[np.float32]
 
 _LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)  # Wang's rgb2gray weights
 _CHUNK_ROWS = 128  # rows per slice: bounds temporary float arrays for large images

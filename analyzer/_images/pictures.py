@@ -10,7 +10,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from .colour import BLOCK, window_offset
-from .metrics import F32, U8, yiq_delta
+from .pixels import F32, U8, yiq_delta
 
 __all__ = [
     "CHANGED",

@@ -21,10 +21,10 @@ from .metrics import (
     DecodedImage,
     ImageDecodeError,
     decode_image,
-    max_yiq_delta,
 )
 from .options import Thresholds
 from .pictures import encode_jpeg, encode_png, heatmap, mask_thumbnail, thumbnail
+from .pixels import max_yiq_delta
 from .records import Cell, Rendered, RenderJob, WorkerFailure
 from .state import WorkerState, current
 

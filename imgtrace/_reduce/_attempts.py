@@ -19,15 +19,13 @@ import msgspec
 
 import replayer
 from traces import (
-    FilePart,
     Header,
-    MultipartBody,
     Outcome,
-    RawBody,
     Request,
     TraceReader,
     TraceWriter,
     __version__,
+    body_blobs,
 )
 
 from ._errors import ResetFailed, TargetDown
@@ -98,20 +96,11 @@ def write_candidate(
                 gap = max(0, request.offset_ns - previous)
                 offset += gap if cap is None else min(gap, cap)
             previous = request.offset_ns
-            for digest in _blobs(request):
+            for digest in body_blobs(request.body):
                 if not writer.has_blob(digest):
                     writer.add_blob(reader.blob(digest), reader.blob_media_type(digest))
             # Recorded responses describe the original run, not this sub-trace: left out.
             writer.write(msgspec.structs.replace(request, offset_ns=offset, response=None))
-
-
-def _blobs(request: Request) -> list[str]:
-    body = request.body
-    if isinstance(body, MultipartBody):
-        return [part.blob for part in body.parts if isinstance(part, FilePart)]
-    if isinstance(body, RawBody):
-        return [body.blob]
-    return []
 
 
 class AttemptRunner:

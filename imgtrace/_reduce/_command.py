@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._commands._shared import parse_duration, write_json
+from .._commands._shared import (
+    add_force_flag,
+    add_number,
+    add_path,
+    add_switch,
+    parse_duration,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from ._search import Progress, ReduceConfig, ReduceResult
@@ -56,20 +63,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="MIN", help="the reduced trace"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite the output file")
-    parser.add_argument(
+    add_force_flag(parser, "overwrite the output file")
+    add_path(
+        parser,
         "--baseline",
-        type=Path,
-        metavar="RUN",
-        help="for image:changed: a run (or trace with responses) of a good server",
+        "RUN",
+        "for image:changed: a run (or trace with responses) of a good server",
     )
     replay = parser.add_argument_group("replaying each candidate")
-    replay.add_argument(
+    add_number(
+        replay,
         "--speed",
-        type=float,
-        default=1.0,
-        metavar="K",
-        help="replay candidates K times faster than recorded (default 1)",
+        float,
+        "K",
+        "replay candidates K times faster than recorded (default 1)",
+        1.0,
     )
     replay.add_argument(
         "--compress-gaps",
@@ -89,35 +97,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "a non-zero exit status stops the search",
     )
     flaky = parser.add_argument_group("flaky failures")
-    flaky.add_argument(
+    add_number(
+        flaky,
         "--tries",
-        type=int,
-        default=1,
-        metavar="K",
-        help="replay each candidate up to K times; it reproduces if the predicate holds once "
+        int,
+        "K",
+        "replay each candidate up to K times; it reproduces if the predicate holds once "
         "(the full trace, checked first: up to 2K times)",
+        1,
     )
-    flaky.add_argument(
+    add_number(
+        flaky,
         "--min-rate",
-        type=float,
-        metavar="P",
-        help="instead: it reproduces if the predicate holds in at least a fraction P of the "
+        float,
+        "P",
+        "instead: it reproduces if the predicate holds in at least a fraction P of the "
         "K tries (the full trace: in either of two rounds of K)",
     )
-    flaky.add_argument(
+    add_number(
+        flaky,
         "--confirm",
-        type=int,
-        default=3,
-        metavar="N",
-        help="replays of the result that measure its reproduction rate (default 3)",
+        int,
+        "N",
+        "replays of the result that measure its reproduction rate (default 3)",
+        3,
     )
     bounds = parser.add_argument_group("bounds and output")
     bounds.add_argument("--budget", metavar="TIME", help="stop after TIME (e.g. 30m)")
-    bounds.add_argument("--max-attempts", type=int, metavar="N", help="stop after N replays")
+    add_number(bounds, "--max-attempts", int, "N", "stop after N replays")
     bounds.add_argument(
         "--json", metavar="FILE", help="also write the summary as JSON to FILE ('-' for stdout)"
     )
-    bounds.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_switch(bounds, "--no-progress", "no progress line")
     parser.set_defaults(handler=_reduce)
 
 

@@ -117,18 +117,28 @@ class Predicate:
 
 
 @dataclass(eq=False)
-class _Status(Predicate):
+class _Threshold(Predicate):
+    """Holds for the requests whose measure, where they have one, compares true with `value`."""
+
     op: str
-    value: int
+    value: float
     text: str
+
+    def measure(self, o: Observation) -> float | None:
+        raise NotImplementedError
 
     def hits(self, run: RunView) -> list[str]:
         compare = _COMPARE[self.op]
         return [
             o.request_id
             for o in run.observations
-            if o.status is not None and compare(o.status, self.value)
+            if (measured := self.measure(o)) is not None and compare(measured, self.value)
         ]
+
+
+class _Status(_Threshold):
+    def measure(self, o: Observation) -> float | None:
+        return o.status
 
 
 @dataclass(eq=False)
@@ -141,21 +151,14 @@ class _Error(Predicate):
 
 
 @dataclass(eq=False)
-class _Latency(Predicate):
-    request_id: str | None
-    op: str
-    seconds: float
-    text: str
+class _Latency(_Threshold):
+    request_id: str | None = None
+    """Only this request counts; None: any request."""
 
-    def hits(self, run: RunView) -> list[str]:
-        compare = _COMPARE[self.op]
-        return [
-            o.request_id
-            for o in run.observations
-            if o.latency_s is not None
-            and (self.request_id is None or o.request_id == self.request_id)
-            and compare(o.latency_s, self.seconds)
-        ]
+    def measure(self, o: Observation) -> float | None:
+        if self.request_id is not None and o.request_id != self.request_id:
+            return None
+        return o.latency_s
 
 
 @dataclass(eq=False)
@@ -320,7 +323,7 @@ def _atom(text: str, kind: str, match: re.Match[str]) -> Predicate:
         if op in ("=", "==", "!="):
             raise UsageError(f"predicate {text!r}: compare latency with >, >=, < or <=")
         seconds = float(match.group(3)) * _UNITS[(match.group(4) or "").lower()]
-        return _Latency(match.group(1), op, seconds, source)
+        return _Latency(op, seconds, source, request_id=match.group(1))
     if kind == "image":
         if match.group(1).lower() != "changed":
             raise UsageError(f"predicate {text!r}: the image predicate is image:changed")

@@ -29,7 +29,7 @@ PUBLIC = {
         READABLE_VERSIONS REDACTED RawBody Record RecordKind Redaction Reproduction Request
         Response SECRET_QUERY_PARAMS ShardInfo StreamingFormParser TextField TraceError
         TraceFormatError TraceReader TraceRecoveryWarning TraceSummary TraceWriter
-        UnsupportedTraceVersion UsageError __version__ body_from_bytes body_from_parts
+        UnsupportedTraceVersion UsageError __version__ body_blobs body_from_bytes body_from_parts
         boundary_of cat_lines class_labels copy_part count_reproductions encode_body
         encode_multipart error_kind error_kind_named extension_for extract_images failure_label
         form_parts format_summary input_images input_masks internal_address invalid_response

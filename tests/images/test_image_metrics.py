@@ -18,13 +18,11 @@ from analyzer._images.metrics import (
     decode_image,
     downscale_factor,
     luma,
-    max_yiq_delta,
     pair_metrics,
     ssim,
-    yiq_delta,
 )
 from analyzer._images.options import Thresholds
-from analyzer._images.pixels import MAX_DELTA
+from analyzer._images.pixels import MAX_DELTA, max_yiq_delta, yiq_delta
 from analyzer._images.records import ImageInfo
 from analyzer._images.verdict import ladder
 
