@@ -15,7 +15,8 @@ processes or the response's bytes being copied).
 Each tool runs as a process of its own; CPU is its process tree's user+sys time (imgtrace's
 dispatch workers' share beside it) and peak memory the largest sum of PSS over its process tree
 (shared pages counted once), sampled every 20 ms. The load average before
-each run is printed with it: on a busy machine the tail belongs to the neighbours.
+each run is printed with it (on a busy machine the tail belongs to the neighbours), and how busy
+the machine's cores were during it, all processes together.
 """
 
 from __future__ import annotations
@@ -117,10 +118,19 @@ def _cpu_s(pid: int) -> tuple[str, float]:
     return role, (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine so far, every core together (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `command`; its exit code, CPU seconds of its tree (and of its dispatch workers),
-    peak tree memory (the sum of PSS) and load average."""
+    peak tree memory (the sum of PSS), load average, and how busy the machine's cores were
+    meanwhile (every process: the tool, the server, this script's sampling)."""
     load = os.getloadavg()[0]
+    busy_before, all_before = _machine_ticks()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = 0
@@ -134,6 +144,7 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str,
                 dispatch[pid] = cpu
         time.sleep(SAMPLE_S)
     stderr = process.stderr.read().decode() if process.stderr else ""
+    busy_after, all_after = _machine_ticks()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if process.returncode != 0:
@@ -144,6 +155,7 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str,
         "cpu_dispatch_s": sum(dispatch.values()),
         "peak_pss_mb": peak / 1024,
         "load": load,
+        "machine_busy": (busy_after - busy_before) / max(all_after - all_before, 1),
     }
 
 
@@ -207,7 +219,7 @@ def aiperf_row(trace: Path, server: ArrivalServer, rate: float, aiperf: str, tok
 COLUMNS = [
     ("tool", ""), ("arrived", ".0f"), ("lag_p50_ms", ".3f"), ("lag_p99_ms", ".3f"),
     ("lag_max_ms", ".2f"), ("read_lag_p99_ms", ".3f"), ("cpu_s", ".1f"),
-    ("cpu_dispatch_s", ".1f"), ("peak_pss_mb", ".0f"), ("load", ".2f"),
+    ("cpu_dispatch_s", ".1f"), ("peak_pss_mb", ".0f"), ("load", ".2f"), ("machine_busy", ".0%"),
 ]  # fmt: skip
 
 

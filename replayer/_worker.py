@@ -74,6 +74,8 @@ class WorkerSpec:
     ring_size: int = 0
     realtime: bool = True
     """Ask for real-time scheduling (`_priority`); without it the worker runs at normal priority."""
+    normal_because: str = "--no-realtime"
+    """Why the worker is not to ask for it, when `realtime` is off (for its report)."""
 
 
 def pipe_feed(conn: Connection, ring: Ring) -> Feed:
@@ -253,7 +255,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     sys.setswitchinterval(SWITCH_INTERVAL)
     # Before any thread starts: the threads inherit the scheduling of the one that starts them.
-    scheduling = raise_to_realtime() if spec.realtime else "normal (--no-realtime)"
+    scheduling = raise_to_realtime() if spec.realtime else f"normal ({spec.normal_because})"
     _keep_large_buffers()
     # Everything imported so far is out of the collector's sight: a full collection then
     # walks only what the replay allocates, not the interpreter's modules (milliseconds).

@@ -149,7 +149,11 @@ def _print_summary(console: Any, result: ReplayResult) -> None:
             "behind the sends; their timings, statuses and headers are in the run)",
             markup=False,
         )
-    if result.workers and result.scheduling.startswith("normal (real-time"):
+    if (
+        result.workers
+        and result.scheduling.startswith("normal (")
+        and "--no-realtime" not in (result.scheduling)
+    ):
         console.print(
             f"imgtrace: note: the dispatch ran at {result.scheduling}; on a machine whose cores "
             'are busy, some sends may be a few ms late (docs/replay.md, "Dispatch priority")',

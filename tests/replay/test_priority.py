@@ -73,9 +73,13 @@ def test_a_system_without_real_time_scheduling(monkeypatch: pytest.MonkeyPatch) 
     assert raise_to_realtime() == "normal (this system has no real-time scheduling)"
 
 
+CORES = len(os.sched_getaffinity(0))
+
+
 def test_the_run_header_says_how_the_workers_ran(tmp_path: Path, echo: Server) -> None:
     trace = write_trace(tmp_path / "t.imgtrace", [0, 1, 2])
-    expected = _probe()["got"]
+    expected = _probe()["got"] if CORES > 1 else "normal (--workers 1 with 1 core: real-time "
+    "scheduling only with a core left for the rest)"
     for realtime, wanted in ((True, expected), (False, "normal (--no-realtime)")):
         out = tmp_path / f"run-{realtime}.imgtrace"
         config = ReplayConfig(trace=trace, target=echo.url, output=out, realtime=realtime)
@@ -97,6 +101,24 @@ def test_no_realtime_from_the_command_line(tmp_path: Path, echo: Server) -> None
     assert "--no-realtime" in run_imgtrace("replay", "--help").stdout
 
 
+def test_as_many_workers_as_cores_stay_at_normal_priority(tmp_path: Path, echo: Server) -> None:
+    # Real-time workers on every core would leave the coordinator only the gaps between sends.
+    trace = write_trace(tmp_path / "t.imgtrace", [0, 1, 2, 3])
+    out = tmp_path / "run.imgtrace"
+    args = ("--target", echo.url, "-o", str(out), "--workers", str(CORES), "--no-progress")
+    done = run_imgtrace("replay", str(trace), *args)
+    assert done.returncode == 0, done.stderr
+    plural = "s" * (CORES != 1)
+    wanted = (
+        f"normal (--workers {CORES} with {CORES} core{plural}: real-time scheduling only with "
+        "a core left for the rest)"
+    )
+    assert f"the dispatch ran at {wanted}" in " ".join((done.stdout + done.stderr).split())
+    with TraceReader(out) as reader:
+        assert reader.header.metadata["dispatch_scheduling"] == wanted
+
+
+@pytest.mark.skipif(CORES < 2, reason="one core: no worker asks for real-time scheduling")
 def test_a_replay_without_the_privilege_says_so(tmp_path: Path, echo: Server) -> None:
     unprivileged: list[str] = []
     if os.geteuid() == 0:
