@@ -26,6 +26,7 @@ import anyio.to_thread
 from traces import OutputExists, TraceError, TraceReader, UsageError
 
 from ._errors import ReplayError
+from ._heap import keep_large_buffers
 from ._local import run_local
 from ._partition import Partition, PartPlan
 from ._produce import Feed, plan_feed
@@ -391,13 +392,15 @@ def _trace_error_in(exc: BaseException) -> TraceError | None:
 
 @contextmanager
 def _quiet_interpreter() -> Iterator[None]:
-    """Fewer pauses of the event loop: a short GIL switch interval, and a frozen heap.
+    """Fewer pauses of the event loop: a short GIL switch interval, and a frozen heap; and
+    large buffers reused from the heap (`_heap`).
 
     `gc.freeze()` moves everything allocated so far (modules, the trace index) out of the
     collector's sight, so the full collections a long replay triggers stay short.
     """
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL)
+    keep_large_buffers()
     gc.collect()
     gc.freeze()
     try:

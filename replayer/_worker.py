@@ -10,7 +10,6 @@ coordinator tells it to stop or abort.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import signal
@@ -27,6 +26,7 @@ import anyio.lowlevel
 
 from ._backlog import Backlog
 from ._engine import Engine
+from ._heap import keep_large_buffers
 from ._priority import REALTIME, raise_to_realtime
 from ._produce import BATCH, Feed, Item
 from ._ring import Ring
@@ -228,26 +228,6 @@ async def _serve(
         ring.close()
 
 
-# glibc's mallopt parameters, and what a worker sets them to. By default a buffer over 128 KiB
-# (or the last such size freed) is a mapping of its own: every 0.8 MB response read, joined and
-# copied into the ring faults in fresh zeroed pages and unmaps them again, which measured 1 ms
-# of system time per image request. From the heap they are reused; the trim threshold bounds
-# what the heap keeps free.
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 16 << 20
-TRIM_THRESHOLD = 16 << 20
-
-
-def _keep_large_buffers() -> None:
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return  # not glibc: its allocator has its own ways
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-
-
 def worker_main(
     spec: WorkerSpec, feeds: list[Connection], control: Connection, results: Connection
 ) -> None:
@@ -256,7 +236,7 @@ def worker_main(
     sys.setswitchinterval(SWITCH_INTERVAL)
     # Before any thread starts: the threads inherit the scheduling of the one that starts them.
     scheduling = raise_to_realtime() if spec.realtime else f"normal ({spec.normal_because})"
-    _keep_large_buffers()
+    keep_large_buffers()
     # Everything imported so far is out of the collector's sight: a full collection then
     # walks only what the replay allocates, not the interpreter's modules (milliseconds).
     gc.freeze()
