@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from traces import Outcome, TraceWriter, invalid_response, json_envelope
+from traces import MeasuredSend, Outcome, TraceWriter, invalid_response, json_envelope
 
 from ._backlog import BODY_BUDGET, Backlog
 from ._sender import Exchange, decoded_body
@@ -26,14 +26,8 @@ from ._sender import Exchange, decoded_body
 __all__ = ["OutcomeSink"]
 
 POLL_S = 0.05
-# An outcome is what the exchange measured, field for field, plus its body as stored; a new
-# Outcome field without its Exchange twin fails here at once, never silently.
-_STORED = frozenset({"envelope", "images", "body_blob"})
-# Set after the replay, when `replay --repeat` joins its repetitions into one file.
-_JOINED = frozenset({"repeat"})
-_MEASURED = tuple(
-    f.name for f in msgspec.structs.fields(Outcome) if f.name not in _STORED | _JOINED
-)
+# An outcome is what the exchange measured (the fields they share), and its body as stored.
+_MEASURED = tuple(field.name for field in msgspec.structs.fields(MeasuredSend))
 
 
 def _digest_only(data: bytes, media_type: str | None) -> str:

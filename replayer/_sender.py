@@ -14,12 +14,11 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import anyio
 import anyio.lowlevel
 
-from traces import ErrorInfo, Http1Error, Http1Pool, error_kind
+from traces import ErrorInfo, Http1Error, Http1Pool, MeasuredSend, error_kind
 
 from ._shaping import Prepared
 from ._waker import wait_precisely
@@ -134,26 +133,11 @@ class LanePool:
             await self.pool.aclose()
 
 
-@dataclass
-class Exchange:
-    """What happened to one send, as measured on the event loop (offsets from t0, in ns)."""
+class Exchange(MeasuredSend, kw_only=True):
+    """What happened to one send, as measured on the event loop: the outcome's measured part,
+    filled in as the send goes, and the body before it is stored."""
 
-    seq: int
-    request_id: str
-    loop: int
-    warmup: bool
-    intended_ns: int
     attempt_ns: int
-    sent_ns: int | None = None
-    upload_done_ns: int | None = None
-    first_byte_ns: int | None = None
-    done_ns: int | None = None
-    status: int | None = None
-    error: ErrorInfo | None = None
-    bytes_up: int = 0
-    bytes_down: int = 0
-    headers: tuple[tuple[str, str], ...] = ()
-    content_type: str | None = None
     body: bytes = b""
     body_dropped: bool = False
     """The body was left out because storing fell behind (see `Backlog`)."""

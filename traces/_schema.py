@@ -23,6 +23,7 @@ __all__ = [
     "Header",
     "Interleave",
     "JsonBody",
+    "MeasuredSend",
     "MultipartBody",
     "Note",
     "Outcome",
@@ -195,8 +196,10 @@ class Request(msgspec.Struct, frozen=True, kw_only=True, tag="request"):
     """Free-form facts from the capture, e.g. {"body_dropped": "over --max-body"}."""
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True, tag="outcome"):
-    """What happened when a replay sent one request. Offsets in ns from the replay's start."""
+class MeasuredSend(msgspec.Struct, kw_only=True):
+    """What sending one request measured, offsets in ns from the replay's start: the part of an
+    `Outcome` that the replayer fills in while the send is under way (its mutable record of it
+    extends this), before the body is stored."""
 
     request_id: str
     seq: int
@@ -212,12 +215,19 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, tag="outcome"):
     bytes_down: int = 0
     headers: Headers = ()
     content_type: str | None = None
-    envelope: Any = None
-    images: tuple[str, ...] = ()
-    body_blob: str | None = None
     warmup: bool = False
     loop: int = 0
     """Which pass over the trace (--loop) this send belongs to."""
+
+
+# msgspec lets a frozen record extend a mutable one (instances of `Outcome` are frozen); mypy
+# applies the dataclass rule, which forbids it.
+class Outcome(MeasuredSend, frozen=True, kw_only=True, tag="outcome"):  # type: ignore[misc]
+    """What happened when a replay sent one request: what it measured, and the body as stored."""
+
+    envelope: Any = None
+    images: tuple[str, ...] = ()
+    body_blob: str | None = None
     repeat: int = 0
     """Which repetition of the replay (--repeat) this send belongs to."""
 

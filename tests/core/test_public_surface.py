@@ -24,7 +24,7 @@ PUBLIC = {
         GapSource HEAD_TOO_LARGE Header Http1Error Http1Pool Http1Response Http1Timeout
         IMAGE_FIELDS INVALID_RESPONSE
         Interleave JsonBody
-        LAG_ABSOLUTE_NS LAG_FLOOR_NS LAG_SHARE_OF_MEDIAN MASK_FIELDS MAX_CLASSES MergeResult
+        LAG_ABSOLUTE_NS LAG_FLOOR_NS LAG_SHARE_OF_MEDIAN MASK_FIELDS MAX_CLASSES MeasuredSend MergeResult
         MissingBlobError MultipartBody MultipartError Note Outcome OutputExists PLACEHOLDERS
         READABLE_VERSIONS REDACTED RawBody Record RecordKind Redaction Reproduction Request
         Response SECRET_QUERY_PARAMS ShardInfo StreamingFormParser TextField TraceError
