@@ -24,11 +24,12 @@ PUBLIC = {
         GapSource HEAD_TOO_LARGE Header Http1Error Http1Pool Http1Response Http1Timeout
         IMAGE_FIELDS INVALID_RESPONSE
         Interleave JsonBody
-        LAG_ABSOLUTE_NS LAG_FLOOR_NS LAG_SHARE_OF_MEDIAN MASK_FIELDS MAX_CLASSES MeasuredSend MergeResult
-        MissingBlobError MultipartBody MultipartError Note Outcome OutputExists PLACEHOLDERS
-        READABLE_VERSIONS REDACTED RawBody Record RecordKind Redaction Reproduction Request
-        Response SECRET_QUERY_PARAMS ShardInfo StreamingFormParser TextField TraceError
-        TraceFormatError TraceReader TraceRecoveryWarning TraceSummary TraceWriter
+        LAG_ABSOLUTE_NS LAG_FLOOR_NS LAG_SHARE_OF_MEDIAN MASK_FIELDS MAX_CLASSES
+        MeasuredSend MergeResult MissingBlobError MultipartBody MultipartError Note
+        Outcome OutputExists PLACEHOLDERS READABLE_VERSIONS REDACTED RawBody Record
+        RecordKind Redaction Reproduction Request Response SECRET_QUERY_PARAMS ShardInfo
+        StreamingFormParser TextField TraceError TraceFormatError TraceReader
+        TraceRecoveryWarning TraceSummary TraceWriter
         UnsupportedTraceVersion UsageError __version__ body_blobs body_from_bytes body_from_parts
         boundary_of cat_lines class_labels copy_part count_reproductions encode_body
         encode_multipart error_kind error_kind_named extension_for extract_images failure_label
