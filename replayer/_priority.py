@@ -16,12 +16,21 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["REALTIME", "raise_to_realtime"]
+__all__ = ["NOT_ASKED", "REALTIME", "normal", "raise_to_realtime"]
 
 REALTIME = "realtime"
 """What a worker under real-time scheduling reports."""
 REALTIME_PRIORITY = 1
 """The lowest real-time priority: above every normal thread, below the kernel's own."""
+
+
+def normal(why: str) -> str:
+    """What a worker at normal priority reports."""
+    return f"normal ({why})"
+
+
+NOT_ASKED = normal("--no-realtime")
+"""What a worker reports when the replay said not to ask (`--no-realtime`)."""
 
 
 def raise_to_realtime() -> str:
@@ -32,11 +41,11 @@ def raise_to_realtime() -> str:
     """
     setscheduler = getattr(os, "sched_setscheduler", None)
     if setscheduler is None or not hasattr(os, "SCHED_FIFO"):
-        return "normal (this system has no real-time scheduling)"
+        return normal("this system has no real-time scheduling")
     try:
         setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
     except PermissionError:
-        return "normal (real-time scheduling not permitted: needs root or CAP_SYS_NICE)"
+        return normal("real-time scheduling not permitted: needs root or CAP_SYS_NICE")
     except OSError as exc:
-        return f"normal (real-time scheduling refused: {exc.strerror})"
+        return normal(f"real-time scheduling refused: {exc.strerror}")
     return REALTIME

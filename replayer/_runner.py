@@ -344,7 +344,7 @@ async def _run(
 
 
 def _specs(config: ReplayConfig, shapers: list[Shaper]) -> list[WorkerSpec]:
-    realtime, normal_because = _realtime_for(config)
+    not_realtime = _not_realtime(config)
     return [
         WorkerSpec(
             index=index,
@@ -353,15 +353,14 @@ def _specs(config: ReplayConfig, shapers: list[Shaper]) -> list[WorkerSpec]:
             lane_limit=config.lane_limit,
             timeout=config.timeout,
             drain=config.drain,
-            realtime=realtime,
-            normal_because=normal_because,
+            not_realtime=not_realtime,
         )
         for index in range(config.workers)
     ]
 
 
-def _realtime_for(config: ReplayConfig) -> tuple[bool, str]:
-    """Whether the workers ask for real-time scheduling, and why not when they do not.
+def _not_realtime(config: ReplayConfig) -> str | None:
+    """Why the workers are not to ask for real-time scheduling; None when they are.
 
     Real-time workers take a core whenever they wake, ahead of everything else; as many of them
     as there are cores leave the coordinator, which builds their bodies and stores their
@@ -369,15 +368,15 @@ def _realtime_for(config: ReplayConfig) -> tuple[bool, str]:
     hundreds of ms behind where two normal ones kept up). So they ask only while a core is left.
     """
     if not config.realtime:
-        return False, "--no-realtime"
+        return "--no-realtime"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     if config.workers >= cores:
-        return False, (
+        return (
             f"--workers {config.workers} with {cores} core{'s' * (cores != 1)}: real-time "
             "scheduling only with a core left for the rest"
         )
-    return True, ""
+    return None
 
 
 def _trace_error_in(exc: BaseException) -> TraceError | None:

@@ -241,7 +241,7 @@ class Shaper:
         self.url = parse_url(self.target)
         self._prefix = self.url.path.rstrip("/")
         self._override_names = {name.lower() for name, _ in self.headers}
-        self._urls: dict[tuple[str, str], str] = {}
+        self._addresses: dict[tuple[str, str], tuple[str, str]] = {}
 
     @property
     def changes_fields(self) -> bool:
@@ -270,25 +270,30 @@ class Shaper:
             return JsonBody(value={**body.value, **{k: _json_value(v) for k, v in values.items()}})
         return _override_parts(body, values)
 
-    def url_for(self, request: Request) -> str:
-        # A trace's requests share a few paths and queries, and building a URL is about a
-        # tenth of the CPU of preparing a request: each is built once (up to URL_CACHE).
+    def address(self, request: Request) -> tuple[str, str]:
+        """The URL `request` goes to on this target, and its request-line target (path and
+        query)."""
+        # A trace's requests share a few paths and queries, and building and parsing a URL is
+        # about a tenth of the CPU of preparing a request: each is worked out once (up to
+        # URL_CACHE of them).
         key = (request.path, request.query)
-        url = self._urls.get(key)
-        if url is None:
+        address = self._addresses.get(key)
+        if address is None:
             path = request.path if request.path.startswith("/") else "/" + request.path
             query = self.query_for(request.query)
-            url = str(self.url.copy_with(path=self._prefix + path, query=query.encode() or None))
-            if len(self._urls) < URL_CACHE:
-                self._urls[key] = url
-        return url
+            url = self.url.copy_with(path=self._prefix + path, query=query.encode() or None)
+            address = (str(url), url.raw_path.decode("ascii"))
+            if len(self._addresses) < URL_CACHE:
+                self._addresses[key] = address
+        return address
 
     def retarget(self, prepared: Prepared, request: Request) -> Prepared:
         """`prepared` (shaped by a Shaper with the same options) sent to this target instead.
 
         The body is shared, not copied: an interleaved replay encodes each body once.
         """
-        return Prepared(prepared.method, self.url_for(request), prepared.headers, prepared.content)
+        url, target = self.address(request)
+        return Prepared(prepared.method, url, prepared.headers, prepared.content, target)
 
     def query_for(self, query: str) -> str:
         """The recorded query with `queries` applied and placeholders left out.
@@ -349,7 +354,8 @@ class Shaper:
         headers.extend(self.headers)
         if not any(name.lower() == "user-agent" for name, _ in headers):
             headers.append(("User-Agent", f"imgtrace/{__version__}"))
-        return Prepared(request.method, self.url_for(request), headers, content)
+        url, target = self.address(request)
+        return Prepared(request.method, url, headers, content, target)
 
 
 def _override_parts(body: MultipartBody, values: dict[str, str]) -> MultipartBody:

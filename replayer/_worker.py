@@ -27,7 +27,7 @@ import anyio.lowlevel
 from ._backlog import Backlog
 from ._engine import Engine
 from ._heap import keep_large_buffers
-from ._priority import REALTIME, raise_to_realtime
+from ._priority import REALTIME, normal, raise_to_realtime
 from ._produce import BATCH, Feed, Item
 from ._ring import Ring
 from ._schedule import Timing
@@ -72,10 +72,9 @@ class WorkerSpec:
     """The shared memory of each feed's ring (by name), made by the coordinator."""
     result_ring: str = ""
     ring_size: int = 0
-    realtime: bool = True
-    """Ask for real-time scheduling (`_priority`); without it the worker runs at normal priority."""
-    normal_because: str = "--no-realtime"
-    """Why the worker is not to ask for it, when `realtime` is off (for its report)."""
+    not_realtime: str | None = None
+    """None: ask for real-time scheduling (`_priority`); else why the worker runs at normal
+    priority without asking (for its report)."""
 
 
 def pipe_feed(conn: Connection, ring: Ring) -> Feed:
@@ -235,7 +234,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     sys.setswitchinterval(SWITCH_INTERVAL)
     # Before any thread starts: the threads inherit the scheduling of the one that starts them.
-    scheduling = raise_to_realtime() if spec.realtime else f"normal ({spec.normal_because})"
+    scheduling = raise_to_realtime() if spec.not_realtime is None else normal(spec.not_realtime)
     keep_large_buffers()
     # Everything imported so far is out of the collector's sight: a full collection then
     # walks only what the replay allocates, not the interpreter's modules (milliseconds).

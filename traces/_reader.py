@@ -338,7 +338,7 @@ class TraceReader(Closing):
                 raise _FrameProblem(offset, "file ends inside a skippable frame", torn=True)
             return b"", 8 + length
         known_length = self._frame_lengths.get(offset)
-        if known_length is not None and _content_size(magic_bytes) is not None:
+        if known_length is not None and _states_content_size(magic_bytes):
             return self._read_known_frame(offset, known_length), known_length
         self._file.seek(offset)
         stream = self._decompressor.decompressobj()
@@ -462,13 +462,12 @@ class TraceReader(Closing):
         return self._file.read(length)
 
 
-def _content_size(frame_start: bytes) -> int | None:
-    """The content size a zstd frame's header states, or None (not stated, or not readable)."""
+def _states_content_size(frame_start: bytes) -> bool:
+    """Whether a zstd frame's header states its content size (one-shot decompression needs it)."""
     try:
-        size = zstandard.frame_content_size(frame_start)
+        return bool(zstandard.frame_content_size(frame_start) >= 0)
     except zstandard.ZstdError:
-        return None
-    return size if size >= 0 else None
+        return False
 
 
 def _peek_tag(payload: memoryview) -> str | None:

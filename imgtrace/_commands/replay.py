@@ -132,6 +132,7 @@ def _diagnosis(result: ReplayResult, target: Any) -> str | None:
 def _print_summary(console: Any, result: ReplayResult) -> None:
     from rich.table import Table
 
+    from replayer._priority import NOT_ASKED, REALTIME
     from replayer._progress import summary_table
 
     title = "replay " + ("interrupted" if result.interrupted else "summary")
@@ -149,14 +150,10 @@ def _print_summary(console: Any, result: ReplayResult) -> None:
             "behind the sends; their timings, statuses and headers are in the run)",
             markup=False,
         )
-    if (
-        result.workers
-        and result.scheduling.startswith("normal (")
-        and "--no-realtime" not in (result.scheduling)
-    ):
+    if result.workers and result.scheduling not in (REALTIME, NOT_ASKED):
         console.print(
             f"imgtrace: note: the dispatch ran at {result.scheduling}; on a machine whose cores "
-            'are busy, some sends may be a few ms late (docs/replay.md, "Dispatch priority")',
+            'are busy, some sends may be a few ms late (docs/replaying.md, "Dispatch priority")',
             markup=False,
         )
     warning = result.lag.warning(result.planned_rate, result.achieved_rate)
