@@ -92,7 +92,10 @@ _text = st.text(max_size=20)
     request=st.lists(st.binary(max_size=2000), max_size=5),
     response=st.lists(st.binary(max_size=2000), max_size=5),
     headers=st.lists(st.tuples(_text, _text), max_size=4),
-    notes=st.dictionaries(_text, st.one_of(_text, st.integers(), st.none()), max_size=3),
+    # Notes are msgpack values (trace records are msgpack): integers within its 64-bit range.
+    notes=st.dictionaries(
+        _text, st.one_of(_text, st.integers(-(2**63), 2**64 - 1), st.none()), max_size=3
+    ),
     status=st.one_of(st.none(), st.integers(100, 599)),
     error=st.one_of(st.none(), st.sampled_from(["aborted", "read", "timeout"])),
 )
